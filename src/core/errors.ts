@@ -1,0 +1,53 @@
+/**
+ * One error type for everything Tiercel refuses or fails to do. Each carries a stable machine-readable
+ * `code` and the HTTP status the client gets; the message is for humans. Anything a client caused is a
+ * 4xx; an upstream (origin, config store) that misbehaves is a 502/504; never a bare 500.
+ */
+export type ErrorCode =
+  | "bad_host"
+  | "site_not_found"
+  | "site_config_invalid"
+  | "site_store_unavailable"
+  | "method_not_allowed"
+  | "origin_unreachable"
+  | "origin_timeout"
+  | "loop_detected"
+  | "internal_error";
+
+export class TiercelError extends Error {
+  override readonly name = "TiercelError";
+
+  constructor(
+    readonly code: ErrorCode,
+    readonly status: number,
+    message: string,
+    options?: { cause?: unknown; headers?: Record<string, string> },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.headers = options?.headers ?? {};
+  }
+
+  readonly headers: Record<string, string>;
+}
+
+/** The JSON error body every Tiercel-made error response carries. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string };
+}
+
+/**
+ * Turns any thrown value into a response. A `TiercelError` keeps its status and code; anything else is a
+ * bug, reported as 502 `internal_error` without leaking its message. Error responses are never stored.
+ */
+export function errorResponse(error: unknown, extraHeaders?: HeadersInit): Response {
+  const known =
+    error instanceof TiercelError
+      ? error
+      : new TiercelError("internal_error", 502, "Tiercel could not complete the request", { cause: error });
+  const body: ErrorBody = { error: { code: known.code, message: known.message } };
+  const headers = new Headers(extraHeaders);
+  headers.set("content-type", "application/json; charset=utf-8");
+  headers.set("cache-control", "no-store");
+  for (const [name, value] of Object.entries(known.headers)) headers.set(name, value);
+  return new Response(JSON.stringify(body), { status: known.status, headers });
+}

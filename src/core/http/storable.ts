@@ -1,0 +1,64 @@
+import type { CacheControl } from "./cache-control";
+import type { VaryFields } from "./vary";
+
+/**
+ * Whether a shared cache may store a response (RFC 9111 §3). Pure: every input is a parsed value.
+ * Returns the first reason it may not, or null when it may. A cache is always allowed not to store, so
+ * where Tiercel is stricter than the RFC it says so.
+ */
+export type NotStorableReason =
+  | "method"
+  | "status"
+  | "no-store"
+  | "private"
+  | "authorization"
+  | "set-cookie"
+  | "vary"
+  | "no-expiration";
+
+export interface StorableInput {
+  method: string;
+  requestHeaders: Headers;
+  requestCc: CacheControl;
+  status: number;
+  responseHeaders: Headers;
+  responseCc: CacheControl;
+  vary: VaryFields;
+}
+
+/**
+ * Statuses Tiercel stores. 206 is never stored: the cache holds whole objects and answers ranges from
+ * them. Errors other than 404/410 are never stored (stricter than §3, which allows any understood status).
+ */
+const STORABLE_STATUSES = new Set([200, 203, 204, 300, 301, 302, 307, 308, 404, 410]);
+const CACHEABLE_BY_DEFAULT = new Set([200, 203, 204, 300, 301, 308, 404, 410]);
+
+export function whyNotStorable(input: StorableInput): NotStorableReason | null {
+  const { requestCc, responseCc } = input;
+  // §3: "the request method is understood by the cache" — GET only; HEAD never fills the GET entry.
+  if (input.method !== "GET") return "method";
+  // §3: "the response status code is final" and understood.
+  if (!STORABLE_STATUSES.has(input.status)) return "status";
+  // §3: "the no-store cache directive is not present in the response"; §5.2.1.5 for the request.
+  if (responseCc.noStore || requestCc.noStore) return "no-store";
+  // §3: "if the cache is shared: the private response directive is either not present or allows a
+  // shared cache to store a modified response". Stricter: a qualified private is not stored either.
+  if (responseCc.private !== false) return "private";
+  // §3.5: a shared cache must not reuse a response to an authorized request unless the response
+  // carries must-revalidate, public or s-maxage.
+  if (
+    input.requestHeaders.has("authorization") &&
+    !(responseCc.public || responseCc.mustRevalidate || responseCc.sMaxAge !== undefined)
+  ) {
+    return "authorization";
+  }
+  // §7.3 (security): a Set-Cookie in a shared cache would hand one user's cookie to everyone.
+  if (input.responseHeaders.has("set-cookie")) return "set-cookie";
+  // RFC 9110 §12.5.5: Vary: * can never be matched. Other selecting headers need variant keys.
+  if (input.vary === "*" || input.vary.length > 0) return "vary";
+  // §3: the response has explicit expiration, is public, or has a status cacheable by default.
+  const explicit =
+    responseCc.maxAge !== undefined || responseCc.sMaxAge !== undefined || input.responseHeaders.has("expires");
+  if (!explicit && !responseCc.public && !CACHEABLE_BY_DEFAULT.has(input.status)) return "no-expiration";
+  return null;
+}

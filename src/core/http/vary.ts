@@ -1,0 +1,23 @@
+/**
+ * Vary (RFC 9110 §12.5.5; RFC 9111 §4.1).
+ *
+ * Deliberate deviation: `Accept-Encoding` is not treated as a selecting header. The Workers runtime asks
+ * origins for gzip/brotli, decodes what it receives, and encodes again for each client according to that
+ * client's own Accept-Encoding, so the representation Tiercel stores is the same whichever encoding the
+ * client asked for.
+ */
+export type VaryFields = "*" | string[];
+
+const NOT_SELECTING = new Set(["accept-encoding"]);
+
+/** The selecting field names of a response, lower-cased, de-duplicated and sorted; "*" for Vary: *. */
+export function parseVary(value: string | null): VaryFields {
+  if (!value) return [];
+  const names = new Set<string>();
+  for (const token of value.split(",")) {
+    const name = token.trim().toLowerCase();
+    if (name === "*") return "*";
+    if (name && !NOT_SELECTING.has(name)) names.add(name);
+  }
+  return [...names].sort();
+}

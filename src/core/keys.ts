@@ -1,0 +1,33 @@
+/**
+ * Cache keys. A key is the SHA-256 of a fixed-order tuple serialized as JSON, so no choice of site id,
+ * path or query can make two different requests share a key (no delimiters to smuggle), and nothing a
+ * client sends besides the URL takes part. The tuple starts with a format tag, so a change of key format
+ * can never read entries written by an older one.
+ */
+export interface CacheKeyParts {
+  /** The site's unique id (never its host: a site may have several hosts, and hosts move). */
+  siteId: string;
+  /** The request path as the runtime parsed it (percent-encoding kept as received). */
+  path: string;
+  /** The exact query string, `?` included, or "" when there is none. Order and encoding are kept. */
+  query: string;
+}
+
+const KEY_FORMAT = "tiercel/key/1";
+
+export async function cacheKey(parts: CacheKeyParts): Promise<string> {
+  const tuple = [KEY_FORMAT, parts.siteId, parts.path, parts.query];
+  const bytes = new TextEncoder().encode(JSON.stringify(tuple));
+  const digest = await crypto.subtle.digest("SHA-256", bytes);
+  return toHex(new Uint8Array(digest));
+}
+
+export function keyPartsFor(siteId: string, url: URL): CacheKeyParts {
+  return { siteId, path: url.pathname, query: url.search };
+}
+
+function toHex(bytes: Uint8Array): string {
+  let out = "";
+  for (const byte of bytes) out += byte.toString(16).padStart(2, "0");
+  return out;
+}

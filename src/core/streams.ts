@@ -1,0 +1,99 @@
+/** Small stream helpers the tiers and the store path share. Web Streams only. */
+
+export class BodyTooLargeError extends Error {
+  override readonly name = "BodyTooLargeError";
+}
+
+/**
+ * Reads a whole stream into one buffer, refusing (and cancelling the stream) past `limit` bytes. A stream
+ * that errors rejects: a body that broke off is never mistaken for a complete one.
+ */
+export async function readAll(stream: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limit) {
+      await reader.cancel("body too large to store");
+      throw new BodyTooLargeError(`body exceeds ${limit} bytes`);
+    }
+    chunks.push(value);
+  }
+  return concat(chunks, total);
+}
+
+/**
+ * Splits the first `size` bytes off a stream: returns them and a stream of the rest, which still reads
+ * lazily from the original (nothing beyond the prefix is buffered).
+ */
+export async function splitPrefix(
+  stream: ReadableStream<Uint8Array>,
+  size: number,
+): Promise<{ prefix: Uint8Array; rest: ReadableStream<Uint8Array> }> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  let leftover: Uint8Array | undefined;
+  while (total < size) {
+    const { done, value } = await reader.read();
+    if (done) {
+      await reader.cancel();
+      throw new Error(`stream ended after ${total} of ${size} prefix bytes`);
+    }
+    const need = size - total;
+    if (value.byteLength > need) {
+      chunks.push(value.subarray(0, need));
+      leftover = value.subarray(need);
+      total = size;
+    } else {
+      chunks.push(value);
+      total += value.byteLength;
+    }
+  }
+  const rest = new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (leftover?.byteLength) controller.enqueue(leftover);
+    },
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return { prefix: concat(chunks, size), rest };
+}
+
+export function concat(chunks: Uint8Array[], total = chunks.reduce((n, c) => n + c.byteLength, 0)): Uint8Array {
+  if (chunks.length === 1 && chunks[0]) return chunks[0];
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+/** A stream of one buffer. */
+export function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      if (bytes.byteLength) controller.enqueue(bytes);
+      controller.close();
+    },
+  });
+}
+
+/** `sha-256=:<base64>:` (RFC 9530 §2 syntax) of a buffer. */
+export async function sha256Digest(bytes: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  let binary = "";
+  for (const byte of digest) binary += String.fromCharCode(byte);
+  return `sha-256=:${btoa(binary)}:`;
+}

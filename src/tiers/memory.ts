@@ -1,0 +1,44 @@
+import type { StoredEntry } from "../core/entry";
+import { streamOf } from "../core/streams";
+import type { CachedObject, Tier } from "../core/tier";
+
+/**
+ * An in-isolate tier: a bounded map with retention. Used by unit tests of the pipeline and as the
+ * reference implementation the shared tier suite is checked against.
+ */
+export function memoryTier(options: { now: () => number; maxEntries?: number; name?: string }): Tier {
+  const maxEntries = options.maxEntries ?? 1000;
+  const entries = new Map<string, { entry: StoredEntry; body: Uint8Array; expiresAt: number }>();
+
+  return {
+    name: options.name ?? "memory",
+
+    async get(key: string): Promise<CachedObject | null> {
+      const found = entries.get(key);
+      if (!found) return null;
+      if (found.expiresAt <= options.now()) {
+        entries.delete(key);
+        return null;
+      }
+      return { entry: structuredClone(found.entry), body: streamOf(found.body) };
+    },
+
+    async put(key: string, entry: StoredEntry, body: Uint8Array, retention: number): Promise<void> {
+      entries.delete(key);
+      entries.set(key, {
+        entry: structuredClone(entry),
+        body: body.slice(),
+        expiresAt: options.now() + retention * 1000,
+      });
+      // Oldest first out: Map keeps insertion order.
+      for (const oldest of entries.keys()) {
+        if (entries.size <= maxEntries) break;
+        entries.delete(oldest);
+      }
+    },
+
+    async delete(key: string): Promise<void> {
+      entries.delete(key);
+    },
+  };
+}

@@ -1,0 +1,49 @@
+import { type Deps, type Logger, respond } from "./core/pipeline";
+import { httpOrigin } from "./origins/http";
+import { kvSiteStore } from "./sites/store";
+import { edgeTier } from "./tiers/edge";
+import { kvTier } from "./tiers/kv";
+
+/**
+ * The Worker entry point: the only file that reads `env`. It binds the platform to the pieces once per
+ * isolate and hands every request to the pipeline.
+ */
+
+/** Limits that are not per-site settings (yet). */
+export const LIMITS = {
+  /** A tier operation slower than this is skipped. */
+  tierTimeoutMs: 2_000,
+  /** Deadline for an origin's response headers. */
+  originHeadersTimeoutMs: 30_000,
+  /** Bodies larger than this stream through but are not stored (KV's value limit). */
+  maxStoreBytes: 25 * 1024 * 1024,
+} as const;
+
+const log: Logger = (event, fields) => console.log(JSON.stringify({ event, ...fields }));
+
+type Platform = Omit<Deps, "waitUntil">;
+const platforms = new WeakMap<Env, Platform>();
+
+/** Builds the env-derived pieces once per isolate (env is the same object for every request). */
+export function platformFor(env: Env): Platform {
+  let platform = platforms.get(env);
+  if (!platform) {
+    platform = {
+      sites: kvSiteStore(env.SITES),
+      tiers: [edgeTier(caches.open(env.EDGE_CACHE_NAME)), kvTier(env.CACHE_KV)],
+      originFor: (site) => httpOrigin({ url: site.origin.url, headersTimeoutMs: LIMITS.originHeadersTimeoutMs }),
+      now: Date.now,
+      log,
+      tierTimeoutMs: LIMITS.tierTimeoutMs,
+      maxStoreBytes: LIMITS.maxStoreBytes,
+    };
+    platforms.set(env, platform);
+  }
+  return platform;
+}
+
+export default {
+  fetch(request, env, ctx) {
+    return respond(request, { ...platformFor(env), waitUntil: (work) => ctx.waitUntil(work) });
+  },
+} satisfies ExportedHandler<Env>;

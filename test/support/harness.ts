@@ -1,0 +1,69 @@
+import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
+import { type Deps, respond } from "../../src/core/pipeline";
+import type { SiteInput } from "../../src/sites/schema";
+import { siteKey } from "../../src/sites/store";
+import worker, { platformFor } from "../../src/worker";
+import type { RouteSpec, SeenRequest } from "./origin-server";
+
+/** The loopback origin, as seen from inside workerd. */
+export const origin = {
+  url: env.TEST_ORIGIN,
+
+  /** Sets how `path` answers from now on. */
+  async route(path: string, spec: RouteSpec): Promise<void> {
+    const res = await fetch(`${env.TEST_ORIGIN}/__route?path=${encodeURIComponent(path)}`, {
+      method: "PUT",
+      body: JSON.stringify(spec),
+    });
+    if (!res.ok) throw new Error(`could not set route ${path}`);
+  },
+
+  /** How many requests reached `path`, and the last of them. */
+  async hits(path: string): Promise<{ hits: number; last: SeenRequest | null }> {
+    const res = await fetch(`${env.TEST_ORIGIN}/__hits?path=${encodeURIComponent(path)}`);
+    return res.json();
+  },
+};
+
+let counter = 0;
+/** A name no other test uses, so tests never share paths, hosts or ids (storage outlives a test). */
+export function unique(prefix: string): string {
+  counter += 1;
+  return `${prefix}-${Date.now().toString(36)}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Writes a site config to the real local SITES namespace, as an operator would. */
+export async function putSite(host: string, site: SiteInput | unknown): Promise<void> {
+  await env.SITES.put(siteKey(host), JSON.stringify(site));
+}
+
+/** A new site on a fresh host whose origin is the loopback server (optionally under a base path). */
+export async function newSite(basePath = ""): Promise<{ host: string; id: string }> {
+  const host = `${unique("site")}.test`;
+  const id = unique("id");
+  await putSite(host, { id, origin: { kind: "http", url: `${env.TEST_ORIGIN}${basePath}` } });
+  return { host, id };
+}
+
+/**
+ * Sends a request through the Worker's own fetch handler with the real bindings, then waits for every
+ * background store it started (no sleeping). With `overrides`, runs the pipeline on the same platform
+ * pieces with some replaced (a failing tier, a controlled clock).
+ */
+export async function send(
+  input: string,
+  init?: RequestInit,
+  overrides?: Partial<Omit<Deps, "waitUntil">>,
+): Promise<Response> {
+  const request = new Request(input, init) as Request<unknown, IncomingRequestCfProperties>;
+  const ctx = createExecutionContext();
+  const response = overrides
+    ? await respond(request, { ...platformFor(env), ...overrides, waitUntil: (work) => ctx.waitUntil(work) })
+    : await worker.fetch(request, env, ctx);
+  const body = await response.arrayBuffer().catch((error: unknown) => error);
+  await waitOnExecutionContext(ctx);
+  if (body instanceof ArrayBuffer)
+    return new Response(body.byteLength || init?.method === "HEAD" ? body : null, response);
+  // The body broke off: hand back the headers and the error, as a client would see them.
+  return Object.assign(new Response(null, response), { bodyError: body });
+}

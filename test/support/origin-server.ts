@@ -1,0 +1,105 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+
+/**
+ * A real HTTP origin on loopback for the workerd tests. It counts every request per path, remembers the
+ * last request to each path, and answers either from a route a test registered or with a default
+ * cacheable response. Tests talk to it over HTTP from inside workerd (see `test/support/origin.ts`).
+ *
+ * Control endpoints (never counted):
+ *   PUT  /__route?path=/p   body: RouteSpec JSON   — how /p answers from now on
+ *   GET  /__hits?path=/p                            — { hits, last }
+ */
+export interface RouteSpec {
+  status?: number;
+  headers?: Record<string, string | string[]>;
+  body?: string;
+  /** A generated body of this many bytes (pattern "0123456789"). */
+  size?: number;
+  /** Wait this long before sending the headers. */
+  delayMs?: number;
+  /** Send the headers (with the full Content-Length), then this many bytes, then cut the connection. */
+  truncateAfter?: number;
+}
+
+export interface SeenRequest {
+  method: string;
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+export function startOriginServer(): Promise<{ server: Server; port: number }> {
+  const routes = new Map<string, RouteSpec>();
+  const hits = new Map<string, number>();
+  const last = new Map<string, SeenRequest>();
+
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url ?? "/", "http://origin.test");
+    const body = await readBody(req);
+    if (url.pathname === "/__route" && req.method === "PUT") {
+      routes.set(url.searchParams.get("path") ?? "/", JSON.parse(body) as RouteSpec);
+      return json(res, { ok: true });
+    }
+    if (url.pathname === "/__hits") {
+      const path = url.searchParams.get("path") ?? "/";
+      return json(res, { hits: hits.get(path) ?? 0, last: last.get(path) ?? null });
+    }
+    const count = (hits.get(url.pathname) ?? 0) + 1;
+    hits.set(url.pathname, count);
+    last.set(url.pathname, { method: req.method ?? "GET", url: req.url ?? "/", headers: req.headers, body });
+    const route = routes.get(url.pathname);
+    if (!route) {
+      const text = `${req.method} ${req.url} #${count}`;
+      res.writeHead(200, {
+        "content-type": "text/plain",
+        "cache-control": "max-age=60",
+        "x-origin-hit": String(count),
+      });
+      return res.end(req.method === "HEAD" ? undefined : text);
+    }
+    await respondWith(route, count, req, res);
+  });
+
+  return new Promise((resolve) => {
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      if (typeof address !== "object" || !address) throw new Error("origin server has no address");
+      resolve({ server, port: address.port });
+    });
+  });
+}
+
+async function respondWith(route: RouteSpec, count: number, req: IncomingMessage, res: ServerResponse) {
+  if (route.delayMs) await new Promise((r) => setTimeout(r, route.delayMs));
+  const payload =
+    route.size !== undefined
+      ? Buffer.from("0123456789".repeat(Math.ceil(route.size / 10)).slice(0, route.size))
+      : Buffer.from((route.body ?? "").replaceAll("{hit}", String(count)));
+  const headers: Record<string, string | string[]> = { "x-origin-hit": String(count), ...route.headers };
+  if (!Object.keys(headers).some((h) => h.toLowerCase() === "content-length")) {
+    headers["content-length"] = String(payload.byteLength);
+  }
+  res.writeHead(route.status ?? 200, headers);
+  if (req.method === "HEAD") return res.end();
+  if (route.truncateAfter !== undefined) {
+    res.write(payload.subarray(0, route.truncateAfter));
+    // Give the bytes a moment to leave, then cut the connection mid-body.
+    setTimeout(() => res.socket?.destroy(), 20);
+    return;
+  }
+  res.end(payload);
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}
+
+function json(res: ServerResponse, value: unknown) {
+  res.writeHead(200, { "content-type": "application/json" });
+  res.end(JSON.stringify(value));
+}
