@@ -2,7 +2,10 @@
 //  1. the demo origin on loopback (demo/origin.mjs),
 //  2. a site config for localhost and 127.0.0.1 written to the local SITES namespace,
 //  3. the Worker in workerd (`wrangler dev`), with KV and Cache persisted under .wrangler/.
+// Each start is a fresh "data center": the local Cache API (tier 1) starts empty, while KV (tier 2, global)
+// keeps what earlier runs stored, so a restart shows tier 2 answering and refilling tier 1.
 import { spawn } from "node:child_process";
+import { rm } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { startDemoOrigin } from "../demo/origin.mjs";
 
@@ -26,6 +29,8 @@ function runToEnd(args) {
     child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`wrangler ${args[0]} exited with ${code}`))));
   });
 }
+
+await rm(new URL("../.wrangler/state/v3/cache", import.meta.url), { recursive: true, force: true });
 
 const origin = await startDemoOrigin({ port: ORIGIN_PORT });
 console.log(`demo origin listening on ${origin.url}`);
