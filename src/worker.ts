@@ -1,3 +1,4 @@
+import { createCollapser } from "./core/collapse";
 import { type Deps, type Logger, respond } from "./core/pipeline";
 import { httpOrigin } from "./origins/http";
 import { kvSiteStore } from "./sites/store";
@@ -15,8 +16,10 @@ export const LIMITS = {
   tierTimeoutMs: 2_000,
   /** Deadline for an origin's response headers. */
   originHeadersTimeoutMs: 30_000,
-  /** Bodies larger than this stream through but are not stored (KV's value limit). */
-  maxStoreBytes: 25 * 1024 * 1024,
+  /** Bodies up to this size are buffered once (and shared with collapsed requests); larger ones stream. */
+  maxBufferBytes: 4 * 1024 * 1024,
+  /** Bodies larger than this stream through unstored. */
+  maxObjectBytes: 512 * 1024 * 1024,
 } as const;
 
 const log: Logger = (event, fields) => console.log(JSON.stringify({ event, ...fields }));
@@ -34,8 +37,10 @@ export function platformFor(env: Env): Platform {
       originFor: (site) => httpOrigin({ url: site.origin.url, headersTimeoutMs: LIMITS.originHeadersTimeoutMs }),
       now: Date.now,
       log,
+      collapser: createCollapser(),
       tierTimeoutMs: LIMITS.tierTimeoutMs,
-      maxStoreBytes: LIMITS.maxStoreBytes,
+      maxBufferBytes: LIMITS.maxBufferBytes,
+      maxObjectBytes: LIMITS.maxObjectBytes,
     };
     platforms.set(env, platform);
   }

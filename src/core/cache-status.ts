@@ -3,7 +3,7 @@
  * the cache nearest the origin to the one nearest the client (§2: "the first member ... is the cache
  * closest to the origin server").
  */
-export type ForwardReason = "bypass" | "method" | "uri-miss" | "miss" | "stale" | "request";
+export type ForwardReason = "bypass" | "method" | "uri-miss" | "vary-miss" | "miss" | "stale" | "partial" | "request";
 
 export interface CacheStatusMember {
   /** Cache name, e.g. "Tiercel-Edge". */

@@ -1,6 +1,6 @@
-import { parseCacheControl } from "./http/cache-control";
-import { correctedInitialAge, currentAge, freshnessLifetime } from "./http/freshness";
+import { correctedInitialAge, currentAge } from "./http/freshness";
 import { endToEndHeaders } from "./http/headers";
+import { REVALIDATION_KEEP, type UsePolicy } from "./policy";
 
 /**
  * The stored-entry record: one format for every tier, so tier 2 can refill tier 1 without the origin.
@@ -20,8 +20,16 @@ export interface StoredEntry {
   storedAt: number;
   /** Corrected initial age (RFC 9111 §4.2.3) at responseTime. */
   initialAge: number;
-  /** Freshness lifetime (RFC 9111 §4.2.1). */
+  /** Freshness lifetime (RFC 9111 §4.2.1, or the site's override). */
   lifetime: number;
+  /** stale-while-revalidate window (RFC 5861 §3). */
+  swr: number;
+  /** stale-if-error window (RFC 5861 §4). */
+  sie: number;
+  /** must-revalidate / proxy-revalidate: never served stale. */
+  mustRevalidate: boolean;
+  /** no-cache: validated before every use. */
+  noCache: boolean;
   etag?: string;
   lastModified?: string;
   /** Selecting request headers (lower case, sorted); empty when the response does not vary. */
@@ -30,8 +38,14 @@ export interface StoredEntry {
   tags: string[];
   /** Body length in bytes, as stored (after any transfer decoding the runtime did). */
   length: number;
-  /** RFC 9530 style digest of the stored body: `sha-256=:<base64>:`. */
+  /** RFC 9530 style digest of the stored body, `sha-256=:<base64>:`; "" when the body was streamed. */
   digest: string;
+  /**
+   * Present on a variant index: the response at this key varies, and the variant for a request is stored
+   * under `variantKey(key, fields, nonce, request)`. An index has no body. A new nonce (after an
+   * invalidation) orphans every variant stored under the old one.
+   */
+  variants?: { fields: string[]; nonce: string };
 }
 
 /** Headers never stored: Age is recomputed on every answer, Content-Length from the stored body. */
@@ -46,10 +60,10 @@ export interface EntryInput {
   vary: string[];
   length: number;
   digest: string;
+  use: UsePolicy;
 }
 
 export function buildEntry(input: EntryInput): StoredEntry {
-  const cc = parseCacheControl(input.headers.get("cache-control"));
   const stored = endToEndHeaders(input.headers, DERIVED_HEADERS);
   const entry: StoredEntry = {
     v: 1,
@@ -59,7 +73,11 @@ export function buildEntry(input: EntryInput): StoredEntry {
     responseTime: input.responseTime,
     storedAt: input.storedAt,
     initialAge: correctedInitialAge(input),
-    lifetime: freshnessLifetime({ status: input.status, headers: input.headers, cc, responseTime: input.responseTime }),
+    lifetime: input.use.lifetime,
+    swr: input.use.swr,
+    sie: input.use.sie,
+    mustRevalidate: input.use.mustRevalidate,
+    noCache: input.use.noCache,
     vary: input.vary,
     tags: parseTags(input.headers),
     length: input.length,
@@ -82,8 +100,32 @@ export function entryTtl(entry: StoredEntry, now: number): number {
   return entry.lifetime - currentAge(entry.initialAge, entry.responseTime, now);
 }
 
+/** Fresh, and usable without validation (RFC 9111 §4.2; no-cache always needs validation, §5.2.2.4). */
 export function isFresh(entry: StoredEntry, now: number): boolean {
-  return entryTtl(entry, now) > 0;
+  return !entry.noCache && entryTtl(entry, now) > 0;
+}
+
+/** Stale, but within stale-while-revalidate: may be served while it is refreshed (RFC 5861 §3). */
+export function withinStaleWhileRevalidate(entry: StoredEntry, now: number): boolean {
+  return !entry.noCache && !entry.mustRevalidate && -entryTtl(entry, now) < entry.swr;
+}
+
+/** Stale, but within stale-if-error: may be served when the origin fails (RFC 5861 §4). */
+export function withinStaleIfError(entry: StoredEntry, now: number): boolean {
+  return !entry.mustRevalidate && -entryTtl(entry, now) < entry.sie;
+}
+
+export function hasValidators(entry: StoredEntry): boolean {
+  return entry.etag !== undefined || entry.lastModified !== undefined;
+}
+
+/**
+ * How long a tier should keep an entry, in seconds: its remaining freshness plus the longest time it can
+ * still be useful stale — served within a stale window, or revalidated if it has validators.
+ */
+export function retentionOf(entry: StoredEntry, now: number): number {
+  const useful = Math.max(entry.swr, entry.sie, hasValidators(entry) && !entry.variants ? REVALIDATION_KEEP : 0);
+  return entryTtl(entry, now) + useful;
 }
 
 export function entryHeaders(entry: StoredEntry): Headers {
@@ -123,7 +165,9 @@ export function isStoredEntry(value: unknown): value is StoredEntry {
     e.headers.every(
       (h) => Array.isArray(h) && h.length === 2 && typeof h[0] === "string" && typeof h[1] === "string",
     ) &&
-    [e.requestTime, e.responseTime, e.storedAt, e.initialAge, e.lifetime, e.length].every(
+    typeof e.mustRevalidate === "boolean" &&
+    typeof e.noCache === "boolean" &&
+    [e.requestTime, e.responseTime, e.storedAt, e.initialAge, e.lifetime, e.swr, e.sie, e.length].every(
       (n) => typeof n === "number" && Number.isFinite(n),
     ) &&
     Array.isArray(e.vary) &&

@@ -11,6 +11,7 @@ export type ErrorCode =
   | "method_not_allowed"
   | "origin_unreachable"
   | "origin_timeout"
+  | "origin_bad_response"
   | "loop_detected"
   | "internal_error";
 

@@ -31,3 +31,32 @@ function toHex(bytes: Uint8Array): string {
   for (const byte of bytes) out += byte.toString(16).padStart(2, "0");
   return out;
 }
+
+const VARIANT_FORMAT = "tiercel/variant/1";
+
+/**
+ * The key of one variant of a response that varies (RFC 9111 §4.1): the base key, the index's nonce,
+ * and each selecting field with the request's normalized value (absent stays distinct from empty).
+ */
+export async function variantKey(baseKey: string, fields: string[], nonce: string, request: Headers): Promise<string> {
+  const tuple = [VARIANT_FORMAT, baseKey, nonce, selectingValues(fields, request)];
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify(tuple)));
+  return toHex(new Uint8Array(digest));
+}
+
+/**
+ * The normalized values of the selecting fields (RFC 9111 §4.1: "normalizing both header values in a way
+ * that is known to have identical semantics"): whitespace around list members and runs of whitespace do not
+ * matter; case and order do (they can matter to the origin).
+ */
+export function selectingValues(fields: string[], request: Headers): [string, string | null][] {
+  return fields.map((field) => {
+    const value = request.get(field);
+    if (value === null) return [field, null];
+    const normalized = value
+      .split(",")
+      .map((member) => member.trim().replace(/\s+/g, " "))
+      .join(",");
+    return [field, normalized];
+  });
+}

@@ -97,3 +97,51 @@ export async function sha256Digest(bytes: Uint8Array): Promise<string> {
   for (const byte of digest) binary += String.fromCharCode(byte);
   return `sha-256=:${btoa(binary)}:`;
 }
+
+/** Raised in a stream whose consumer stopped reading. */
+export class StalledConsumerError extends Error {
+  override readonly name = "StalledConsumerError";
+}
+
+/**
+ * Wraps a stream so that a consumer that stops reading for `ms` does not hold it forever: the source is
+ * cancelled and the wrapper errors. Used on the branches of a fan-out that feed tiers, so a hung tier
+ * cannot stall the client's branch (the fan-out moves at the pace of its slowest branch).
+ */
+export function cancelIfStalled(source: ReadableStream<Uint8Array>, ms: number): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let wrapper: ReadableStreamDefaultController<Uint8Array>;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      const error = new StalledConsumerError(`consumer did not read for ${ms} ms`);
+      reader.cancel(error).catch(() => {});
+      wrapper.error(error);
+    }, ms);
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        wrapper = controller;
+        arm();
+      },
+      async pull(controller) {
+        clearTimeout(timer);
+        try {
+          const { done, value } = await reader.read();
+          if (done) return controller.close();
+          controller.enqueue(value);
+          arm();
+        } catch (error) {
+          controller.error(error);
+        }
+      },
+      cancel(reason) {
+        clearTimeout(timer);
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}

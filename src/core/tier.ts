@@ -11,11 +11,15 @@ export interface CachedObject {
  * under Tiercel's keys; freshness is decided above it. `retention` is how long, in seconds, the tier
  * should keep the entry (it may drop it sooner). Tiers throw on failure; the pipeline skips a tier that
  * throws or is slow.
+ *
+ * `put` is all or nothing: when the body is a stream that errors (a body that broke off, or one whose
+ * length check failed), the put rejects and a later `get` finds the previous entry or nothing, never a
+ * partial body. A streamed body is `entry.length` bytes long.
  */
 export interface Tier {
   /** Short name used in Cache-Status, Server-Timing and logs: "edge", "kv". */
   readonly name: string;
   get(key: string): Promise<CachedObject | null>;
-  put(key: string, entry: StoredEntry, body: Uint8Array, retention: number): Promise<void>;
+  put(key: string, entry: StoredEntry, body: Uint8Array | ReadableStream<Uint8Array>, retention: number): Promise<void>;
   delete(key: string): Promise<void>;
 }

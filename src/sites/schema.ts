@@ -15,12 +15,38 @@ const httpOrigin = z.strictObject({
   }, "must not carry credentials, a query or a fragment"),
 });
 
+/** A duration in whole seconds, at most a year. */
+const seconds = z.number().int().min(0).max(31_536_000);
+
+/**
+ * How the site is cached. Every field has a default, so `{}` (or leaving `cache` out) is a valid policy.
+ * Origin directives win over the stale-window defaults; `edgeTtl` and `browserTtl`, when set, win over the
+ * origin's freshness.
+ */
+const cachePolicy = z.strictObject({
+  /** Freshness Tiercel uses for storable responses, instead of the origin's (RFC 9111 §4.2.1). */
+  edgeTtl: seconds.optional(),
+  /** When set, clients get `Cache-Control: max-age=<browserTtl>` instead of the origin's Cache-Control. */
+  browserTtl: seconds.optional(),
+  /** stale-while-revalidate window (RFC 5861 §3) for responses that do not carry one. */
+  staleWhileRevalidate: seconds.default(0),
+  /** stale-if-error window (RFC 5861 §4) for responses that do not carry one. */
+  staleIfError: seconds.default(0),
+  /** Freshness of 404 and 410 responses (negative caching); 0 stores none. */
+  negativeTtl: seconds.default(60),
+  /** Store responses that set cookies, with their Set-Cookie removed (otherwise they are never stored). */
+  stripSetCookie: z.boolean().default(false),
+});
+
+export type CachePolicy = z.output<typeof cachePolicy>;
+
 export const siteSchema = z.strictObject({
   /** Schema version; absent means 1. */
   version: z.literal(1).default(1),
   /** Unique, random, never reused: part of every cache key of the site. */
   id: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, "must be 8–64 characters of A–Z, a–z, 0–9, _ or -"),
   origin: z.discriminatedUnion("kind", [httpOrigin]),
+  cache: cachePolicy.default(cachePolicy.parse({})),
 });
 
 export type Site = z.output<typeof siteSchema>;

@@ -1,10 +1,15 @@
 import { isStoredEntry, type StoredEntry } from "../core/entry";
+import { verifyLength } from "../core/stream-fanout";
 import type { CachedObject, Tier } from "../core/tier";
 
 /**
- * Tier 1: the data center's Cache API. Entries live under a synthetic URL made from Tiercel's key (never
- * the client's URL), as an envelope response: the body is the stored body, the record travels base64-encoded
- * in one header, and the envelope's own Cache-Control tells the Cache API how long to keep it.
+ * Tier 1: the data center's Cache API. Entries live under synthetic URLs made from Tiercel's key (never
+ * the client's URL), as envelope responses whose `Cache-Control` tells the Cache API how long to keep them.
+ *
+ * - A buffered body rides in the envelope itself; the record travels base64-encoded in one header.
+ * - A streamed (large) body is put under its own URL first, read back and counted, and only then is the
+ *   envelope written, pointing at it. The Cache API can keep part of a body whose stream broke off (seen
+ *   in workerd), and its put does not always say so; the count is what makes a partial body unreachable.
  */
 export interface EdgeTierOptions {
   /** Host of the synthetic key URLs; only its uniqueness matters. */
@@ -12,41 +17,70 @@ export interface EdgeTierOptions {
 }
 
 const ENTRY_HEADER = "x-tiercel-entry";
+const BODY_HEADER = "x-tiercel-body";
 
 /** `cache` may be a promise (as from `caches.open`): if it rejects, every operation throws and is skipped. */
 export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions = {}): Tier {
   const keyHost = options.keyHost ?? "cache.tiercel.internal";
   const urlFor = (key: string) => `https://${keyHost}/v1/${key}`;
+  const bodyUrlFor = (key: string, id: string) => `https://${keyHost}/v1/${key}/body/${id}`;
 
   return {
     name: "edge",
 
     async get(key: string): Promise<CachedObject | null> {
-      const response = await (await cache).match(urlFor(key));
+      const store = await cache;
+      const response = await store.match(urlFor(key));
       if (!response) return null;
       const entry = decodeEntry(response.headers.get(ENTRY_HEADER));
+      const bodyId = response.headers.get(BODY_HEADER);
       if (!entry || !response.body) {
         await response.body?.cancel();
         return null;
       }
-      return { entry, body: response.body };
+      if (!bodyId) return { entry, body: response.body };
+      await response.body.cancel();
+      const body = await store.match(bodyUrlFor(key, bodyId));
+      if (!body?.body) return null;
+      return { entry, body: body.body.pipeThrough(verifyLength(entry.length)) };
     },
 
-    async put(key: string, entry: StoredEntry, body: Uint8Array, retention: number): Promise<void> {
-      const envelope = new Response(body, {
-        headers: {
-          "cache-control": `public, max-age=${Math.max(1, Math.ceil(retention))}`,
-          "content-type": "application/octet-stream",
-          [ENTRY_HEADER]: encodeEntry(entry),
-        },
-      });
-      await (await cache).put(urlFor(key), envelope);
+    async put(key: string, entry: StoredEntry, body: Uint8Array | ReadableStream<Uint8Array>, retention: number) {
+      const store = await cache;
+      const maxAge = `public, max-age=${Math.max(1, Math.ceil(retention))}`;
+      const headers: Record<string, string> = { "cache-control": maxAge, [ENTRY_HEADER]: encodeEntry(entry) };
+      if (body instanceof Uint8Array) {
+        await store.put(urlFor(key), new Response(body, { headers }));
+        return;
+      }
+      const id = crypto.randomUUID();
+      const bodyUrl = bodyUrlFor(key, id);
+      await store.put(bodyUrl, new Response(body, { headers: { "cache-control": maxAge } }));
+      const stored = await store.match(bodyUrl);
+      const length = stored?.body ? await countBytes(stored.body) : -1;
+      if (length !== entry.length) {
+        await store.delete(bodyUrl);
+        throw new Error(`the edge kept ${length} of ${entry.length} bytes; not storing`);
+      }
+      headers[BODY_HEADER] = id;
+      await store.put(urlFor(key), new Response(null, { headers }));
     },
 
     async delete(key: string): Promise<void> {
+      // A streamed body left behind is unreachable without its envelope and expires with it.
       await (await cache).delete(urlFor(key));
     },
   };
+}
+
+async function countBytes(stream: ReadableStream<Uint8Array>): Promise<number> {
+  let total = 0;
+  const reader = stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return total;
+    total += value.byteLength;
+  }
 }
 
 function encodeEntry(entry: StoredEntry): string {

@@ -1,24 +1,38 @@
 import { isStoredEntry, type StoredEntry } from "../core/entry";
-import { concat, splitPrefix } from "../core/streams";
+import { concat, readAll, splitPrefix, streamOf } from "../core/streams";
 import type { CachedObject, Tier } from "../core/tier";
 
 /**
- * Tier 2: Workers KV, global and persistent. The record rides in KV metadata when it fits in KV's
- * 1024-byte limit; when it does not (many or long headers), the whole record is written in front of the
- * body as a length-prefixed frame and the metadata only says how long that frame is. Headers are never
- * dropped to make things fit.
+ * Tier 2: Workers KV, global and persistent.
  *
- * KV values are limited to 25 MiB; larger bodies are refused here (the pipeline skips a tier that throws).
+ * Layout under `<prefix><key>`:
+ * - The record rides in KV metadata (`{e: record}`) when it fits KV's 1024-byte limit; when it does not
+ *   (many or long headers), it is written in front of the value as a frame and the metadata says how long
+ *   the frame is (`{f: bytes}`). Headers are never dropped to make things fit.
+ * - A body up to `chunkSize` (8 MiB) is the rest of the value. A larger one (KV values hold at most 25 MiB) is
+ *   split into chunks under `<prefix><key>/<nonce>/<i>`, written first; the record, written last with
+ *   `c: {n, id}` in its metadata, is what makes the entry visible, so a body that broke off midway leaves
+ *   only unreachable chunks that expire with their TTL.
  */
 export const KV_METADATA_LIMIT = 1024;
 export const KV_VALUE_LIMIT = 25 * 1024 * 1024;
 /** KV's smallest expirationTtl. */
 const KV_MIN_TTL = 60;
 
-type KvMetadata = { e: StoredEntry } | { f: number };
+type Chunks = { n: number; id: string };
+type KvMetadata = ({ e: StoredEntry } | { f: number }) & { c?: Chunks };
 
-export function kvTier(kv: KVNamespace, options: { prefix?: string } = {}): Tier {
+export interface KvTierOptions {
+  /** Key prefix, so several tiers (or tests) can share a namespace. */
+  prefix?: string;
+  /** Bodies longer than this are chunked (at most KV's 25 MiB value limit). */
+  chunkSize?: number;
+}
+
+export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
   const prefix = options.prefix ?? "c:";
+  const chunkSize = Math.min(options.chunkSize ?? 8 * 1024 * 1024, KV_VALUE_LIMIT - 64 * 1024);
+  const chunkKey = (key: string, chunks: Chunks, i: number) => `${prefix}${key}/${chunks.id}/${i}`;
 
   return {
     name: "kv",
@@ -26,37 +40,126 @@ export function kvTier(kv: KVNamespace, options: { prefix?: string } = {}): Tier
     async get(key: string): Promise<CachedObject | null> {
       const { value, metadata } = await kv.getWithMetadata<KvMetadata>(prefix + key, "stream");
       if (value === null) return null;
-      if (metadata && "e" in metadata && isStoredEntry(metadata.e)) return { entry: metadata.e, body: value };
-      if (metadata && "f" in metadata && Number.isInteger(metadata.f) && metadata.f > 0) {
-        const { prefix: frame, rest } = await splitPrefix(value, metadata.f);
-        const entry: unknown = JSON.parse(new TextDecoder().decode(frame));
-        if (isStoredEntry(entry)) return { entry, body: rest };
+      let entry: StoredEntry | null = null;
+      let rest = value;
+      if (metadata && "e" in metadata && isStoredEntry(metadata.e)) {
+        entry = metadata.e;
+      } else if (metadata && "f" in metadata && Number.isInteger(metadata.f) && metadata.f > 0) {
+        const split = await splitPrefix(value, metadata.f);
+        rest = split.rest;
+        const parsed: unknown = JSON.parse(new TextDecoder().decode(split.prefix));
+        if (isStoredEntry(parsed)) entry = parsed;
+      }
+      if (!entry) {
         await rest.cancel();
         return null;
       }
-      await value.cancel();
-      return null;
+      const chunks = metadata?.c;
+      if (!chunks) return { entry, body: rest };
+      await rest.cancel();
+      if (!Number.isInteger(chunks.n) || chunks.n < 1 || typeof chunks.id !== "string") return null;
+      return { entry, body: chunkedBody(kv, (i) => chunkKey(key, chunks, i), chunks.n) };
     },
 
-    async put(key: string, entry: StoredEntry, body: Uint8Array, retention: number): Promise<void> {
+    async put(key: string, entry: StoredEntry, body: Uint8Array | ReadableStream<Uint8Array>, retention: number) {
       const expirationTtl = Math.max(KV_MIN_TTL, Math.ceil(retention));
-      const inline: KvMetadata = { e: entry };
+      let chunks: Chunks | undefined;
+      // Every KV value is written from a buffer of at most `chunkSize` bytes: a put from a stream that
+      // breaks off must never leave a partial value behind, and memory stays bounded by the chunk size.
+      let inlineBody: Uint8Array = body instanceof Uint8Array ? body : new Uint8Array(0);
+      if (!(body instanceof Uint8Array) && entry.length <= chunkSize) {
+        inlineBody = await readAll(body, chunkSize);
+        if (inlineBody.byteLength !== entry.length) {
+          throw new Error(`body has ${inlineBody.byteLength} bytes, its record says ${entry.length}`);
+        }
+      } else if (entry.length > chunkSize) {
+        chunks = { n: Math.ceil(entry.length / chunkSize), id: crypto.randomUUID() };
+        const source = body instanceof Uint8Array ? streamOf(body) : body;
+        await writeChunks(kv, source, chunkSize, chunks.n, (i) => chunkKey(key, chunks as Chunks, i), expirationTtl);
+        inlineBody = new Uint8Array(0);
+      }
+
+      const inline: KvMetadata = chunks ? { e: entry, c: chunks } : { e: entry };
       if (byteLength(JSON.stringify(inline)) <= KV_METADATA_LIMIT) {
-        if (body.byteLength > KV_VALUE_LIMIT) throw new Error(`body of ${body.byteLength} bytes exceeds KV's limit`);
-        await kv.put(prefix + key, body, { metadata: inline, expirationTtl });
+        await kv.put(prefix + key, inlineBody, { metadata: inline, expirationTtl });
         return;
       }
       const frame = new TextEncoder().encode(JSON.stringify(entry));
-      const value = concat([frame, body]);
-      if (value.byteLength > KV_VALUE_LIMIT) throw new Error(`value of ${value.byteLength} bytes exceeds KV's limit`);
-      const framed: KvMetadata = { f: frame.byteLength };
-      await kv.put(prefix + key, value, { metadata: framed, expirationTtl });
+      const framed: KvMetadata = chunks ? { f: frame.byteLength, c: chunks } : { f: frame.byteLength };
+      await kv.put(prefix + key, concat([frame, inlineBody]), { metadata: framed, expirationTtl });
     },
 
     async delete(key: string): Promise<void> {
+      // Chunks of a deleted entry are unreachable without their record and expire with their TTL.
       await kv.delete(prefix + key);
     },
   };
+}
+
+/** Writes `count` chunks of `size` bytes (the last one shorter) from one stream, one KV put at a time. */
+async function writeChunks(
+  kv: KVNamespace,
+  source: ReadableStream<Uint8Array>,
+  size: number,
+  count: number,
+  keyOf: (i: number) => string,
+  expirationTtl: number,
+): Promise<void> {
+  const reader = source.getReader();
+  let carry: Uint8Array | undefined;
+  try {
+    for (let i = 0; i < count; i++) {
+      const parts: Uint8Array[] = [];
+      let filled = 0;
+      while (filled < size) {
+        let chunk = carry;
+        carry = undefined;
+        if (!chunk) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          chunk = value;
+        }
+        const room = size - filled;
+        if (chunk.byteLength > room) {
+          carry = chunk.subarray(room);
+          chunk = chunk.subarray(0, room);
+        }
+        parts.push(chunk);
+        filled += chunk.byteLength;
+      }
+      if (filled === 0) throw new Error(`body ended before chunk ${i} of ${count}`);
+      await kv.put(keyOf(i), concat(parts, filled), { expirationTtl });
+    }
+    const { done } = carry ? { done: false } : await reader.read();
+    if (!done) throw new Error("body is longer than its declared length");
+  } catch (error) {
+    await reader.cancel(error).catch(() => {});
+    throw error;
+  }
+}
+
+/** A lazy stream over the chunks of one entry, read one KV value at a time. */
+function chunkedBody(kv: KVNamespace, keyOf: (i: number) => string, count: number): ReadableStream<Uint8Array> {
+  let index = 0;
+  let current: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      for (;;) {
+        if (!current) {
+          if (index >= count) return controller.close();
+          const value = await kv.get(keyOf(index++), "stream");
+          if (value === null) return controller.error(new Error(`chunk ${index - 1} of ${count} is missing`));
+          current = value.getReader();
+        }
+        const { done, value } = await current.read();
+        if (!done) return controller.enqueue(value);
+        current = undefined;
+      }
+    },
+    async cancel(reason) {
+      await current?.cancel(reason);
+    },
+  });
 }
 
 function byteLength(text: string): number {

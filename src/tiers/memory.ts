@@ -1,5 +1,5 @@
 import type { StoredEntry } from "../core/entry";
-import { streamOf } from "../core/streams";
+import { readAll, streamOf } from "../core/streams";
 import type { CachedObject, Tier } from "../core/tier";
 
 /**
@@ -23,11 +23,16 @@ export function memoryTier(options: { now: () => number; maxEntries?: number; na
       return { entry: structuredClone(found.entry), body: streamOf(found.body) };
     },
 
-    async put(key: string, entry: StoredEntry, body: Uint8Array, retention: number): Promise<void> {
+    async put(key: string, entry: StoredEntry, body: Uint8Array | ReadableStream<Uint8Array>, retention: number) {
+      // All or nothing: a stream is read whole (and must have the record's length) before anything changes.
+      const bytes = body instanceof Uint8Array ? body.slice() : await readAll(body, Number.POSITIVE_INFINITY);
+      if (!(body instanceof Uint8Array) && bytes.byteLength !== entry.length) {
+        throw new Error(`body has ${bytes.byteLength} bytes, its record says ${entry.length}`);
+      }
       entries.delete(key);
       entries.set(key, {
         entry: structuredClone(entry),
-        body: body.slice(),
+        body: bytes,
         expiresAt: options.now() + retention * 1000,
       });
       // Oldest first out: Map keeps insertion order.

@@ -115,6 +115,7 @@ describe("what is not stored", () => {
     ["set-cookie", { "cache-control": "max-age=60", "set-cookie": "session=abc" }],
     ["vary", { "cache-control": "max-age=60", vary: "*" }],
     ["no-cache", { "cache-control": "no-cache, max-age=60" }],
+    ["stale", { "cache-control": "max-age=0" }],
   ])("a response with %s goes through unstored", async (reason, headers) => {
     const { host } = await newSite();
     const path = `/${unique(reason)}`;

@@ -86,8 +86,8 @@ describe("tiers", () => {
 
 describe("two sites with the same paths", () => {
   it("never see each other's objects", async () => {
-    const a = await newSite("/site-a");
-    const b = await newSite("/site-b");
+    const a = await newSite({ basePath: "/site-a" });
+    const b = await newSite({ basePath: "/site-b" });
     const path = `/${unique("shared")}/index.html`;
 
     const fromA = await send(`http://${a.host}${path}`);

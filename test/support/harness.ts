@@ -38,11 +38,25 @@ export async function putSite(host: string, site: SiteInput | unknown): Promise<
 }
 
 /** A new site on a fresh host whose origin is the loopback server (optionally under a base path). */
-export async function newSite(basePath = ""): Promise<{ host: string; id: string }> {
+export async function newSite(
+  options: { basePath?: string; cache?: SiteInput["cache"] } = {},
+): Promise<{ host: string; id: string }> {
   const host = `${unique("site")}.test`;
   const id = unique("id");
-  await putSite(host, { id, origin: { kind: "http", url: `${env.TEST_ORIGIN}${basePath}` } });
+  const origin = { kind: "http" as const, url: `${env.TEST_ORIGIN}${options.basePath ?? ""}` };
+  await putSite(host, { id, origin, ...(options.cache ? { cache: options.cache } : {}) });
   return { host, id };
+}
+
+/** A clock the test moves by hand; pass `clock.now` as the `now` override. */
+export function testClock(start = Date.now()) {
+  let t = start;
+  return {
+    now: () => t,
+    advance(seconds: number) {
+      t += seconds * 1000;
+    },
+  };
 }
 
 /**

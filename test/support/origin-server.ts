@@ -19,6 +19,10 @@ export interface RouteSpec {
   delayMs?: number;
   /** Send the headers (with the full Content-Length), then this many bytes, then cut the connection. */
   truncateAfter?: number;
+  /** Answer 304 when If-None-Match matches the route's ETag header (or If-Modified-Since its Last-Modified). */
+  conditional?: boolean;
+  /** Close the connection without answering. */
+  hangUp?: boolean;
 }
 
 export interface SeenRequest {
@@ -70,7 +74,21 @@ export function startOriginServer(): Promise<{ server: Server; port: number }> {
 }
 
 async function respondWith(route: RouteSpec, count: number, req: IncomingMessage, res: ServerResponse) {
+  // Tests move Tiercel's clock by hand, so a route's responses carry no real-time Date unless it sets one.
+  res.sendDate = false;
   if (route.delayMs) await new Promise((r) => setTimeout(r, route.delayMs));
+  if (route.hangUp) {
+    req.socket.destroy();
+    return;
+  }
+  if (route.conditional && isNotModified(route, req)) {
+    const headers: Record<string, string | string[]> = { "x-origin-hit": String(count) };
+    for (const [name, value] of Object.entries(route.headers ?? {})) {
+      if (name.toLowerCase() !== "content-length" && name.toLowerCase() !== "content-type") headers[name] = value;
+    }
+    res.writeHead(304, headers);
+    return res.end();
+  }
   const payload =
     route.size !== undefined
       ? Buffer.from("0123456789".repeat(Math.ceil(route.size / 10)).slice(0, route.size))
@@ -88,6 +106,19 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
     return;
   }
   res.end(payload);
+}
+
+function isNotModified(route: RouteSpec, req: IncomingMessage): boolean {
+  const header = (name: string) =>
+    Object.entries(route.headers ?? {})
+      .find(([key]) => key.toLowerCase() === name)?.[1]
+      ?.toString();
+  const etag = header("etag");
+  const inm = req.headers["if-none-match"];
+  if (inm !== undefined) return etag !== undefined && inm.split(",").some((tag) => tag.trim() === etag);
+  const ims = req.headers["if-modified-since"];
+  const lastModified = header("last-modified");
+  return ims !== undefined && lastModified !== undefined && Date.parse(lastModified) <= Date.parse(ims);
 }
 
 function readBody(req: IncomingMessage): Promise<string> {

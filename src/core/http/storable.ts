@@ -54,8 +54,8 @@ export function whyNotStorable(input: StorableInput): NotStorableReason | null {
   }
   // §7.3 (security): a Set-Cookie in a shared cache would hand one user's cookie to everyone.
   if (input.responseHeaders.has("set-cookie")) return "set-cookie";
-  // RFC 9110 §12.5.5: Vary: * can never be matched. Other selecting headers need variant keys.
-  if (input.vary === "*" || input.vary.length > 0) return "vary";
+  // RFC 9110 §12.5.5: Vary: * can never be matched (other selecting headers are keyed as variants).
+  if (input.vary === "*") return "vary";
   // §3: the response has explicit expiration, is public, or has a status cacheable by default.
   const explicit =
     responseCc.maxAge !== undefined || responseCc.sMaxAge !== undefined || input.responseHeaders.has("expires");

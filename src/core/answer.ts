@@ -1,0 +1,62 @@
+import type { CachePolicy } from "../sites/schema";
+import type { CacheStatus } from "./cache-status";
+import { entryAge, entryHeaders, type StoredEntry } from "./entry";
+import { isNotModified, notModifiedHeaders } from "./http/conditional";
+import { contentRange, evaluateRange, sliceStream } from "./http/range";
+import type { ServerTiming } from "./server-timing";
+
+/** Statuses whose responses never have a body (RFC 9110 §6.4.1). */
+export const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
+
+export interface AnswerContext {
+  method: string;
+  requestHeaders: Headers;
+  now: number;
+  status: CacheStatus;
+  timing: ServerTiming;
+  policy: CachePolicy;
+}
+
+/**
+ * Builds the client's response from a stored entry: 304 for a matching conditional, 206 or 416 for a
+ * range, no body for HEAD, and always `Age`, `Cache-Status` and `Server-Timing`.
+ */
+export function answerFromEntry(entry: StoredEntry, body: ReadableStream<Uint8Array>, ctx: AnswerContext): Response {
+  const headers = entryHeaders(entry);
+  // RFC 9111 §5.1: a response served from a cache carries Age.
+  headers.set("age", String(entryAge(entry, ctx.now)));
+  if (ctx.policy.browserTtl !== undefined) headers.set("cache-control", `public, max-age=${ctx.policy.browserTtl}`);
+  const finish = (status: number, responseHeaders: Headers, responseBody: ReadableStream<Uint8Array> | null) => {
+    responseHeaders.set("cache-status", ctx.status.toString());
+    responseHeaders.set("server-timing", ctx.timing.toString());
+    if (responseBody === null) body.cancel().catch(() => {});
+    return new Response(responseBody, { status, headers: responseHeaders });
+  };
+
+  const validators = { etag: entry.etag, lastModified: entry.lastModified };
+  // RFC 9110 §13.2.2: conditionals are evaluated for GET and HEAD on a 2xx response.
+  if (entry.status >= 200 && entry.status < 300 && isNotModified(ctx.requestHeaders, validators)) {
+    return finish(304, notModifiedHeaders(headers), null);
+  }
+
+  if (NULL_BODY_STATUSES.has(entry.status)) return finish(entry.status, headers, null);
+
+  // Ranges are answered from whole 200s whose stored bytes are what the client receives (no content coding).
+  const rangeable = entry.status === 200 && !headers.has("content-encoding");
+  if (rangeable) headers.set("accept-ranges", "bytes");
+  const decision = rangeable ? evaluateRange(ctx.requestHeaders, entry.length, validators) : { kind: "full" as const };
+  if (decision.kind === "unsatisfiable") {
+    // RFC 9110 §15.5.17: 416 with the current length in Content-Range.
+    const refusal = new Headers({ "content-range": contentRange(decision, entry.length) });
+    return finish(416, refusal, null);
+  }
+  if (decision.kind === "partial") {
+    headers.set("content-range", contentRange(decision, entry.length));
+    headers.set("content-length", String(decision.end - decision.start + 1));
+    const slice = ctx.method === "HEAD" ? null : sliceStream(body, decision.start, decision.end);
+    return finish(206, headers, slice);
+  }
+
+  if (!headers.has("content-encoding")) headers.set("content-length", String(entry.length));
+  return finish(entry.status, headers, ctx.method === "HEAD" ? null : body);
+}

@@ -1,0 +1,49 @@
+import type { Site } from "../sites/schema";
+import type { SiteStore } from "../sites/store";
+import type { CacheStatus } from "./cache-status";
+import type { Collapser } from "./collapse";
+import type { Origin } from "./origin";
+import type { ServerTiming } from "./server-timing";
+import type { Tier } from "./tier";
+
+/**
+ * What the pipeline needs from the platform. `worker.ts` builds it from the bindings once per isolate
+ * (plus `waitUntil` per request); tests build it from real local bindings, with pieces replaced where a
+ * test needs a failing tier or a controlled clock.
+ */
+export interface Deps {
+  sites: SiteStore;
+  /** Cache tiers, nearest the client first (edge, then global). */
+  tiers: Tier[];
+  originFor(site: Site): Origin;
+  now(): number;
+  waitUntil(work: Promise<unknown>): void;
+  log: Logger;
+  /** Origin fetches in flight in this isolate, for request collapsing. */
+  collapser: Collapser;
+  /** How long one tier lookup, or one buffered store, may take before the tier is skipped. */
+  tierTimeoutMs: number;
+  /** Bodies up to this size (or of unknown size, up to it) are buffered once and shared; larger ones stream. */
+  maxBufferBytes: number;
+  /** The largest body stored at all; larger ones stream through unstored. */
+  maxObjectBytes: number;
+}
+
+export type Logger = (event: string, fields: Record<string, unknown>) => void;
+
+/** One GET or HEAD on its way through the pipeline. */
+export interface Exchange {
+  request: Request;
+  url: URL;
+  site: Site;
+  deps: Deps;
+  timing: ServerTiming;
+  status: CacheStatus;
+  /** The key of the URL; for a response that varies, the key of its variant index. */
+  baseKey: string;
+}
+
+export function describe(error: unknown): string {
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  return String(error);
+}

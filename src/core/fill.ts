@@ -1,0 +1,329 @@
+import { answerFromEntry } from "./answer";
+import { CacheStatus } from "./cache-status";
+import type { Flight, Shared } from "./collapse";
+import { buildEntry, entryHeaders, hasValidators, retentionOf, withinStaleIfError } from "./entry";
+import { TiercelError } from "./errors";
+import { describe, type Exchange } from "./exchange";
+import { parseCacheControl } from "./http/cache-control";
+import { freshenHeaders } from "./http/conditional";
+import { endToEndHeaders } from "./http/headers";
+import { whyNotStorable } from "./http/storable";
+import { parseVary } from "./http/vary";
+import { selectingValues, variantKey } from "./keys";
+import { type Found, type Lookup, lookupTiers } from "./lookup";
+import { usePolicy } from "./policy";
+import { ServerTiming } from "./server-timing";
+import { invalidate, storeBody } from "./store";
+import { streamOf } from "./streams";
+
+/**
+ * Request fields the pipeline answers itself from whole stored objects; the origin gets unconditional,
+ * whole-object requests (plus Tiercel's own validators when it revalidates).
+ */
+const ANSWERED_BY_TIERCEL = [
+  "range",
+  "if-range",
+  "if-none-match",
+  "if-modified-since",
+  "if-match",
+  "if-unmodified-since",
+];
+
+/**
+ * Goes to the origin for a GET that no tier could answer fresh: joins a fetch already in flight for the
+ * same key in this isolate (collapsing), or leads one.
+ */
+export async function fromOrigin(ex: Exchange, look: Lookup): Promise<Response> {
+  const { collapser } = ex.deps;
+  const inFlight = collapser.waitFor(ex.baseKey);
+  if (inFlight) {
+    const answered = await answerFromShared(ex, await inFlight, look);
+    if (answered) return answered;
+    // Nothing to share (uncacheable, private, failed): this request goes to the origin on its own.
+    return fetchAndStore(ex, look, undefined);
+  }
+  const flight = collapser.begin(ex.baseKey);
+  try {
+    return await fetchAndStore(ex, look, flight);
+  } catch (error) {
+    flight.settle({ kind: "none" });
+    throw error;
+  }
+}
+
+/**
+ * Stale-while-revalidate (RFC 5861 §3): refreshes a stale entry in the background, once per key in this
+ * isolate, re-reading its body from the tier it came from in case the origin answers 304.
+ */
+export async function refreshInBackground(ex: Exchange, stale: Found): Promise<void> {
+  const { deps } = ex;
+  if (deps.collapser.waitFor(ex.baseKey)) return;
+  const flight = deps.collapser.begin(ex.baseKey);
+  try {
+    const tier = deps.tiers[stale.tier];
+    const again = tier ? await tier.get(stale.key) : null;
+    const look: Lookup = again
+      ? { stale: { ...again, tier: stale.tier, key: stale.key, member: { cache: "background" } } }
+      : {};
+    const background: Exchange = { ...ex, status: new CacheStatus(), timing: new ServerTiming(deps.now) };
+    const response = await fetchAndStore(background, look, flight);
+    await response.body?.cancel();
+  } catch (error) {
+    flight.settle({ kind: "none" });
+    deps.log("refresh.failed", { key: ex.baseKey, error: describe(error) });
+  }
+}
+
+async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefined): Promise<Response> {
+  const { request, deps, site, status, timing } = ex;
+  const settle = (outcome: Shared) => flight?.settle(outcome);
+  const stale = look.stale;
+
+  const headers = new Headers(request.headers);
+  for (const name of ANSWERED_BY_TIERCEL) headers.delete(name);
+  // RFC 9111 §4.3.1: revalidate a stored response with its validators.
+  if (stale?.entry.etag) headers.set("if-none-match", stale.entry.etag);
+  if (stale?.entry.lastModified) headers.set("if-modified-since", stale.entry.lastModified);
+  const conditional = stale !== undefined && hasValidators(stale.entry);
+
+  const requestTime = deps.now();
+  let response: Response;
+  try {
+    response = await timing.measure("origin", () =>
+      deps.originFor(site).fetch({ method: "GET", url: ex.url, headers, body: null }),
+    );
+  } catch (error) {
+    settle({ kind: "none" });
+    const failed = error instanceof TiercelError ? error.status : 502;
+    if (stale && withinStaleIfError(stale.entry, deps.now())) return serveStaleOnError(ex, stale, failed);
+    await stale?.body.cancel();
+    const code = error instanceof TiercelError ? error.code : "origin_error";
+    status.add({ cache: "Tiercel", fwd: "miss", detail: code });
+    throw attachStatus(error, ex);
+  }
+  const responseTime = deps.now();
+
+  // RFC 5861 §4: a 5xx from the origin may be answered with a stale response within stale-if-error.
+  if (response.status >= 500 && stale && withinStaleIfError(stale.entry, responseTime)) {
+    await response.body?.cancel();
+    settle({ kind: "none" });
+    return serveStaleOnError(ex, stale, response.status);
+  }
+
+  if (response.status === 304) {
+    if (!conditional || !stale) {
+      // A 304 to a request that carried no validator cannot be used (RFC 9110 §15.4.5).
+      await response.body?.cancel();
+      settle({ kind: "none" });
+      throw attachStatus(
+        new TiercelError("origin_bad_response", 502, "The origin answered 304 to a request without validators"),
+        ex,
+      );
+    }
+    await response.body?.cancel();
+    return refreshFromNotModified(ex, look, stale, response.headers, requestTime, responseTime, flight);
+  }
+
+  await stale?.body.cancel();
+  return storeAndAnswer(ex, look, response, requestTime, responseTime, flight);
+}
+
+/** A full response from the origin: stored if it may be, and answered while it streams. */
+async function storeAndAnswer(
+  ex: Exchange,
+  look: Lookup,
+  response: Response,
+  requestTime: number,
+  responseTime: number,
+  flight: Flight | undefined,
+): Promise<Response> {
+  const { request, deps, site, status, timing } = ex;
+  const headers = endToEndHeaders(response.headers);
+  // The site may opt in to storing responses that set cookies, without the cookie (for every client).
+  if (site.cache.stripSetCookie) headers.delete("set-cookie");
+  const responseCc = parseCacheControl(headers.get("cache-control"));
+  const vary = parseVary(headers.get("vary"));
+  const reason = whyNotStorable({
+    method: "GET",
+    requestHeaders: request.headers,
+    requestCc: parseCacheControl(request.headers.get("cache-control")),
+    status: response.status,
+    responseHeaders: headers,
+    responseCc,
+    vary,
+  });
+  const fields = vary === "*" ? [] : vary;
+  const use = usePolicy({ status: response.status, headers, cc: responseCc, responseTime }, site.cache);
+  const entry = buildEntry({
+    status: response.status,
+    headers,
+    requestTime,
+    responseTime,
+    storedAt: responseTime,
+    vary: fields,
+    length: -1,
+    digest: "",
+    use,
+  });
+  const declared = declaredLength(headers);
+  if (declared !== undefined) entry.length = declared;
+
+  // Worth storing: allowed, and useful for some time — fresh, within a stale window, or revalidatable.
+  const useless = use.noCache && !hasValidators(entry);
+  const notStored = reason ?? (useless ? "no-cache" : retentionOf(entry, responseTime) <= 0 ? "stale" : undefined);
+  if (notStored || response.body === null) {
+    flight?.settle({ kind: "none" });
+    status.forwarded(response.status, false, `not-stored-${notStored ?? "empty"}`);
+    headers.set("cache-status", status.toString());
+    headers.set("server-timing", timing.toString());
+    return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+  }
+
+  const sameIndex = look.index && sameFields(look.index.fields, fields) ? look.index : undefined;
+  const index = fields.length > 0 ? (sameIndex ?? { fields, nonce: crypto.randomUUID() }) : undefined;
+  const key = index ? await variantKey(ex.baseKey, fields, index.nonce, request.headers) : ex.baseKey;
+  const { client, outcome } = storeBody(
+    ex,
+    {
+      key,
+      entry,
+      declaredLength: declared,
+      verify: false,
+      tiers: deps.tiers,
+      index,
+      values: JSON.stringify(selectingValues(fields, request.headers)),
+    },
+    response.body,
+  );
+  deps.waitUntil(outcome.then((shared) => flight?.settle(shared)));
+  status.forwarded(response.status, true);
+  return answerFromEntry(entry, client, answerContext(ex));
+}
+
+/** RFC 9111 §4.3.4: a 304 freshens the stored headers and times; the body stays, in every tier. */
+async function refreshFromNotModified(
+  ex: Exchange,
+  look: Lookup,
+  stale: Found,
+  notModified: Headers,
+  requestTime: number,
+  responseTime: number,
+  flight: Flight | undefined,
+): Promise<Response> {
+  const { deps, site, status } = ex;
+  const headers = freshenHeaders(entryHeaders(stale.entry), notModified);
+  if (site.cache.stripSetCookie) headers.delete("set-cookie");
+  const cc = parseCacheControl(headers.get("cache-control"));
+  const use = usePolicy({ status: stale.entry.status, headers, cc, responseTime }, site.cache);
+  // The 304 may have made the response unstorable (no-store, private, Set-Cookie): then the stored entry
+  // goes, and this answer is the last one it gives.
+  const reason = whyNotStorable({
+    method: "GET",
+    requestHeaders: ex.request.headers,
+    requestCc: parseCacheControl(ex.request.headers.get("cache-control")),
+    status: stale.entry.status,
+    responseHeaders: headers,
+    responseCc: cc,
+    vary: stale.entry.vary,
+  });
+  // The merged headers carry the 304's Date and Age, from which the refreshed age is computed (§4.2.3).
+  const entry = buildEntry({
+    status: stale.entry.status,
+    headers,
+    requestTime,
+    responseTime,
+    storedAt: responseTime,
+    vary: stale.entry.vary,
+    length: stale.entry.length,
+    digest: stale.entry.digest,
+    use,
+  });
+  if (reason) {
+    flight?.settle({ kind: "none" });
+    await invalidate(ex, [stale.key]);
+    stale.member.fwd = "stale";
+    status.forwarded(304, false, `not-stored-${reason}`);
+    return answerFromEntry(entry, stale.body, answerContext(ex));
+  }
+  const { client, outcome } = storeBody(
+    ex,
+    {
+      key: stale.key,
+      entry,
+      declaredLength: stale.entry.length,
+      verify: entry.digest !== "",
+      tiers: deps.tiers,
+      index: look.index,
+      values: JSON.stringify(selectingValues(stale.entry.vary, ex.request.headers)),
+    },
+    stale.body,
+  );
+  deps.waitUntil(outcome.then((shared) => flight?.settle(shared)));
+  stale.member.fwd = "stale";
+  status.forwarded(304, true);
+  return answerFromEntry(entry, client, answerContext(ex));
+}
+
+/** RFC 5861 §4: the origin failed; a stale response within stale-if-error is served instead. */
+function serveStaleOnError(ex: Exchange, stale: Found, failedStatus: number): Response {
+  stale.member.fwd = "stale";
+  ex.status.forwarded(failedStatus, false, "stale-if-error");
+  return answerFromEntry(stale.entry, stale.body, answerContext(ex));
+}
+
+/** What a collapsed waiter does with the leader's outcome; null when it must go to the origin itself. */
+async function answerFromShared(ex: Exchange, shared: Shared, look: Lookup): Promise<Response | null> {
+  if (shared.kind === "entry") {
+    const values = JSON.stringify(selectingValues(shared.entry.vary, ex.request.headers));
+    if (values !== shared.values) return null;
+    await look.stale?.body.cancel();
+    collapsed(ex, shared.entry.status);
+    return answerFromEntry(shared.entry, streamOf(shared.bytes), answerContext(ex));
+  }
+  if (shared.kind === "stored") {
+    const again = await lookupTiers({ ...ex, status: new CacheStatus() });
+    if (!again.fresh) {
+      await again.stale?.body.cancel();
+      return null;
+    }
+    await look.stale?.body.cancel();
+    collapsed(ex, again.fresh.entry.status);
+    return answerFromEntry(again.fresh.entry, again.fresh.body, answerContext(ex));
+  }
+  return null;
+}
+
+function collapsed(ex: Exchange, status: number): void {
+  ex.status.forwarded(status, true);
+  ex.status.add({ cache: "Tiercel", fwd: "miss", fwdStatus: status, collapsed: true });
+}
+
+export function answerContext(ex: Exchange) {
+  return {
+    method: ex.request.method,
+    requestHeaders: ex.request.headers,
+    now: ex.deps.now(),
+    status: ex.status,
+    timing: ex.timing,
+    policy: ex.site.cache,
+  };
+}
+
+function attachStatus(error: unknown, ex: Exchange): unknown {
+  if (error instanceof TiercelError) {
+    error.headers["cache-status"] = ex.status.toString();
+    error.headers["server-timing"] = ex.timing.toString();
+  }
+  return error;
+}
+
+/** The body length a response declared, when the stored bytes will have it (no content coding). */
+function declaredLength(headers: Headers): number | undefined {
+  const value = headers.get("content-length");
+  if (value === null || headers.has("content-encoding") || !/^[0-9]{1,15}$/.test(value.trim())) return undefined;
+  return Number(value);
+}
+
+function sameFields(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((field, i) => field === b[i]);
+}

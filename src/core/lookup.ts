@@ -1,0 +1,86 @@
+import type { CacheStatusMember } from "./cache-status";
+import { withDeadline } from "./deadline";
+import { isFresh, type StoredEntry } from "./entry";
+import { describe, type Exchange } from "./exchange";
+import { variantKey } from "./keys";
+import type { CachedObject, Tier } from "./tier";
+
+/** An entry found in a tier, with the key it lives under (the variant's key for a response that varies). */
+export interface Found {
+  entry: StoredEntry;
+  body: ReadableStream<Uint8Array>;
+  /** Index of the tier it came from in `deps.tiers`. */
+  tier: number;
+  key: string;
+  member: CacheStatusMember;
+}
+
+export interface Lookup {
+  fresh?: Found;
+  /** The first stale entry met, kept for revalidation, stale-while-revalidate and stale-if-error. */
+  stale?: Found;
+  /** The variant index met at the base key, if the response varies. */
+  index?: StoredEntry["variants"];
+}
+
+/** Display names of the tiers in Cache-Status. */
+const CACHE_NAMES: Record<string, string> = { edge: "Tiercel-Edge", kv: "Tiercel-KV", memory: "Tiercel-Memory" };
+
+export function cacheName(tier: Tier): string {
+  return CACHE_NAMES[tier.name] ?? `Tiercel-${tier.name}`;
+}
+
+/**
+ * Reads the tiers nearest first until one has a fresh entry for the request. A tier that throws or is slow
+ * is skipped (and says so in Cache-Status). A variant index at the base key sends the lookup on to the
+ * variant selected by the request's headers (RFC 9111 §4.1).
+ */
+export async function lookupTiers(ex: Exchange): Promise<Lookup> {
+  const { deps } = ex;
+  const result: Lookup = {};
+  for (const [index, tier] of deps.tiers.entries()) {
+    const member = ex.status.add({ cache: cacheName(tier) });
+    let found: (CachedObject & { key: string }) | null;
+    try {
+      found = await ex.timing.measure(tier.name, () =>
+        withDeadline(readThroughIndex(tier, ex, result), deps.tierTimeoutMs, `${tier.name} get`),
+      );
+    } catch (error) {
+      member.fwd = "miss";
+      member.detail = error instanceof Error && error.name === "DeadlineError" ? "tier-timeout" : "tier-error";
+      deps.log("tier.skipped", { tier: tier.name, op: "get", error: describe(error) });
+      continue;
+    }
+    if (!found) {
+      member.fwd = result.index ? "vary-miss" : "miss";
+      continue;
+    }
+    const candidate: Found = { ...found, tier: index, key: found.key, member };
+    if (isFresh(found.entry, deps.now())) {
+      if (result.stale) void result.stale.body.cancel();
+      result.fresh = candidate;
+      delete result.stale;
+      return result;
+    }
+    member.fwd = "stale";
+    if (result.stale) void found.body.cancel();
+    else result.stale = candidate;
+  }
+  return result;
+}
+
+async function readThroughIndex(
+  tier: Tier,
+  ex: Exchange,
+  result: Lookup,
+): Promise<(CachedObject & { key: string }) | null> {
+  const found = await tier.get(ex.baseKey);
+  if (!found) return null;
+  const variants = found.entry.variants;
+  if (!variants) return { ...found, key: ex.baseKey };
+  await found.body.cancel();
+  result.index ??= variants;
+  const key = await variantKey(ex.baseKey, variants.fields, variants.nonce, ex.request.headers);
+  const variant = await tier.get(key);
+  return variant && { ...variant, key };
+}

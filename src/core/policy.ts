@@ -1,0 +1,57 @@
+import type { CachePolicy } from "../sites/schema";
+import type { CacheControl } from "./http/cache-control";
+import { freshnessLifetime } from "./http/freshness";
+
+/**
+ * How long Tiercel may use a stored response, resolved once when it is stored: the origin's freshness
+ * (RFC 9111 §4.2.1) or the site's overrides, and the stale windows of RFC 5861.
+ */
+export interface UsePolicy {
+  /** Freshness lifetime in seconds. */
+  lifetime: number;
+  /** stale-while-revalidate window in seconds (RFC 5861 §3). */
+  swr: number;
+  /** stale-if-error window in seconds (RFC 5861 §4). */
+  sie: number;
+  /**
+   * must-revalidate / proxy-revalidate: never served stale, not even on error (RFC 9111 §5.2.2.2,
+   * §5.2.2.8; §4.2.4 "A cache MUST NOT generate a stale response if ... must-revalidate").
+   */
+  mustRevalidate: boolean;
+  /** no-cache: every use needs a successful validation first (RFC 9111 §5.2.2.4). */
+  noCache: boolean;
+}
+
+/** Statuses stored for `negativeTtl` (negative caching). */
+export const NEGATIVE_STATUSES = new Set([404, 410]);
+
+/** Seconds a stale entry with validators is kept for conditional revalidation beyond its stale windows. */
+export const REVALIDATION_KEEP = 86_400;
+
+export function usePolicy(
+  input: { status: number; headers: Headers; cc: CacheControl; responseTime: number },
+  site: CachePolicy,
+): UsePolicy {
+  const { cc } = input;
+  let lifetime: number;
+  if (NEGATIVE_STATUSES.has(input.status)) {
+    // Negative caching: 404/410 live for the site's negativeTtl at most, whatever the origin says.
+    const explicit = cc.sMaxAge !== undefined || cc.maxAge !== undefined || input.headers.has("expires");
+    lifetime = explicit ? Math.min(freshnessLifetime(input), site.negativeTtl) : site.negativeTtl;
+  } else {
+    lifetime = site.edgeTtl ?? freshnessLifetime(input);
+  }
+  const mustRevalidate = cc.mustRevalidate || cc.proxyRevalidate;
+  return {
+    lifetime,
+    swr: mustRevalidate ? 0 : windowOf(cc.staleWhileRevalidate, site.staleWhileRevalidate),
+    sie: mustRevalidate ? 0 : windowOf(cc.staleIfError, site.staleIfError),
+    mustRevalidate,
+    noCache: cc.noCache !== false,
+  };
+}
+
+function windowOf(directive: number | undefined, siteDefault: number): number {
+  if (directive === undefined) return siteDefault;
+  return Number.isNaN(directive) ? 0 : directive;
+}

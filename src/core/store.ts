@@ -1,0 +1,155 @@
+import type { Shared } from "./collapse";
+import { withDeadline } from "./deadline";
+import { retentionOf, type StoredEntry } from "./entry";
+import { describe, type Exchange } from "./exchange";
+import { fanOut, verifyLength } from "./stream-fanout";
+import { BodyTooLargeError, cancelIfStalled, readAll, sha256Digest } from "./streams";
+import type { Tier } from "./tier";
+
+/** What to store, and where. */
+export interface StoreTarget {
+  /** The key the entry lives under: the variant's key when the response varies. */
+  key: string;
+  /** The record; `length` and `digest` are filled in here for buffered bodies. */
+  entry: StoredEntry;
+  /** The body length the response declared, if it declared one that can be checked. */
+  declaredLength: number | undefined;
+  /** The entry's length and digest are known (a refill) and the bytes must match them. */
+  verify: boolean;
+  tiers: Tier[];
+  /** For a response that varies: the index to write at the base key. */
+  index?: { fields: string[]; nonce: string };
+  /** The selecting values of the request that produced it, for collapsed waiters. */
+  values: string;
+}
+
+/**
+ * Splits a body between the client and the tiers. The client's stream starts at once; the store runs in
+ * the background and settles with what waiters of a collapsed request can use.
+ *
+ * - Small or unknown-length bodies (up to `maxBufferBytes`) are teed and buffered once: their length is
+ *   checked against the declared one, their digest computed, and every tier gets one put.
+ * - Larger bodies with a declared length are fanned out to the client and every tier at the pace of the
+ *   slowest reader, so memory stays flat; each tier's copy is length-checked on the way, so a body that
+ *   broke off or ended short fails that put and nothing is stored. A tier that stops reading is cut loose.
+ * - Anything else (too large, or large with no length to check) passes through unstored.
+ */
+export function storeBody(
+  ex: Exchange,
+  target: StoreTarget,
+  body: ReadableStream<Uint8Array>,
+): { client: ReadableStream<Uint8Array>; outcome: Promise<Shared> } {
+  const { deps } = ex;
+  const declared = target.declaredLength;
+  if (declared === undefined || declared <= deps.maxBufferBytes) {
+    const [client, copy] = body.tee();
+    return { client, outcome: storeBuffered(ex, target, copy) };
+  }
+  if (declared > deps.maxObjectBytes || target.tiers.length === 0) {
+    deps.log("store.skipped", { key: target.key, reason: "too-large", length: declared });
+    return { client: body, outcome: Promise.resolve({ kind: "none" }) };
+  }
+  const [client, ...copies] = fanOut(body, 1 + target.tiers.length);
+  const entry = { ...target.entry, length: declared };
+  const retention = retentionOf(entry, deps.now());
+  const puts = target.tiers.map(async (tier, i) => {
+    const copy = copies[i] as ReadableStream<Uint8Array>;
+    const checked = cancelIfStalled(copy, deps.tierTimeoutMs * 5).pipeThrough(verifyLength(declared));
+    await tier.put(target.key, entry, checked, retention);
+    if (target.index) await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), retention);
+  });
+  const outcome = Promise.allSettled(puts).then((results): Shared => {
+    results.forEach((result, i) => {
+      if (result.status === "rejected") {
+        deps.log("tier.skipped", {
+          tier: target.tiers[i]?.name,
+          op: "put",
+          key: target.key,
+          error: describe(result.reason),
+        });
+      }
+    });
+    return results.some((result) => result.status === "fulfilled") ? { kind: "stored" } : { kind: "none" };
+  });
+  return { client: client as ReadableStream<Uint8Array>, outcome };
+}
+
+async function storeBuffered(ex: Exchange, target: StoreTarget, body: ReadableStream<Uint8Array>): Promise<Shared> {
+  const { deps } = ex;
+  let bytes: Uint8Array;
+  try {
+    bytes = await readAll(body, deps.maxBufferBytes);
+  } catch (error) {
+    // A body that broke off is never stored; one that grew past the buffer has no length to check.
+    const reason = error instanceof BodyTooLargeError ? "too-large" : "body-error";
+    deps.log("store.skipped", { key: target.key, reason, error: describe(error) });
+    return { kind: "none" };
+  }
+  // A body that ended short of its declared length is incomplete (RFC 9112 §6.3).
+  if (target.declaredLength !== undefined && bytes.byteLength !== target.declaredLength) {
+    deps.log("store.skipped", {
+      key: target.key,
+      reason: "short-body",
+      declared: target.declaredLength,
+      received: bytes.byteLength,
+    });
+    return { kind: "none" };
+  }
+  const digest = await sha256Digest(bytes);
+  if (target.verify && (bytes.byteLength !== target.entry.length || digest !== target.entry.digest)) {
+    deps.log("store.skipped", { key: target.key, reason: "digest-mismatch" });
+    return { kind: "none" };
+  }
+  const entry = { ...target.entry, length: bytes.byteLength, digest };
+  const stored = await putBuffered(ex, target, entry, bytes);
+  return stored ? { kind: "entry", entry, bytes, values: target.values } : { kind: "none" };
+}
+
+/** Writes a buffered entry (and its variant index) to every tier in parallel; true if any tier took it. */
+export async function putBuffered(
+  ex: Exchange,
+  target: Pick<StoreTarget, "key" | "tiers" | "index">,
+  entry: StoredEntry,
+  bytes: Uint8Array,
+): Promise<boolean> {
+  const { deps } = ex;
+  const retention = retentionOf(entry, deps.now());
+  if (retention <= 0) return false;
+  const results = await Promise.all(
+    target.tiers.map(async (tier) => {
+      try {
+        const write = async () => {
+          await tier.put(target.key, entry, bytes, retention);
+          if (target.index) await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), retention);
+        };
+        await withDeadline(write(), deps.tierTimeoutMs, `${tier.name} put`);
+        return true;
+      } catch (error) {
+        deps.log("tier.skipped", { tier: tier.name, op: "put", key: target.key, error: describe(error) });
+        return false;
+      }
+    }),
+  );
+  return results.some(Boolean);
+}
+
+/** Removes a URL's entry (or variant index, which orphans its variants) from every tier. */
+export async function invalidate(ex: Pick<Exchange, "deps">, keys: string[]): Promise<void> {
+  const { deps } = ex;
+  await Promise.all(
+    deps.tiers.flatMap((tier) =>
+      keys.map(async (key) => {
+        try {
+          await withDeadline(tier.delete(key), deps.tierTimeoutMs, `${tier.name} delete`);
+        } catch (error) {
+          deps.log("tier.skipped", { tier: tier.name, op: "delete", key, error: describe(error) });
+        }
+      }),
+    ),
+  );
+}
+
+/** The record stored at the base key of a response that varies: no headers, no body, just the index. */
+function indexEntry(entry: StoredEntry, index: { fields: string[]; nonce: string }): StoredEntry {
+  return { ...entry, headers: [], length: 0, digest: "", tags: [], variants: index };
+}
