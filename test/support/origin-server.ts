@@ -64,6 +64,10 @@ export function startOriginServer(): Promise<{ server: Server; port: number }> {
     await respondWith(route, count, req, res);
   });
 
+  // workerd keeps connections to the origin alive; a server that closes idle ones first (Node's default is
+  // 5 s) races with a request sent on them, which then fails with "Network connection lost".
+  server.keepAliveTimeout = 10 * 60_000;
+  server.headersTimeout = 10 * 60_000 + 1000;
   return new Promise((resolve) => {
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
