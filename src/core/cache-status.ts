@@ -58,7 +58,12 @@ function formatMember(m: CacheStatusMember): string {
   return params.join("; ");
 }
 
-/** A token when the value is one (RFC 8941 §3.3.4), else a quoted string. */
+/**
+ * A token when the value is one (RFC 8941 §3.3.4), else a String (§3.3.3): printable ASCII only, with `"`
+ * and `\` escaped; anything else becomes `?`.
+ */
 function formatDetail(detail: string): string {
-  return /^[a-zA-Z*][a-zA-Z0-9:/!#$%&'*+.^_`|~-]*$/.test(detail) ? detail : JSON.stringify(detail);
+  if (/^[a-zA-Z*][a-zA-Z0-9:/!#$%&'*+.^_`|~-]*$/.test(detail)) return detail;
+  const printable = detail.replace(/[^\x20-\x7e]/g, "?").replace(/["\\]/g, (c) => `\\${c}`);
+  return `"${printable}"`;
 }

@@ -12,6 +12,9 @@ import { TiercelError } from "./errors";
 export function normalizeHost(raw: string | null | undefined): string {
   if (!raw) throw badHost("The request has no Host");
   if (raw.length > 260) throw badHost("The Host is too long");
+  // Visible ASCII only, checked before lower-casing (which maps some non-ASCII letters to ASCII ones).
+  if (!/^[\x21-\x7e]+$/.test(raw.trim()))
+    throw badHost(`The Host ${JSON.stringify(raw)} has characters a host cannot have`);
   const host = raw.trim().toLowerCase();
 
   let name: string;
@@ -25,7 +28,11 @@ export function normalizeHost(raw: string | null | undefined): string {
       if (!rest.startsWith(":")) throw badHost(`The Host ${JSON.stringify(raw)} is malformed`);
       port = rest.slice(1);
     }
-    if (!IPV6_LITERAL.test(name)) throw badHost(`The Host ${JSON.stringify(raw)} is not a valid IPv6 literal`);
+    if (!IPV6_LITERAL.test(name) || !URL.canParse(`http://${name}/`)) {
+      throw badHost(`The Host ${JSON.stringify(raw)} is not a valid IPv6 literal`);
+    }
+    // The URL parser's compressed form, so one address has one spelling.
+    name = new URL(`http://${name}/`).hostname;
   } else {
     const colon = host.indexOf(":");
     name = colon < 0 ? host : host.slice(0, colon);

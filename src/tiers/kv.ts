@@ -75,7 +75,8 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
       } else if (entry.length > chunkSize) {
         chunks = { n: Math.ceil(entry.length / chunkSize), id: crypto.randomUUID() };
         const source = body instanceof Uint8Array ? streamOf(body) : body;
-        await writeChunks(kv, source, chunkSize, chunks.n, (i) => chunkKey(key, chunks as Chunks, i), expirationTtl);
+        const keyOf = (i: number) => chunkKey(key, chunks as Chunks, i);
+        await writeChunks(kv, source, { size: chunkSize, total: entry.length }, keyOf, expirationTtl);
         inlineBody = new Uint8Array(0);
       }
 
@@ -96,22 +97,27 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
   };
 }
 
-/** Writes `count` chunks of `size` bytes (the last one shorter) from one stream, one KV put at a time. */
+/**
+ * Writes a body of exactly `total` bytes as chunks of `size` bytes (the last one shorter), one KV put at a
+ * time; a body that ends early or runs past `total` throws before the record that would reveal it is written.
+ */
 async function writeChunks(
   kv: KVNamespace,
   source: ReadableStream<Uint8Array>,
-  size: number,
-  count: number,
+  { size, total }: { size: number; total: number },
   keyOf: (i: number) => string,
   expirationTtl: number,
 ): Promise<void> {
   const reader = source.getReader();
+  const count = Math.ceil(total / size);
   let carry: Uint8Array | undefined;
+  let written = 0;
   try {
     for (let i = 0; i < count; i++) {
+      const want = Math.min(size, total - written);
       const parts: Uint8Array[] = [];
       let filled = 0;
-      while (filled < size) {
+      while (filled < want) {
         let chunk = carry;
         carry = undefined;
         if (!chunk) {
@@ -119,7 +125,7 @@ async function writeChunks(
           if (done) break;
           chunk = value;
         }
-        const room = size - filled;
+        const room = want - filled;
         if (chunk.byteLength > room) {
           carry = chunk.subarray(room);
           chunk = chunk.subarray(0, room);
@@ -127,11 +133,12 @@ async function writeChunks(
         parts.push(chunk);
         filled += chunk.byteLength;
       }
-      if (filled === 0) throw new Error(`body ended before chunk ${i} of ${count}`);
+      if (filled < want) throw new Error(`body ended after ${written + filled} of ${total} bytes`);
       await kv.put(keyOf(i), concat(parts, filled), { expirationTtl });
+      written += filled;
     }
     const { done } = carry ? { done: false } : await reader.read();
-    if (!done) throw new Error("body is longer than its declared length");
+    if (!done) throw new Error(`body is longer than its declared ${total} bytes`);
   } catch (error) {
     await reader.cancel(error).catch(() => {});
     throw error;

@@ -1,0 +1,172 @@
+import { describe, expect, it } from "vitest";
+import { edgeTier } from "../../src/tiers/edge";
+import {
+  bytesOf,
+  describeTierContract,
+  entryFor,
+  patternBytes,
+  sameBytes,
+  streamInPieces,
+  uniqueKey,
+  uniqueRunName,
+  utf8,
+} from "./tier-contract";
+
+const cacheName = uniqueRunName("tier-contract-edge");
+
+describeTierContract("edge", () => edgeTier(caches.open(cacheName)));
+
+/** The tier's envelope for `key`: where edge.ts puts it, under a key host this test chooses. */
+const keyHost = "tier-contract.test";
+const envelopeUrl = (key: string) => `https://${keyHost}/v1/${key}`;
+
+function base64Utf8(text: string): string {
+  return btoa(String.fromCharCode(...utf8(text)));
+}
+
+describe("edge tier", () => {
+  it("is named edge", () => {
+    expect(edgeTier(caches.open(cacheName)).name).toBe("edge");
+  });
+
+  it("stores an envelope at the key URL that the Cache API keeps for the retention, rounded up", async () => {
+    const cache = await caches.open(cacheName);
+    const tier = edgeTier(cache, { keyHost });
+    const key = uniqueKey();
+    const body = utf8("envelope");
+    await tier.put(key, await entryFor(body), body, 90.2);
+
+    const envelope = await cache.match(envelopeUrl(key));
+    expect(envelope).toBeDefined();
+    expect(envelope?.headers.get("cache-control")).toBe("public, max-age=91");
+    expect(envelope?.headers.get("x-tiercel-entry")).toBeTruthy();
+    expect(await bytesOf(envelope?.body ?? undefined)).toStrictEqual(body);
+  });
+
+  it("asks the Cache API to keep an entry at least a second, however short the retention", async () => {
+    const cache = await caches.open(cacheName);
+    const tier = edgeTier(cache, { keyHost });
+    const key = uniqueKey();
+    const body = utf8("brief");
+    const entry = await entryFor(body);
+    await tier.put(key, entry, body, 0.2);
+
+    const envelope = await cache.match(envelopeUrl(key));
+    expect(envelope?.headers.get("cache-control")).toBe("public, max-age=1");
+    await envelope?.body?.cancel();
+    expect((await tier.get(key))?.entry).toStrictEqual(entry);
+  });
+
+  const corruptions: [string, Record<string, string>][] = [
+    ["no entry header at all", {}],
+    ["an empty entry header", { "x-tiercel-entry": "" }],
+    ["an entry header that is not base64", { "x-tiercel-entry": "%%% not base64 %%%" }],
+    ["base64 of something that is not JSON", { "x-tiercel-entry": base64Utf8("{not json") }],
+    ["base64 of JSON that is not a record", { "x-tiercel-entry": base64Utf8('{"hello":"world"}') }],
+    ["base64 of a record from another format version", { "x-tiercel-entry": base64Utf8('{"v":2,"status":200}') }],
+    ["base64 of the JSON null", { "x-tiercel-entry": base64Utf8("null") }],
+    ["the record as plain JSON, not base64", { "x-tiercel-entry": '{"v":1}' }],
+  ];
+
+  for (const [what, headers] of corruptions) {
+    it(`reads a corrupted envelope (${what}) as a miss, and a new put repairs it`, async () => {
+      const cache = await caches.open(cacheName);
+      const tier = edgeTier(cache, { keyHost });
+      const key = uniqueKey();
+      const body = utf8("good body");
+      const entry = await entryFor(body);
+      // First prove the corruption lands where the tier reads: a real put is found at that URL.
+      await tier.put(key, entry, body, 60);
+      const real = await cache.match(envelopeUrl(key));
+      expect(real).toBeDefined();
+      await real?.body?.cancel();
+
+      await cache.put(
+        envelopeUrl(key),
+        new Response("corrupted body", { headers: { "cache-control": "public, max-age=60", ...headers } }),
+      );
+      expect(await tier.get(key)).toBeNull();
+
+      await tier.put(key, entry, body, 60);
+      const repaired = await tier.get(key);
+      expect(repaired?.entry).toStrictEqual(entry);
+      expect(await bytesOf(repaired?.body)).toStrictEqual(body);
+    });
+  }
+
+  describe("with a streamed body (stored under its own URL, the envelope pointing at it)", () => {
+    /** Puts a streamed body through the tier and returns the URL its body was stored under. */
+    async function putStreamed(cache: Cache, key: string, body: Uint8Array) {
+      const tier = edgeTier(cache, { keyHost });
+      const entry = await entryFor(body, { digest: "" });
+      await tier.put(key, entry, streamInPieces(body, [1000, 5000]), 60);
+      const envelope = await cache.match(envelopeUrl(key));
+      const bodyId = envelope?.headers.get("x-tiercel-body");
+      await envelope?.body?.cancel();
+      expect(bodyId).toBeTruthy();
+      return { tier, entry, bodyUrl: `${envelopeUrl(key)}/body/${bodyId}` };
+    }
+
+    it("reads the body back from where the envelope points", async () => {
+      const cache = await caches.open(cacheName);
+      const key = uniqueKey();
+      const body = patternBytes(20_000);
+      const { tier, entry, bodyUrl } = await putStreamed(cache, key, body);
+
+      const stored = await cache.match(bodyUrl);
+      expect(sameBytes(await bytesOf(stored?.body ?? undefined), body)).toBe(true);
+      const found = await tier.get(key);
+      expect(found?.entry).toStrictEqual(entry);
+      expect(sameBytes(await bytesOf(found?.body), body)).toBe(true);
+    });
+
+    it("misses when the body the envelope points at is gone (evicted)", async () => {
+      const cache = await caches.open(cacheName);
+      const key = uniqueKey();
+      const { tier, bodyUrl } = await putStreamed(cache, key, patternBytes(20_000));
+      expect(await cache.delete(bodyUrl)).toBe(true);
+
+      expect(await tier.get(key)).toBeNull();
+    });
+
+    for (const [what, size] of [
+      ["shorter", 19_999],
+      ["longer", 20_001],
+    ] as const) {
+      it(`errors the body rather than serving one ${what} than its record says`, async () => {
+        const cache = await caches.open(cacheName);
+        const key = uniqueKey();
+        const { tier, bodyUrl } = await putStreamed(cache, key, patternBytes(20_000));
+        await cache.put(bodyUrl, new Response(patternBytes(size), { headers: { "cache-control": "max-age=60" } }));
+
+        const found = await tier.get(key);
+        if (found) await expect(bytesOf(found.body)).rejects.toThrow();
+      });
+    }
+  });
+
+  it("keeps tiers with different key hosts apart in one cache", async () => {
+    const cache = await caches.open(cacheName);
+    const one = edgeTier(cache, { keyHost: "one.tier-contract.test" });
+    const two = edgeTier(cache, { keyHost: "two.tier-contract.test" });
+    const key = uniqueKey();
+    const body = utf8("only in one");
+    const entry = await entryFor(body);
+    await one.put(key, entry, body, 60);
+
+    expect(await two.get(key)).toBeNull();
+    await two.delete(key);
+    const found = await one.get(key);
+    expect(found?.entry).toStrictEqual(entry);
+    expect(await bytesOf(found?.body)).toStrictEqual(body);
+  });
+
+  it("throws on every operation when the cache cannot be opened", async () => {
+    const broken = edgeTier(Promise.reject(new Error("no cache here")));
+    const key = uniqueKey();
+    const body = utf8("x");
+    await expect(broken.get(key)).rejects.toThrow("no cache here");
+    await expect(broken.put(key, await entryFor(body), body, 60)).rejects.toThrow("no cache here");
+    await expect(broken.delete(key)).rejects.toThrow("no cache here");
+  });
+});

@@ -1,0 +1,85 @@
+import { describe, expect, it } from "vitest";
+import { type CacheKeyParts, cacheKey, keyPartsFor } from "../../src/core/keys";
+
+describe("cacheKey", () => {
+  it("is 64 lower-case hex characters (SHA-256)", async () => {
+    expect(await cacheKey({ siteId: "site", path: "/", query: "" })).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("is the same for the same parts, every time", async () => {
+    const parts = { siteId: "site-1", path: "/assets/app.js", query: "?v=3" };
+    const first = await cacheKey(parts);
+    expect(await cacheKey({ ...parts })).toBe(first);
+    expect(await cacheKey({ siteId: "site-1", path: "/assets/app.js", query: "?v=3" })).toBe(first);
+  });
+
+  it("is the SHA-256 of the tagged JSON tuple, so a format change cannot go unnoticed", async () => {
+    // sha256('["tiercel/key/1","a","/b",""]'), computed independently.
+    expect(await cacheKey({ siteId: "a", path: "/b", query: "" })).toBe(
+      "2adc1d914e4a818a0c3d8c3be85abb074aa095a60c6ee5da79c816dfff08c541",
+    );
+  });
+
+  it("never gives two different requests the same key, however the parts are cut", async () => {
+    const parts: CacheKeyParts[] = [
+      { siteId: "a", path: "/b", query: "" },
+      // The same characters with the boundary moved: a delimiter-joined key would collide here.
+      { siteId: "a/", path: "b", query: "" },
+      { siteId: "", path: "a/b", query: "" },
+      { siteId: "a", path: "/b?", query: "" },
+      { siteId: "a", path: "/b?x", query: "" },
+      // An empty query is not the same as a bare "?".
+      { siteId: "a", path: "/b", query: "?" },
+      { siteId: "a", path: "/b", query: "?x" },
+      { siteId: "a", path: "", query: "/b" },
+      // Characters that would break out of a naive JSON or delimiter encoding.
+      { siteId: 'a","/b', path: "", query: "" },
+      { siteId: "a", path: '/b","', query: "" },
+      { siteId: "a\u0000", path: "/b", query: "" },
+      { siteId: "a", path: "/b\\", query: "" },
+      // Other sites, paths and queries.
+      { siteId: "b", path: "/b", query: "" },
+      { siteId: "A", path: "/b", query: "" },
+      { siteId: "a", path: "/B", query: "" },
+      { siteId: "a", path: "/%62", query: "" },
+      { siteId: "a", path: "/b/", query: "" },
+      { siteId: "a", path: "/b", query: "?a=1&b=2" },
+      { siteId: "a", path: "/b", query: "?b=2&a=1" },
+      { siteId: "a", path: "/b", query: "?a=%31&b=2" },
+    ];
+    const keys = await Promise.all(parts.map((p) => cacheKey(p)));
+    expect(new Set(keys).size).toBe(parts.length);
+  });
+});
+
+describe("keyPartsFor", () => {
+  it("takes the path and the exact query string, order and encoding kept", () => {
+    expect(keyPartsFor("site-1", new URL("https://example.com/a%20b/c.js?b=2&a=%31"))).toEqual({
+      siteId: "site-1",
+      path: "/a%20b/c.js",
+      query: "?b=2&a=%31",
+    });
+  });
+
+  it('gives "" for the query when the URL has none', () => {
+    expect(keyPartsFor("site-1", new URL("https://example.com/index.html"))).toEqual({
+      siteId: "site-1",
+      path: "/index.html",
+      query: "",
+    });
+  });
+
+  it("ignores the host, scheme, port and fragment: only the site id identifies the site", () => {
+    const a = keyPartsFor("site-1", new URL("https://example.com/p?q=1#top"));
+    const b = keyPartsFor("site-1", new URL("http://www.example.org:8787/p?q=1"));
+    expect(a).toEqual(b);
+    expect(a).toEqual({ siteId: "site-1", path: "/p", query: "?q=1" });
+  });
+
+  it("feeds cacheKey so that different queries on one path get different keys", async () => {
+    const one = await cacheKey(keyPartsFor("s", new URL("https://example.com/p?a=1")));
+    const two = await cacheKey(keyPartsFor("s", new URL("https://example.com/p?a=2")));
+    const none = await cacheKey(keyPartsFor("s", new URL("https://example.com/p")));
+    expect(new Set([one, two, none]).size).toBe(3);
+  });
+});
