@@ -12,7 +12,14 @@ export default defineConfig({
       main: "./src/worker.ts",
       wrangler: { configPath: "./wrangler.jsonc" },
       miniflare: {
-        bindings: { TEST_ORIGIN: `http://127.0.0.1:${inject("originPort")}` },
+        bindings: {
+          TEST_ORIGIN: `http://127.0.0.1:${inject("originPort")}`,
+          TEST_S3_ENDPOINT: `http://127.0.0.1:${inject("s3Port")}`,
+          // Secrets named by the test sites' bucket configs (see test/support/global-setup.ts).
+          TEST_S3_KEY_ID: "tiercel-test",
+          TEST_S3_SECRET: "tiercel-test-secret",
+          TEST_S3_WRONG_SECRET: "not-the-secret",
+        },
       },
     })),
   ],

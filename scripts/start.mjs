@@ -1,20 +1,32 @@
 // `npm start`: the whole Tiercel stack on this machine, no Cloudflare account needed.
-//  1. the demo origin on loopback (demo/origin.mjs),
-//  2. a site config for localhost and 127.0.0.1 written to the local SITES namespace,
-//  3. the Worker in workerd (`wrangler dev`), with KV and Cache persisted under .wrangler/.
+//  1. a local S3-compatible bucket server on loopback (demo/s3-server.mjs), holding demo/assets in bucket
+//     "demo" and refusing any request whose SigV4 signature does not verify,
+//  2. a site config for localhost and 127.0.0.1 (origin kind "s3") written to the local SITES namespace,
+//  3. the Worker in workerd (`wrangler dev`), with KV and Cache persisted under .wrangler/ and the bucket
+//     credentials passed as variables, as Worker secrets would be when deployed.
 // Each start is a fresh "data center": the local Cache API (tier 1) starts empty, while KV (tier 2, global)
 // keeps what earlier runs stored, so a restart shows tier 2 answering and refilling tier 1.
 import { spawn } from "node:child_process";
-import { rm } from "node:fs/promises";
+import { readdir, readFile, rm } from "node:fs/promises";
+import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startDemoOrigin } from "../demo/origin.mjs";
+import { startS3Server } from "../demo/s3-server.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const ORIGIN_PORT = Number(process.env.DEMO_ORIGIN_PORT ?? 9000);
+const ASSETS = new URL("../demo/assets/", import.meta.url);
+const S3_PORT = Number(process.env.DEMO_S3_PORT ?? 9000);
 const WORKER_PORT = Number(process.env.PORT ?? 8787);
 const DEMO_HOSTS = ["localhost", "127.0.0.1"];
 /** A fixed id keeps the demo's cache across restarts; real sites get a random one. */
 const DEMO_SITE_ID = "demo-site-3c9f1a7e";
+const CREDENTIALS = { accessKeyId: "tiercel-demo", secretAccessKey: "tiercel-demo-secret" };
+
+const TYPES = {
+  ".html": "text/html; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".png": "image/png",
+};
 
 // wrangler reaches for the internet unless told not to; these machines (and many laptops on planes) have none.
 const env = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" };
@@ -32,24 +44,61 @@ function runToEnd(args) {
 
 await rm(new URL("../.wrangler/state/v3/cache", import.meta.url), { recursive: true, force: true });
 
-const origin = await startDemoOrigin({ port: ORIGIN_PORT });
-console.log(`demo origin listening on ${origin.url}`);
+const s3 = await startS3Server({
+  port: S3_PORT,
+  credentials: CREDENTIALS,
+  buckets: { demo: null },
+  log: (line) => console.log(line),
+});
+for (const name of await readdir(ASSETS)) {
+  const type = TYPES[extname(name)] ?? "application/octet-stream";
+  // Pages for a minute, assets for five, as a site owner might set them on upload.
+  const cacheControl = name.endsWith(".html") ? "public, max-age=60" : "public, max-age=300";
+  s3.putObject("demo", name, await readFile(new URL(name, ASSETS)), { contentType: type, cacheControl });
+}
+console.log(`demo bucket "demo" listening on ${s3.url}`);
 
-const site = { version: 1, id: DEMO_SITE_ID, origin: { kind: "http", url: origin.url } };
+const site = {
+  version: 1,
+  id: DEMO_SITE_ID,
+  origin: {
+    kind: "s3",
+    endpoint: s3.url,
+    bucket: "demo",
+    region: "us-east-1",
+    addressing: "path",
+    indexDocument: "index.html",
+    accessKeyIdSecret: "DEMO_S3_ACCESS_KEY_ID",
+    secretAccessKeySecret: "DEMO_S3_SECRET_ACCESS_KEY",
+    // The demo bucket is on loopback, which a site has to allow explicitly.
+    allowPrivate: true,
+  },
+};
 for (const host of DEMO_HOSTS) {
   await runToEnd(["kv", "key", "put", "--local", "--binding", "SITES", `host:${host}`, JSON.stringify(site)]);
 }
-console.log(`site ${DEMO_SITE_ID} configured for ${DEMO_HOSTS.join(", ")} -> ${origin.url}`);
+console.log(`site ${DEMO_SITE_ID} configured for ${DEMO_HOSTS.join(", ")} -> bucket demo at ${s3.url}`);
 console.log(`\nTry: curl -i http://localhost:${WORKER_PORT}/styles.css   (three times, and watch Cache-Status)\n`);
 
-const worker = run(["dev", "--ip", "127.0.0.1", "--port", String(WORKER_PORT), "--show-interactive-dev-session=false"]);
+const worker = run([
+  "dev",
+  "--ip",
+  "127.0.0.1",
+  "--port",
+  String(WORKER_PORT),
+  "--show-interactive-dev-session=false",
+  "--var",
+  `DEMO_S3_ACCESS_KEY_ID:${CREDENTIALS.accessKeyId}`,
+  "--var",
+  `DEMO_S3_SECRET_ACCESS_KEY:${CREDENTIALS.secretAccessKey}`,
+]);
 const stop = () => {
   worker.kill("SIGTERM");
-  origin.server.close();
+  void s3.close();
 };
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
 worker.on("exit", (code) => {
-  origin.server.close();
+  void s3.close();
   process.exit(code ?? 0);
 });

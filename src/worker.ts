@@ -1,6 +1,6 @@
 import { createCollapser } from "./core/collapse";
 import { type Deps, type Logger, respond } from "./core/pipeline";
-import { httpOrigin } from "./origins/http";
+import { originFactory } from "./origins";
 import { kvSiteStore } from "./sites/store";
 import { edgeTier } from "./tiers/edge";
 import { kvTier } from "./tiers/kv";
@@ -16,6 +16,8 @@ export const LIMITS = {
   tierTimeoutMs: 2_000,
   /** Deadline for an origin's response headers. */
   originHeadersTimeoutMs: 30_000,
+  /** Longest pause between two chunks of an origin's body. */
+  originBodyIdleMs: 30_000,
   /** Bodies up to this size are buffered once (and shared with collapsed requests); larger ones stream. */
   maxBufferBytes: 4 * 1024 * 1024,
   /** Bodies larger than this stream through unstored. */
@@ -34,7 +36,16 @@ export function platformFor(env: Env): Platform {
     platform = {
       sites: kvSiteStore(env.SITES),
       tiers: [edgeTier(caches.open(env.EDGE_CACHE_NAME)), kvTier(env.CACHE_KV)],
-      originFor: (site) => httpOrigin({ url: site.origin.url, headersTimeoutMs: LIMITS.originHeadersTimeoutMs }),
+      originFor: originFactory({
+        headersTimeoutMs: LIMITS.originHeadersTimeoutMs,
+        bodyIdleMs: LIMITS.originBodyIdleMs,
+        // Bucket credentials are Worker secrets, named in the site config; never stored in KV.
+        secret: (name) => {
+          const value = (env as unknown as Record<string, unknown>)[name];
+          return typeof value === "string" ? value : undefined;
+        },
+        connectMode: (env.ORIGIN_CONNECT_MODE as string) === "resolve-override" ? "resolve-override" : "direct",
+      }),
       now: Date.now,
       log,
       collapser: createCollapser(),

@@ -5,6 +5,11 @@
  */
 export type ErrorCode =
   | "bad_host"
+  | "bad_path"
+  | "not_found"
+  | "origin_access_denied"
+  | "origin_auth_failed"
+  | "origin_error"
   | "site_not_found"
   | "site_config_invalid"
   | "site_store_unavailable"
@@ -12,6 +17,7 @@ export type ErrorCode =
   | "origin_unreachable"
   | "origin_timeout"
   | "origin_bad_response"
+  | "origin_forbidden"
   | "loop_detected"
   | "internal_error";
 

@@ -1,3 +1,5 @@
+import { loopCount } from "../origins/hygiene";
+import { objectSegments } from "../origins/path";
 import type { Site } from "../sites/schema";
 import { answerFromEntry } from "./answer";
 import { CacheStatus } from "./cache-status";
@@ -48,10 +50,26 @@ export async function handleRequest(
   const url = new URL(request.url);
   const method = request.method;
 
+  // RFC 8586: a request that already went through Tiercel means a site's origin points back at it.
+  if (loopCount(request.headers.get("cdn-loop")) > 0) {
+    throw new TiercelError(
+      "loop_detected",
+      508,
+      "This request already passed through Tiercel: the site's origin loops",
+    );
+  }
   // TRACE reflects the request, credentials included, and CONNECT tunnels: neither belongs on a cache.
   if (method === "TRACE" || method === "CONNECT") {
     throw new TiercelError("method_not_allowed", 405, `${method} is not supported`);
   }
+  // A bucket is read-only: nothing but GET and HEAD reaches it.
+  if (site.origin.kind === "s3" && method !== "GET" && method !== "HEAD") {
+    throw new TiercelError("method_not_allowed", 405, `${method} is not allowed on this site`, {
+      headers: { allow: "GET, HEAD" },
+    });
+  }
+  // Refuse paths that could climb out of the origin's prefix before anything is looked up or fetched.
+  objectSegments(url);
   const baseKey = await cacheKey(keyPartsFor(site.id, url));
   if (method !== "GET" && method !== "HEAD") return passThrough(request, url, site, baseKey, deps, timing);
 

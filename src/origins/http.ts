@@ -1,69 +1,99 @@
-import { TiercelError } from "../core/errors";
 import { endToEndHeaders } from "../core/http/headers";
 import type { Origin, OriginRequest } from "../core/origin";
+import type { HttpOriginConfig } from "../sites/schema";
+import { checkConnectTarget, checkOriginUrl } from "./address";
+import { cleanResponse, LOOP_TOKEN } from "./hygiene";
+import { fetchUpstream, type UpstreamOptions } from "./upstream";
 
 /**
- * A backend at a base URL. The client's path and query are appended to the base URL's path; redirects
- * are passed through, never followed.
+ * A site's backend at a base URL, optionally reached at another `host:port` while the URL's host is sent
+ * as Host (the write-up's "origin IP and port per domain"). It gets what a reverse proxy is expected to
+ * pass — the method, the body of non-GET requests, cookies and application headers — but never the
+ * headers that would let one client poison what others are served from the cache (see `UNKEYED`).
  */
-export interface HttpOriginOptions {
-  /** Base URL of the backend (already validated by the site schema). */
-  url: string;
-  /** Deadline for the response headers, in milliseconds. */
-  headersTimeoutMs: number;
-  fetch?: typeof fetch;
+export interface HttpOriginOptions extends UpstreamOptions {
+  config: HttpOriginConfig;
+  /**
+   * How `connectTo` is honoured. `direct` (workerd, local): connect to the address and send the site's Host.
+   * `resolve-override` (Cloudflare): keep the URL and set `cf.resolveOverride` to the connect host, which
+   * Cloudflare applies only to hostnames in the same zone, and only on the default ports.
+   */
+  connectMode?: "direct" | "resolve-override";
 }
 
 /**
- * Request headers never forwarded: the runtime sets Host and Content-Length itself, and the `cf-*` fields
- * describe the client's connection to Cloudflare, not a request to the backend.
+ * Request headers never passed on. Either the runtime sets them (Host, Content-Length), they describe the
+ * client's connection to Cloudflare (cf-*), or they are known to change what an application answers
+ * without being part of the cache key: forwarding headers a client could forge (Tiercel sets its own
+ * X-Forwarded-For and -Proto), URL rewrites and method overrides.
  */
-const NOT_FORWARDED = [
+const UNKEYED = [
   "host",
   "content-length",
-  "cf-connecting-ip",
-  "cf-ipcountry",
-  "cf-ray",
-  "cf-visitor",
-  "cf-worker",
+  "forwarded",
+  "x-forwarded-for",
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-forwarded-port",
+  "x-forwarded-prefix",
+  "x-forwarded-server",
+  "x-forwarded-scheme",
+  "x-forwarded-ssl",
+  "x-host",
+  "x-original-host",
+  "x-original-url",
+  "x-rewrite-url",
+  "x-http-method-override",
+  "x-http-method",
+  "x-method-override",
+  "x-real-ip",
+  "true-client-ip",
+  "x-client-ip",
+  "x-cluster-client-ip",
+  "cdn-loop",
 ];
 
 export function httpOrigin(options: HttpOriginOptions): Origin {
-  const base = new URL(options.url);
+  const { config } = options;
+  const base = checkOriginUrl(config.url, { allowPrivate: config.allowPrivate });
   const basePath = base.pathname.replace(/\/+$/, "");
-  const doFetch = options.fetch ?? fetch;
+  const connect = config.connectTo
+    ? checkConnectTarget(config.connectTo, { allowPrivate: config.allowPrivate })
+    : undefined;
+  const connectMode = options.connectMode ?? "direct";
 
   return {
     async fetch(request: OriginRequest): Promise<Response> {
       const target = new URL(base);
       target.pathname = basePath + request.url.pathname;
       target.search = request.url.search;
-      const headers = endToEndHeaders(request.headers, NOT_FORWARDED);
-      const hasBody = request.method !== "GET" && request.method !== "HEAD";
 
-      const controller = new AbortController();
-      const timer = setTimeout(() => controller.abort(), options.headersTimeoutMs);
-      try {
-        return await doFetch(target, {
-          method: request.method,
-          headers,
-          body: hasBody ? request.body : null,
-          redirect: "manual",
-          signal: controller.signal,
-        });
-      } catch (cause) {
-        if (controller.signal.aborted) {
-          throw new TiercelError(
-            "origin_timeout",
-            504,
-            `The origin did not answer within ${options.headersTimeoutMs} ms`,
-            { cause },
-          );
-        }
-        throw new TiercelError("origin_unreachable", 502, "The origin could not be reached", { cause });
-      } finally {
-        clearTimeout(timer);
+      const headers = endToEndHeaders(request.headers, UNKEYED);
+      for (const name of [...headers.keys()]) if (name.startsWith("cf-")) headers.delete(name);
+      const clientIp = request.headers.get("cf-connecting-ip");
+      if (clientIp) headers.set("x-forwarded-for", clientIp);
+      headers.set("x-forwarded-proto", request.url.protocol.replace(":", ""));
+      // RFC 8586: say this request went through Tiercel, so an origin that points back is caught.
+      const loop = request.headers.get("cdn-loop");
+      headers.set("cdn-loop", loop ? `${loop}, ${LOOP_TOKEN}` : LOOP_TOKEN);
+
+      const init: RequestInit<RequestInitCfProperties> = {
+        method: request.method,
+        headers,
+        body: request.method === "GET" || request.method === "HEAD" ? null : request.body,
+        redirect: "manual",
+      };
+      let url = target;
+      if (connect && connectMode === "direct") {
+        // workerd derives Host from the URL and ignores a Host header, so the site's host travels in
+        // X-Forwarded-Host, set by Tiercel from the site config (never from the client).
+        url = new URL(target);
+        url.host = `${connect.host}:${connect.port}`;
+        headers.set("x-forwarded-host", target.host);
+      } else if (connect) {
+        init.cf = { resolveOverride: connect.host };
       }
+      return cleanResponse(await fetchUpstream(new Request(url, init), options), []);
     },
   };
 }

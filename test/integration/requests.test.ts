@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { ErrorBody } from "../../src/core/errors";
 import type { Tier } from "../../src/core/tier";
 import { httpOrigin } from "../../src/origins/http";
+import type { HttpOriginConfig } from "../../src/sites/schema";
 import { kvTier } from "../../src/tiers/kv";
 import { newSite, origin, putSite, send, unique } from "../support/harness";
 
@@ -18,7 +19,7 @@ describe("hosts", () => {
     expect(response.headers.get("cache-control")).toBe("no-store");
     expect(await errorCode(response)).toBe("site_not_found");
     // Configuring the host later must not find anything stored for it meanwhile.
-    await putSite(host, { id: unique("id"), origin: { kind: "http", url: origin.url } });
+    await putSite(host, { id: unique("id"), origin: { kind: "http", url: origin.url, allowPrivate: true } });
     const later = await send(`http://${host}/index.html`);
     expect(later.headers.get("cache-status")).toContain("fwd=miss");
   });
@@ -151,7 +152,7 @@ describe("what is not stored", () => {
 describe("origin failures", () => {
   it("answers 502 origin_unreachable when nothing listens, and stores nothing", async () => {
     const host = `${unique("down")}.test`;
-    await putSite(host, { id: unique("id"), origin: { kind: "http", url: "http://127.0.0.1:9" } });
+    await putSite(host, { id: unique("id"), origin: { kind: "http", url: "http://127.0.0.1:9", allowPrivate: true } });
     const response = await send(`http://${host}/x`);
     expect(response.status).toBe(502);
     expect(response.headers.get("cache-control")).toBe("no-store");
@@ -164,7 +165,8 @@ describe("origin failures", () => {
     const path = `/${unique("slow")}`;
     await origin.route(path, { delayMs: 1_000, body: "late" });
     const response = await send(`http://${host}${path}`, undefined, {
-      originFor: (site) => httpOrigin({ url: site.origin.url, headersTimeoutMs: 100 }),
+      originFor: (site) =>
+        httpOrigin({ config: site.origin as HttpOriginConfig, headersTimeoutMs: 100, bodyIdleMs: 1000 }),
     });
     expect(response.status).toBe(504);
     expect(await errorCode(response)).toBe("origin_timeout");

@@ -388,7 +388,7 @@ describe("stale responses (RFC 5861)", () => {
     const onHangUp = await send(`http://${host}${path}`, undefined, { now: clock.now });
     expect(await onHangUp.text()).toBe("good");
 
-    await putSite(host, { id, origin: { kind: "http", url: "http://127.0.0.1:9" } });
+    await putSite(host, { id, origin: { kind: "http", url: "http://127.0.0.1:9", allowPrivate: true } });
     const onRefused = await send(`http://${host}${path}`, undefined, { now: clock.now });
     expect(await onRefused.text()).toBe("good");
     expect(onRefused.headers.get("cache-status")).toContain("fwd-status=502");

@@ -43,7 +43,8 @@ export async function newSite(
 ): Promise<{ host: string; id: string }> {
   const host = `${unique("site")}.test`;
   const id = unique("id");
-  const origin = { kind: "http" as const, url: `${env.TEST_ORIGIN}${options.basePath ?? ""}` };
+  // The test origin is on loopback, which a site has to allow explicitly.
+  const origin = { kind: "http" as const, url: `${env.TEST_ORIGIN}${options.basePath ?? ""}`, allowPrivate: true };
   await putSite(host, { id, origin, ...(options.cache ? { cache: options.cache } : {}) });
   return { host, id };
 }
@@ -80,4 +81,51 @@ export async function send(
     return new Response(body.byteLength || init?.method === "HEAD" ? body : null, response);
   // The body broke off: hand back the headers and the error, as a client would see them.
   return Object.assign(new Response(null, response), { bodyError: body });
+}
+
+/** The SigV4-verifying bucket server, driven through the loopback origin's relay (its requests must be signed). */
+export const bucket = {
+  async put(
+    name: string,
+    key: string,
+    body: string | Uint8Array,
+    options: { contentType?: string; cacheControl?: string } = {},
+  ): Promise<void> {
+    const headers: Record<string, string> = { "content-type": options.contentType ?? "text/plain" };
+    if (options.cacheControl) headers["x-cache-control"] = options.cacheControl;
+    const query = `bucket=${encodeURIComponent(name)}&key=${encodeURIComponent(key)}`;
+    const res = await fetch(`${env.TEST_ORIGIN}/__s3/put?${query}`, { method: "PUT", headers, body });
+    if (!res.ok) throw new Error(`could not put ${name}/${key}`);
+  },
+
+  /** Signed GET/HEAD requests that reached one object, the last request, and how many were refused. */
+  async hits(
+    name: string,
+    key: string,
+  ): Promise<{ hits: number; last: { headers: Record<string, string>; path: string } | null; rejected: number }> {
+    const query = `bucket=${encodeURIComponent(name)}&key=${encodeURIComponent(key)}`;
+    return (await fetch(`${env.TEST_ORIGIN}/__s3/hits?${query}`)).json();
+  },
+};
+
+/** A new site on a fresh host whose origin is the test bucket (on loopback, so allowPrivate). */
+export async function newBucketSite(
+  options: { prefix?: string; wrongSecret?: boolean; bucketName?: string } = {},
+): Promise<{ host: string; id: string }> {
+  const host = `${unique("bucket-site")}.test`;
+  const id = unique("id");
+  await putSite(host, {
+    id,
+    origin: {
+      kind: "s3",
+      endpoint: env.TEST_S3_ENDPOINT,
+      bucket: options.bucketName ?? "test-bucket",
+      region: "us-east-1",
+      prefix: options.prefix ?? "",
+      accessKeyIdSecret: "TEST_S3_KEY_ID",
+      secretAccessKeySecret: options.wrongSecret ? "TEST_S3_WRONG_SECRET" : "TEST_S3_SECRET",
+      allowPrivate: true,
+    },
+  });
+  return { host, id };
 }

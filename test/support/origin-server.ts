@@ -23,6 +23,10 @@ export interface RouteSpec {
   conditional?: boolean;
   /** Close the connection without answering. */
   hangUp?: boolean;
+  /** Close the connection without answering for the first this many requests, then answer normally. */
+  hangUpTimes?: number;
+  /** Send the headers and this many bytes of the body, then go silent (without closing). */
+  stallAfter?: number;
 }
 
 export interface SeenRequest {
@@ -32,17 +36,44 @@ export interface SeenRequest {
   body: string;
 }
 
-export function startOriginServer(): Promise<{ server: Server; port: number }> {
+/** What the origin server relays for the bucket server, whose every request must be signed. */
+export interface BucketControl {
+  putObject(
+    bucket: string,
+    key: string,
+    bytes: Uint8Array,
+    options: { contentType?: string; cacheControl?: string },
+  ): unknown;
+  stats: {
+    hits(bucket: string, key: string, method?: string): number;
+    lastRequest: unknown;
+    rejected: number;
+  };
+}
+
+export function startOriginServer(bucket?: BucketControl): Promise<{ server: Server; port: number }> {
   const routes = new Map<string, RouteSpec>();
   const hits = new Map<string, number>();
   const last = new Map<string, SeenRequest>();
 
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? "/", "http://origin.test");
-    const body = await readBody(req);
+    const rawBody = await readRaw(req);
+    const body = rawBody.toString("utf8");
     if (url.pathname === "/__route" && req.method === "PUT") {
       routes.set(url.searchParams.get("path") ?? "/", JSON.parse(body) as RouteSpec);
       return json(res, { ok: true });
+    }
+    if (url.pathname === "/__s3/put" && req.method === "PUT" && bucket) {
+      bucket.putObject(url.searchParams.get("bucket") ?? "", url.searchParams.get("key") ?? "", rawBody, {
+        contentType: req.headers["content-type"],
+        cacheControl: req.headers["x-cache-control"] as string | undefined,
+      });
+      return json(res, { ok: true });
+    }
+    if (url.pathname === "/__s3/hits" && bucket) {
+      const hits = bucket.stats.hits(url.searchParams.get("bucket") ?? "", url.searchParams.get("key") ?? "");
+      return json(res, { hits, last: bucket.stats.lastRequest, rejected: bucket.stats.rejected });
     }
     if (url.pathname === "/__hits") {
       const path = url.searchParams.get("path") ?? "/";
@@ -81,7 +112,7 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
   // Tests move Tiercel's clock by hand, so a route's responses carry no real-time Date unless it sets one.
   res.sendDate = false;
   if (route.delayMs) await new Promise((r) => setTimeout(r, route.delayMs));
-  if (route.hangUp) {
+  if (route.hangUp || (route.hangUpTimes !== undefined && count <= route.hangUpTimes)) {
     req.socket.destroy();
     return;
   }
@@ -103,6 +134,11 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
   }
   res.writeHead(route.status ?? 200, headers);
   if (req.method === "HEAD") return res.end();
+  if (route.stallAfter !== undefined) {
+    res.write(payload.subarray(0, route.stallAfter));
+    setTimeout(() => res.socket?.destroy(), 30_000).unref();
+    return;
+  }
   if (route.truncateAfter !== undefined) {
     res.write(payload.subarray(0, route.truncateAfter));
     // Give the bytes a moment to leave, then cut the connection mid-body.
@@ -125,11 +161,11 @@ function isNotModified(route: RouteSpec, req: IncomingMessage): boolean {
   return ims !== undefined && lastModified !== undefined && Date.parse(lastModified) <= Date.parse(ims);
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
+function readRaw(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("end", () => resolve(Buffer.concat(chunks)));
     req.on("error", reject);
   });
 }

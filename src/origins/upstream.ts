@@ -1,0 +1,79 @@
+import { TiercelError } from "../core/errors";
+
+/**
+ * The one way Tiercel talks to an origin: redirects never followed, a deadline for the response headers,
+ * an idle limit on the body, and one retry when the connection fails for a request that can be repeated.
+ */
+export interface UpstreamOptions {
+  /** Deadline for the response headers, in milliseconds. */
+  headersTimeoutMs: number;
+  /** Longest pause between two body chunks, in milliseconds. */
+  bodyIdleMs: number;
+  fetch?: typeof fetch;
+}
+
+/** Methods that may be repeated when sent without a body (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
+
+export async function fetchUpstream(request: Request, options: UpstreamOptions): Promise<Response> {
+  const doFetch = options.fetch ?? fetch;
+  const retryable = IDEMPOTENT.has(request.method) && request.body === null;
+  for (let attempt = 1; ; attempt++) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), options.headersTimeoutMs);
+    try {
+      const response = await doFetch(request, { signal: controller.signal, redirect: "manual" });
+      return withIdleLimit(response, options.bodyIdleMs);
+    } catch (cause) {
+      if (controller.signal.aborted) {
+        throw new TiercelError(
+          "origin_timeout",
+          504,
+          `The origin did not answer within ${options.headersTimeoutMs} ms`,
+          {
+            cause,
+          },
+        );
+      }
+      if (!retryable || attempt >= 2) {
+        throw new TiercelError("origin_unreachable", 502, "The origin could not be reached", { cause });
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** Errors the body if the origin sends nothing for `ms` (a stalled origin must not hold a client forever). */
+function withIdleLimit(response: Response, ms: number): Response {
+  if (!response.body) return response;
+  const reader = response.body.getReader();
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const idle = new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new TiercelError("origin_timeout", 504, `The origin body stalled for ${ms} ms`)),
+            ms,
+          );
+        });
+        try {
+          const { done, value } = await Promise.race([reader.read(), idle]);
+          if (done) controller.close();
+          else controller.enqueue(value);
+        } catch (error) {
+          reader.cancel(error).catch(() => {});
+          controller.error(error);
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return new Response(body, response);
+}
