@@ -19,6 +19,7 @@ export default defineConfig({
           TEST_S3_KEY_ID: "tiercel-test",
           TEST_S3_SECRET: "tiercel-test-secret",
           TEST_S3_WRONG_SECRET: "not-the-secret",
+          ADMIN_TOKEN: "test-admin-token",
         },
       },
     })),

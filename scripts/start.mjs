@@ -7,8 +7,9 @@
 // Each start is a fresh "data center": the local Cache API (tier 1) starts empty, while KV (tier 2, global)
 // keeps what earlier runs stored, so a restart shows tier 2 answering and refilling tier 1.
 import { spawn } from "node:child_process";
-import { readdir, readFile, rm } from "node:fs/promises";
-import { extname } from "node:path";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startS3Server } from "../demo/s3-server.mjs";
 
@@ -20,6 +21,8 @@ const DEMO_HOSTS = ["localhost", "127.0.0.1"];
 /** A fixed id keeps the demo's cache across restarts; real sites get a random one. */
 const DEMO_SITE_ID = "demo-site-3c9f1a7e";
 const CREDENTIALS = { accessKeyId: "tiercel-demo", secretAccessKey: "tiercel-demo-secret" };
+/** The local admin token; the `tiercel` CLI uses it by default against http://localhost:8787. */
+const ADMIN_TOKEN = process.env.TIERCEL_TOKEN ?? "tiercel-local-admin";
 
 const TYPES = {
   ".html": "text/html; charset=utf-8",
@@ -61,6 +64,7 @@ console.log(`demo bucket "demo" listening on ${s3.url}`);
 const site = {
   version: 1,
   id: DEMO_SITE_ID,
+  hosts: DEMO_HOSTS,
   origin: {
     kind: "s3",
     endpoint: s3.url,
@@ -74,11 +78,18 @@ const site = {
     allowPrivate: true,
   },
 };
-for (const host of DEMO_HOSTS) {
-  await runToEnd(["kv", "key", "put", "--local", "--binding", "SITES", `host:${host}`, JSON.stringify(site)]);
-}
+// The layout the admin API writes: the site under its id, and a copy under each of its hosts.
+const value = JSON.stringify(site);
+const pairs = [{ key: `site:${site.id}`, value }, ...DEMO_HOSTS.map((host) => ({ key: `host:${host}`, value }))];
+const dir = await mkdtemp(join(tmpdir(), "tiercel-"));
+await writeFile(join(dir, "sites.json"), JSON.stringify(pairs));
+await runToEnd(["kv", "bulk", "put", "--local", "--binding", "SITES", join(dir, "sites.json")]);
+await rm(dir, { recursive: true, force: true });
 console.log(`site ${DEMO_SITE_ID} configured for ${DEMO_HOSTS.join(", ")} -> bucket demo at ${s3.url}`);
-console.log(`\nTry: curl -i http://localhost:${WORKER_PORT}/styles.css   (three times, and watch Cache-Status)\n`);
+console.log(`\nTry: curl -i http://localhost:${WORKER_PORT}/styles.css   (three times, and watch Cache-Status)`);
+console.log(
+  `Admin: npx tiercel sites list   (token ${ADMIN_TOKEN === "tiercel-local-admin" ? "tiercel-local-admin" : "from TIERCEL_TOKEN"})\n`,
+);
 
 const worker = run([
   "dev",
@@ -91,6 +102,8 @@ const worker = run([
   `DEMO_S3_ACCESS_KEY_ID:${CREDENTIALS.accessKeyId}`,
   "--var",
   `DEMO_S3_SECRET_ACCESS_KEY:${CREDENTIALS.secretAccessKey}`,
+  "--var",
+  `ADMIN_TOKEN:${ADMIN_TOKEN}`,
 ]);
 const stop = () => {
   worker.kill("SIGTERM");

@@ -1,5 +1,7 @@
+import { ADMIN_PREFIX, handleAdmin } from "./admin/api";
 import { createCollapser } from "./core/collapse";
 import { type Deps, type Logger, respond } from "./core/pipeline";
+import { Stats } from "./core/stats";
 import { originFactory } from "./origins";
 import { kvSiteStore } from "./sites/store";
 import { edgeTier } from "./tiers/edge";
@@ -27,6 +29,12 @@ export const LIMITS = {
 const log: Logger = (event, fields) => console.log(JSON.stringify({ event, ...fields }));
 
 type Platform = Omit<Deps, "waitUntil">;
+
+/** The config micro-cache TTL: CONFIG_CACHE_SECONDS (0–300), 30 by default as in the write-up. */
+function configCacheSeconds(env: Env): number {
+  const value = Number((env as unknown as Record<string, unknown>).CONFIG_CACHE_SECONDS ?? 30);
+  return Number.isFinite(value) && value >= 0 && value <= 300 ? value : 30;
+}
 const platforms = new WeakMap<Env, Platform>();
 
 /** Builds the env-derived pieces once per isolate (env is the same object for every request). */
@@ -34,21 +42,24 @@ export function platformFor(env: Env): Platform {
   let platform = platforms.get(env);
   if (!platform) {
     platform = {
-      sites: kvSiteStore(env.SITES),
+      sites: kvSiteStore(env.SITES, {
+        cache: caches.open("tiercel-config"),
+        now: Date.now,
+        log,
+        cacheSeconds: configCacheSeconds(env),
+      }),
       tiers: [edgeTier(caches.open(env.EDGE_CACHE_NAME)), kvTier(env.CACHE_KV)],
       originFor: originFactory({
         headersTimeoutMs: LIMITS.originHeadersTimeoutMs,
         bodyIdleMs: LIMITS.originBodyIdleMs,
         // Bucket credentials are Worker secrets, named in the site config; never stored in KV.
-        secret: (name) => {
-          const value = (env as unknown as Record<string, unknown>)[name];
-          return typeof value === "string" ? value : undefined;
-        },
+        secret: (name) => secretOf(env, name),
         connectMode: (env.ORIGIN_CONNECT_MODE as string) === "resolve-override" ? "resolve-override" : "direct",
       }),
       now: Date.now,
       log,
       collapser: createCollapser(),
+      stats: new Stats(Date.now()),
       tierTimeoutMs: LIMITS.tierTimeoutMs,
       maxBufferBytes: LIMITS.maxBufferBytes,
       maxObjectBytes: LIMITS.maxObjectBytes,
@@ -60,6 +71,26 @@ export function platformFor(env: Env): Platform {
 
 export default {
   fetch(request, env, ctx) {
-    return respond(request, { ...platformFor(env), waitUntil: (work) => ctx.waitUntil(work) });
+    const platform = platformFor(env);
+    // The admin API's reserved prefix is answered before any site is looked up: no site can shadow it.
+    if (new URL(request.url).pathname.startsWith(ADMIN_PREFIX)) {
+      return handleAdmin(request, {
+        kv: env.SITES,
+        token: secretOf(env, "ADMIN_TOKEN"),
+        sites: platform.sites,
+        tiers: platform.tiers,
+        stats: platform.stats,
+        now: platform.now,
+        log: platform.log,
+        tierTimeoutMs: platform.tierTimeoutMs,
+      });
+    }
+    return respond(request, { ...platform, waitUntil: (work) => ctx.waitUntil(work) });
   },
 } satisfies ExportedHandler<Env>;
+
+/** A Worker secret (or, locally, a var) by name, if it is a non-empty string. */
+function secretOf(env: Env, name: string): string | undefined {
+  const value = (env as unknown as Record<string, unknown>)[name];
+  return typeof value === "string" && value !== "" ? value : undefined;
+}

@@ -19,7 +19,13 @@ export type ErrorCode =
   | "origin_bad_response"
   | "origin_forbidden"
   | "loop_detected"
-  | "internal_error";
+  | "internal_error"
+  | "unauthorized"
+  | "token_in_url"
+  | "admin_disabled"
+  | "invalid_config"
+  | "invalid_json"
+  | "host_taken";
 
 export class TiercelError extends Error {
   override readonly name = "TiercelError";
@@ -28,18 +34,21 @@ export class TiercelError extends Error {
     readonly code: ErrorCode,
     readonly status: number,
     message: string,
-    options?: { cause?: unknown; headers?: Record<string, string> },
+    options?: { cause?: unknown; headers?: Record<string, string>; details?: Record<string, unknown> },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.headers = options?.headers ?? {};
+    this.details = options?.details ?? {};
   }
 
   readonly headers: Record<string, string>;
+  /** Extra fields for the error body, e.g. the `issues` of an invalid config. */
+  readonly details: Record<string, unknown>;
 }
 
 /** The JSON error body every Tiercel-made error response carries. */
 export interface ErrorBody {
-  error: { code: ErrorCode; message: string };
+  error: { code: ErrorCode; message: string; [detail: string]: unknown };
 }
 
 /**
@@ -51,7 +60,7 @@ export function errorResponse(error: unknown, extraHeaders?: HeadersInit): Respo
     error instanceof TiercelError
       ? error
       : new TiercelError("internal_error", 502, "Tiercel could not complete the request", { cause: error });
-  const body: ErrorBody = { error: { code: known.code, message: known.message } };
+  const body: ErrorBody = { error: { ...known.details, code: known.code, message: known.message } };
   const headers = new Headers(extraHeaders);
   headers.set("content-type", "application/json; charset=utf-8");
   headers.set("cache-control", "no-store");

@@ -4,6 +4,7 @@ import type { CacheStatus } from "./cache-status";
 import type { Collapser } from "./collapse";
 import type { Origin } from "./origin";
 import type { ServerTiming } from "./server-timing";
+import type { Stats } from "./stats";
 import type { Tier } from "./tier";
 
 /**
@@ -21,6 +22,8 @@ export interface Deps {
   log: Logger;
   /** Origin fetches in flight in this isolate, for request collapsing. */
   collapser: Collapser;
+  /** Per-site request counters of this isolate. */
+  stats: Stats;
   /** How long one tier lookup, or one buffered store, may take before the tier is skipped. */
   tierTimeoutMs: number;
   /** Bodies up to this size (or of unknown size, up to it) are buffered once and shared; larger ones stream. */

@@ -87,6 +87,7 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
   const conditional = stale !== undefined && hasValidators(stale.entry);
 
   const requestTime = deps.now();
+  deps.stats.originFetch(site.id);
   let response: Response;
   try {
     response = await timing.measure("origin", () =>

@@ -7,23 +7,61 @@
 export interface CacheKeyParts {
   /** The site's unique id (never its host: a site may have several hosts, and hosts move). */
   siteId: string;
+  /** The site's purge generation: bumping it makes every earlier entry unreachable. */
+  generation?: number;
+  /** Digest of the site options that change the bytes served ("" when none is on). */
+  variant?: string;
   /** The request path as the runtime parsed it (percent-encoding kept as received). */
   path: string;
   /** The exact query string, `?` included, or "" when there is none. Order and encoding are kept. */
   query: string;
 }
 
-const KEY_FORMAT = "tiercel/key/1";
+import type { OptimizeOptions } from "../sites/schema";
+
+const KEY_FORMAT = "tiercel/key/2";
 
 export async function cacheKey(parts: CacheKeyParts): Promise<string> {
-  const tuple = [KEY_FORMAT, parts.siteId, parts.path, parts.query];
+  const tuple = [KEY_FORMAT, parts.siteId, parts.generation ?? 0, parts.variant ?? "", parts.path, parts.query];
   const bytes = new TextEncoder().encode(JSON.stringify(tuple));
   const digest = await crypto.subtle.digest("SHA-256", bytes);
   return toHex(new Uint8Array(digest));
 }
 
-export function keyPartsFor(siteId: string, url: URL): CacheKeyParts {
-  return { siteId, path: url.pathname, query: url.search };
+export function keyPartsFor(
+  site: { id: string; generation: number; optimize: OptimizeOptions },
+  url: URL,
+): CacheKeyParts {
+  return {
+    siteId: site.id,
+    generation: site.generation,
+    variant: optionsVariant(site.optimize),
+    path: url.pathname,
+    query: url.search,
+  };
+}
+
+/**
+ * The part of the key that stands for the options that change the bytes: "" when they are all off (so
+ * turning nothing on changes no key), else their normalized JSON. Changing such an option moves every
+ * object of the site to a new key (a fresh variant, no purge needed); options that do not change the bytes
+ * (TTLs, bypass rules) are not in it, so changing them keeps every hit.
+ */
+export function optionsVariant(options: OptimizeOptions): string {
+  const normalized = {
+    polish: options.polish,
+    formats: [...options.formats].sort(),
+    resize: options.resize,
+    minify: { html: options.minify.html, css: options.minify.css, js: options.minify.js },
+  };
+  const off =
+    normalized.polish === "off" &&
+    normalized.formats.length === 0 &&
+    !normalized.resize &&
+    !normalized.minify.html &&
+    !normalized.minify.css &&
+    !normalized.minify.js;
+  return off ? "" : JSON.stringify(normalized);
 }
 
 function toHex(bytes: Uint8Array): string {

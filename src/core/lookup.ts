@@ -3,6 +3,7 @@ import { withDeadline } from "./deadline";
 import { isFresh, type StoredEntry } from "./entry";
 import { describe, type Exchange } from "./exchange";
 import { variantKey } from "./keys";
+import { purgeState } from "./purge";
 import type { CachedObject, Tier } from "./tier";
 
 /** An entry found in a tier, with the key it lives under (the variant's key for a response that varies). */
@@ -13,6 +14,8 @@ export interface Found {
   tier: number;
   key: string;
   member: CacheStatusMember;
+  /** Soft-purged: to be served stale while it is revalidated. */
+  softPurged?: boolean;
 }
 
 export interface Lookup {
@@ -55,8 +58,16 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
       member.fwd = result.index ? "vary-miss" : "miss";
       continue;
     }
-    const candidate: Found = { ...found, tier: index, key: found.key, member };
-    if (isFresh(found.entry, deps.now())) {
+    const purge = purgeState(found.entry, ex.site.purges, ex.baseKey);
+    if (purge === "purged") {
+      // Purged: as good as absent, not even for stale-if-error.
+      await found.body.cancel();
+      member.fwd = "miss";
+      member.detail = "purged";
+      continue;
+    }
+    const candidate: Found = { ...found, tier: index, key: found.key, member, softPurged: purge === "soft" };
+    if (purge === "none" && isFresh(found.entry, deps.now())) {
       if (result.stale) void result.stale.body.cancel();
       result.fresh = candidate;
       delete result.stale;

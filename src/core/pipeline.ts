@@ -32,7 +32,7 @@ export async function respond(request: Request, deps: Deps): Promise<Response> {
     const url = new URL(request.url);
     // On Cloudflare the URL's host is the Host header; locally and in tests the header is the truth.
     const host = normalizeHost(request.headers.get("host") ?? url.host);
-    const site = await timing.measure("site", () => deps.sites.siteForHost(host));
+    const site = await timing.measure("site", () => deps.sites.siteForHost(host, deps.waitUntil));
     if (!site) throw new TiercelError("site_not_found", 404, `No site is configured for host ${host}`);
     return await handleRequest(request, site, deps, timing);
   } catch (error) {
@@ -70,14 +70,22 @@ export async function handleRequest(
   }
   // Refuse paths that could climb out of the origin's prefix before anything is looked up or fetched.
   objectSegments(url);
-  const baseKey = await cacheKey(keyPartsFor(site.id, url));
+  const baseKey = await cacheKey(keyPartsFor(site, url));
   if (method !== "GET" && method !== "HEAD") return passThrough(request, url, site, baseKey, deps, timing);
+
+  if (bypasses(request, url, site)) {
+    deps.stats.record(site.id, "bypass");
+    const status = new CacheStatus();
+    status.add({ cache: "Tiercel", fwd: "bypass", detail: "site-rule" });
+    return forward(request, url, site, deps, timing, status);
+  }
 
   const ex: Exchange = { request, url, site, deps, timing, status: new CacheStatus(), baseKey };
   const look = await lookupTiers(ex);
 
   if (look.fresh) {
     const found = look.fresh;
+    deps.stats.record(site.id, deps.tiers[found.tier]?.name === "kv" ? "kv" : "edge", found.entry.length);
     found.member.hit = true;
     found.member.ttl = entryTtl(found.entry, deps.now());
     let body = found.body;
@@ -104,23 +112,35 @@ export async function handleRequest(
     return answerFromEntry(found.entry, body, answerContext(ex));
   }
 
-  if (look.stale && withinStaleWhileRevalidate(look.stale.entry, deps.now())) {
-    // RFC 5861 §3: serve stale at once, refresh once in the background.
+  const softPurged = look.stale?.softPurged === true && !look.stale.entry.mustRevalidate;
+  if (look.stale && (softPurged || withinStaleWhileRevalidate(look.stale.entry, deps.now()))) {
+    // RFC 5861 §3: serve stale at once, refresh once in the background (a soft purge does the same).
     const stale = look.stale;
+    deps.stats.record(site.id, "stale", stale.entry.length);
     stale.member.fwd = undefined;
     stale.member.hit = true;
     stale.member.ttl = entryTtl(stale.entry, deps.now());
-    stale.member.detail = "stale-while-revalidate";
+    stale.member.detail = softPurged ? "soft-purged" : "stale-while-revalidate";
     deps.waitUntil(refreshInBackground(ex, stale));
     return answerFromEntry(stale.entry, stale.body, answerContext(ex));
   }
 
+  deps.stats.record(site.id, "miss");
   if (method === "HEAD") {
+    deps.stats.originFetch(site.id);
     // A HEAD miss asks the origin for HEAD and stores nothing, so it never leaves an empty body for GET.
     await look.stale?.body.cancel();
     return forward(request, url, site, deps, timing, ex.status, "not-stored-method");
   }
   return fromOrigin(ex, look);
+}
+
+/** The site's bypass rules: a path prefix, or a cookie (such as a logged-in one) by name. */
+function bypasses(request: Request, url: URL, site: Site): boolean {
+  if (site.bypass.paths.some((prefix) => url.pathname.startsWith(prefix))) return true;
+  if (site.bypass.cookies.length === 0) return false;
+  const names = (request.headers.get("cookie") ?? "").split(";").map((pair) => pair.split("=")[0]?.trim());
+  return site.bypass.cookies.some((name) => names.includes(name));
 }
 
 /** Methods other than GET and HEAD go to the origin uncached, and may invalidate what is stored. */
@@ -143,7 +163,7 @@ async function passThrough(
       const value = response.headers.get(name);
       if (!value) continue;
       const target = URL.canParse(value, url.href) ? new URL(value, url) : undefined;
-      if (target && target.host === url.host) keys.push(await cacheKey(keyPartsFor(site.id, target)));
+      if (target && target.host === url.host) keys.push(await cacheKey(keyPartsFor(site, target)));
     }
     await invalidate({ deps }, keys);
   }

@@ -134,7 +134,10 @@ export async function putBuffered(
 }
 
 /** Removes a URL's entry (or variant index, which orphans its variants) from every tier. */
-export async function invalidate(ex: Pick<Exchange, "deps">, keys: string[]): Promise<void> {
+export async function invalidate(
+  ex: { deps: Pick<Exchange["deps"], "tiers" | "tierTimeoutMs" | "log"> },
+  keys: string[],
+): Promise<void> {
   const { deps } = ex;
   await Promise.all(
     deps.tiers.flatMap((tier) =>

@@ -82,14 +82,84 @@ const cachePolicy = z.strictObject({
 });
 
 export type CachePolicy = z.output<typeof cachePolicy>;
+export type OptimizeOptions = z.output<typeof optimize>;
+
+/** Requests that skip the cache and go straight to the origin. */
+const bypass = z.strictObject({
+  /** Path prefixes, e.g. `/wp-admin/`. */
+  paths: z
+    .array(z.string().regex(/^\/[^\s]{0,255}$/, "must be a path prefix starting with /"))
+    .max(100)
+    .default([]),
+  /** Cookie names whose presence bypasses the cache, e.g. a logged-in cookie. */
+  cookies: z
+    .array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, "must be a cookie name"))
+    .max(100)
+    .default([]),
+});
+
+/** Options that change the bytes Tiercel serves; a digest of them is part of every cache key. */
+const optimize = z.strictObject({
+  /** Image recompression: off, lossless, or lossy with bounded quality. */
+  polish: z.enum(["off", "lossless", "lossy"]).default("off"),
+  /** Image formats offered to clients whose Accept allows them. */
+  formats: z
+    .array(z.enum(["webp", "avif"]))
+    .max(2)
+    .default([]),
+  /** Image resizing through the documented URL form. */
+  resize: z.boolean().default(false),
+  minify: z
+    .strictObject({ html: z.boolean().default(false), css: z.boolean().default(false), js: z.boolean().default(false) })
+    .default({ html: false, css: false, js: false }),
+});
+
+/** A purge record: when (epoch ms) entries fetched before it stopped counting. */
+const purgeTimes = z.record(z.string().max(1024), z.number().int().min(0)).default({});
+
+/**
+ * What purges have happened, checked on every read: an entry fetched before the purge time of its URL or of
+ * one of its tags is purged (hard) or stale (soft). Written by the admin API; pruned there.
+ */
+const purges = z.strictObject({
+  /** Base cache key → purge time (URL purges). */
+  urls: purgeTimes,
+  /** Tag → purge time. */
+  tags: purgeTimes,
+  /** Tag → soft purge time. */
+  softTags: purgeTimes,
+  /** Soft purge of everything. */
+  softAll: z.number().int().min(0).optional(),
+});
+
+const hostName = z
+  .string()
+  .max(253)
+  .regex(
+    /^(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*$/,
+    "must be a lower-case host name without port",
+  );
 
 export const siteSchema = z.strictObject({
   /** Schema version; absent means 1. */
   version: z.literal(1).default(1),
   /** Unique, random, never reused: part of every cache key of the site. */
   id: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, "must be 8–64 characters of A–Z, a–z, 0–9, _ or -"),
+  /** The hosts the site answers for (each has its own `host:` key in KV). */
+  hosts: z.array(hostName).max(100).default([]),
   origin: z.discriminatedUnion("kind", [httpOrigin, s3Origin]),
   cache: cachePolicy.default(cachePolicy.parse({})),
+  bypass: bypass.default(bypass.parse({})),
+  optimize: optimize.default(optimize.parse({})),
+  /** Bumped by a purge of everything; part of every cache key. */
+  generation: z.number().int().min(0).default(0),
+  purges: purges.default(purges.parse({})),
+  limits: z
+    .strictObject({
+      /** Bodies larger than this stream through unstored (at most the Worker-wide limit). */
+      maxObjectBytes: z.number().int().min(0).optional(),
+    })
+    .default({}),
 });
 
 export type Site = z.output<typeof siteSchema>;

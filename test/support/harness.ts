@@ -32,9 +32,13 @@ export function unique(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
-/** Writes a site config to the real local SITES namespace, as an operator would. */
+/**
+ * Writes a site config to the real local SITES namespace, as an operator would, and makes this isolate
+ * and data center forget what they remembered about the host (as the admin API does after a write).
+ */
 export async function putSite(host: string, site: SiteInput | unknown): Promise<void> {
   await env.SITES.put(siteKey(host), JSON.stringify(site));
+  await platformFor(env).sites.forget([host]);
 }
 
 /** A new site on a fresh host whose origin is the loopback server (optionally under a base path). */

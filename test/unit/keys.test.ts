@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { type CacheKeyParts, cacheKey, keyPartsFor } from "../../src/core/keys";
+import { type CacheKeyParts, cacheKey, keyPartsFor, optionsVariant } from "../../src/core/keys";
+import type { OptimizeOptions } from "../../src/sites/schema";
 
 describe("cacheKey", () => {
   it("is 64 lower-case hex characters (SHA-256)", async () => {
@@ -14,9 +15,9 @@ describe("cacheKey", () => {
   });
 
   it("is the SHA-256 of the tagged JSON tuple, so a format change cannot go unnoticed", async () => {
-    // sha256('["tiercel/key/1","a","/b",""]'), computed independently.
+    // sha256('["tiercel/key/2","a",0,"","/b",""]'), computed independently (sha256sum).
     expect(await cacheKey({ siteId: "a", path: "/b", query: "" })).toBe(
-      "2adc1d914e4a818a0c3d8c3be85abb074aa095a60c6ee5da79c816dfff08c541",
+      "46f7a71a4d4c6f84f316876dd8aa26d44bee94b7bcbc06016d08aaaf8c3c3ee8",
     );
   });
 
@@ -52,34 +53,73 @@ describe("cacheKey", () => {
   });
 });
 
+const OFF = { polish: "off", formats: [], resize: false, minify: { html: false, css: false, js: false } } as const;
+const site = (
+  id: string,
+  generation = 0,
+  optimize: OptimizeOptions = { ...OFF, formats: [], minify: { ...OFF.minify } },
+) => ({
+  id,
+  generation,
+  optimize,
+});
+
 describe("keyPartsFor", () => {
   it("takes the path and the exact query string, order and encoding kept", () => {
-    expect(keyPartsFor("site-1", new URL("https://example.com/a%20b/c.js?b=2&a=%31"))).toEqual({
+    expect(keyPartsFor(site("site-1"), new URL("https://example.com/a%20b/c.js?b=2&a=%31"))).toEqual({
       siteId: "site-1",
+      generation: 0,
+      variant: "",
       path: "/a%20b/c.js",
       query: "?b=2&a=%31",
     });
   });
 
   it('gives "" for the query when the URL has none', () => {
-    expect(keyPartsFor("site-1", new URL("https://example.com/index.html"))).toEqual({
+    expect(keyPartsFor(site("site-1"), new URL("https://example.com/index.html"))).toEqual({
       siteId: "site-1",
+      generation: 0,
+      variant: "",
       path: "/index.html",
       query: "",
     });
   });
 
   it("ignores the host, scheme, port and fragment: only the site id identifies the site", () => {
-    const a = keyPartsFor("site-1", new URL("https://example.com/p?q=1#top"));
-    const b = keyPartsFor("site-1", new URL("http://www.example.org:8787/p?q=1"));
+    const a = keyPartsFor(site("site-1"), new URL("https://example.com/p?q=1#top"));
+    const b = keyPartsFor(site("site-1"), new URL("http://www.example.org:8787/p?q=1"));
     expect(a).toEqual(b);
-    expect(a).toEqual({ siteId: "site-1", path: "/p", query: "?q=1" });
+    expect(a).toEqual({ siteId: "site-1", generation: 0, variant: "", path: "/p", query: "?q=1" });
   });
 
   it("feeds cacheKey so that different queries on one path get different keys", async () => {
-    const one = await cacheKey(keyPartsFor("s", new URL("https://example.com/p?a=1")));
-    const two = await cacheKey(keyPartsFor("s", new URL("https://example.com/p?a=2")));
-    const none = await cacheKey(keyPartsFor("s", new URL("https://example.com/p")));
+    const one = await cacheKey(keyPartsFor(site("s"), new URL("https://example.com/p?a=1")));
+    const two = await cacheKey(keyPartsFor(site("s"), new URL("https://example.com/p?a=2")));
+    const none = await cacheKey(keyPartsFor(site("s"), new URL("https://example.com/p")));
     expect(new Set([one, two, none]).size).toBe(3);
+  });
+});
+
+describe("keys and site options", () => {
+  const url = new URL("https://example.com/img.png");
+
+  it("gives a new key when the generation is bumped (purge everything)", async () => {
+    expect(await cacheKey(keyPartsFor(site("s", 0), url))).not.toBe(await cacheKey(keyPartsFor(site("s", 1), url)));
+  });
+
+  it("gives a new key when an option that changes the bytes changes", async () => {
+    const polished = site("s", 0, { ...OFF, polish: "lossy", formats: [], minify: { ...OFF.minify } });
+    expect(await cacheKey(keyPartsFor(polished, url))).not.toBe(await cacheKey(keyPartsFor(site("s"), url)));
+  });
+
+  it("normalizes the options: the order of formats does not matter", () => {
+    const a = optionsVariant({ ...OFF, formats: ["webp", "avif"], minify: { ...OFF.minify } });
+    const b = optionsVariant({ ...OFF, formats: ["avif", "webp"], minify: { ...OFF.minify } });
+    expect(a).toBe(b);
+    expect(a).not.toBe("");
+  });
+
+  it('is "" when every option is off, so a default site keeps its keys', () => {
+    expect(optionsVariant({ ...OFF, formats: [], minify: { ...OFF.minify } })).toBe("");
   });
 });
