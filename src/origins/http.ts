@@ -3,6 +3,7 @@ import type { Origin, OriginRequest } from "../core/origin";
 import type { HttpOriginConfig } from "../sites/schema";
 import { checkConnectTarget, checkOriginUrl } from "./address";
 import { cleanResponse, LOOP_TOKEN } from "./hygiene";
+import { socketFetch } from "./socket-fetch";
 import { fetchUpstream, type UpstreamOptions } from "./upstream";
 
 /**
@@ -14,7 +15,8 @@ import { fetchUpstream, type UpstreamOptions } from "./upstream";
 export interface HttpOriginOptions extends UpstreamOptions {
   config: HttpOriginConfig;
   /**
-   * How `connectTo` is honoured. `direct` (workerd, local): connect to the address and send the site's Host.
+   * How `connectTo` is honoured. `direct` (workerd, local): speak HTTP/1.1 over a TCP socket to the address
+   * and send the site's Host.
    * `resolve-override` (Cloudflare): keep the URL and set `cf.resolveOverride` to the connect host, which
    * Cloudflare applies only to hostnames in the same zone, and only on the default ports.
    */
@@ -61,6 +63,21 @@ export function httpOrigin(options: HttpOriginOptions): Origin {
     ? checkConnectTarget(config.connectTo, { allowPrivate: config.allowPrivate })
     : undefined;
   const connectMode = options.connectMode ?? "direct";
+  // workerd's fetch() derives Host from the URL and ignores a Host header, so in direct mode Tiercel speaks
+  // HTTP/1.1 itself over a TCP socket to the address, with the site's host (from the config, never the
+  // client) as Host; with https the certificate is checked against that host, not the address.
+  const direct =
+    connect && connectMode === "direct"
+      ? {
+          ...options,
+          fetch: socketFetch({
+            hostname: connect.host.replace(/^\[(.*)\]$/, "$1"),
+            port: connect.port,
+            tls: base.protocol === "https:",
+            serverName: base.hostname,
+          }),
+        }
+      : undefined;
 
   return {
     async fetch(request: OriginRequest): Promise<Response> {
@@ -83,17 +100,12 @@ export function httpOrigin(options: HttpOriginOptions): Origin {
         body: request.method === "GET" || request.method === "HEAD" ? null : request.body,
         redirect: "manual",
       };
-      let url = target;
-      if (connect && connectMode === "direct") {
-        // workerd derives Host from the URL and ignores a Host header, so the site's host travels in
-        // X-Forwarded-Host, set by Tiercel from the site config (never from the client).
-        url = new URL(target);
-        url.host = `${connect.host}:${connect.port}`;
-        headers.set("x-forwarded-host", target.host);
-      } else if (connect) {
-        init.cf = { resolveOverride: connect.host };
+      if (direct) {
+        headers.set("host", base.host);
+        return cleanResponse(await fetchUpstream(new Request(target, init), direct), []);
       }
-      return cleanResponse(await fetchUpstream(new Request(url, init), options), []);
+      if (connect) init.cf = { resolveOverride: connect.host };
+      return cleanResponse(await fetchUpstream(new Request(target, init), options), []);
     },
   };
 }

@@ -9,7 +9,8 @@ export interface UpstreamOptions {
   headersTimeoutMs: number;
   /** Longest pause between two body chunks, in milliseconds. */
   bodyIdleMs: number;
-  fetch?: typeof fetch;
+  /** How the request is sent: the global `fetch` unless an origin needs its own transport (see socket-fetch). */
+  fetch?: (request: Request, init: { signal: AbortSignal; redirect: "manual" }) => Promise<Response>;
 }
 
 /** Methods that may be repeated when sent without a body (RFC 9110 §9.2.2). */

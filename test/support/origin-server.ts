@@ -27,6 +27,10 @@ export interface RouteSpec {
   hangUpTimes?: number;
   /** Send the headers and this many bytes of the body, then go silent (without closing). */
   stallAfter?: number;
+  /** Send the body in the chunked coding, in pieces of about this many bytes (no Content-Length). */
+  chunked?: number;
+  /** Write exactly these bytes (Latin-1) as the whole answer, then close: for framing Node would not produce. */
+  raw?: string;
 }
 
 export interface SeenRequest {
@@ -116,6 +120,10 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
     req.socket.destroy();
     return;
   }
+  if (route.raw !== undefined) {
+    req.socket.end(Buffer.from(route.raw, "latin1"));
+    return;
+  }
   if (route.conditional && isNotModified(route, req)) {
     const headers: Record<string, string | string[]> = { "x-origin-hit": String(count) };
     for (const [name, value] of Object.entries(route.headers ?? {})) {
@@ -129,11 +137,18 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
       ? Buffer.from("0123456789".repeat(Math.ceil(route.size / 10)).slice(0, route.size))
       : Buffer.from((route.body ?? "").replaceAll("{hit}", String(count)));
   const headers: Record<string, string | string[]> = { "x-origin-hit": String(count), ...route.headers };
-  if (!Object.keys(headers).some((h) => h.toLowerCase() === "content-length")) {
+  if (!route.chunked && !Object.keys(headers).some((h) => h.toLowerCase() === "content-length")) {
     headers["content-length"] = String(payload.byteLength);
   }
   res.writeHead(route.status ?? 200, headers);
   if (req.method === "HEAD") return res.end();
+  if (route.chunked) {
+    // Headers flushed by the first write without a length: Node frames the rest as chunks, one per write.
+    for (let at = 0; at < payload.byteLength; at += route.chunked) {
+      res.write(payload.subarray(at, at + route.chunked));
+    }
+    return res.end();
+  }
   if (route.stallAfter !== undefined) {
     res.write(payload.subarray(0, route.stallAfter));
     setTimeout(() => res.socket?.destroy(), 30_000).unref();
