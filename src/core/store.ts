@@ -41,11 +41,14 @@ export function storeBody(
 ): { client: ReadableStream<Uint8Array>; outcome: Promise<Shared> } {
   const { deps } = ex;
   const declared = target.declaredLength;
-  if (declared === undefined || declared <= deps.maxBufferBytes) {
+  // The site may store less than the Worker-wide limit.
+  const maxObject = Math.min(deps.maxObjectBytes, ex.site.limits.maxObjectBytes ?? Number.POSITIVE_INFINITY);
+  const tooLarge = declared !== undefined && declared > maxObject;
+  if (!tooLarge && (declared === undefined || declared <= deps.maxBufferBytes)) {
     const [client, copy] = body.tee();
-    return { client, outcome: storeBuffered(ex, target, copy) };
+    return { client, outcome: storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject)) };
   }
-  if (declared > deps.maxObjectBytes || target.tiers.length === 0) {
+  if (tooLarge || declared === undefined || target.tiers.length === 0) {
     deps.log("store.skipped", { key: target.key, reason: "too-large", length: declared });
     return { client: body, outcome: Promise.resolve({ kind: "none" }) };
   }
@@ -74,11 +77,16 @@ export function storeBody(
   return { client: client as ReadableStream<Uint8Array>, outcome };
 }
 
-async function storeBuffered(ex: Exchange, target: StoreTarget, body: ReadableStream<Uint8Array>): Promise<Shared> {
+async function storeBuffered(
+  ex: Exchange,
+  target: StoreTarget,
+  body: ReadableStream<Uint8Array>,
+  limit: number,
+): Promise<Shared> {
   const { deps } = ex;
   let bytes: Uint8Array;
   try {
-    bytes = await readAll(body, deps.maxBufferBytes);
+    bytes = await readAll(body, limit);
   } catch (error) {
     // A body that broke off is never stored; one that grew past the buffer has no length to check.
     const reason = error instanceof BodyTooLargeError ? "too-large" : "body-error";

@@ -545,3 +545,21 @@ describe("large objects", () => {
     expect((await origin.hits(path)).hits).toBe(2);
   });
 });
+
+describe("site limits", () => {
+  it("streams a body larger than the site's maxObjectBytes through unstored", async () => {
+    const { host } = await newSite();
+    const path = `/${unique("limited")}`;
+    await putSite(host, {
+      id: unique("id"),
+      origin: { kind: "http", url: origin.url, allowPrivate: true },
+      limits: { maxObjectBytes: 1000 },
+    });
+    await origin.route(path, { size: 5000, headers: { "cache-control": "max-age=300" } });
+    const first = await send(`http://${host}${path}`);
+    expect((await first.arrayBuffer()).byteLength).toBe(5000);
+    const second = await send(`http://${host}${path}`);
+    expect(second.headers.get("cache-status")).toContain("fwd=miss");
+    expect((await origin.hits(path)).hits).toBe(2);
+  });
+});
