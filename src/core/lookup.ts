@@ -43,6 +43,7 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
   const result: Lookup = {};
   for (const [index, tier] of deps.tiers.entries()) {
     const member = ex.status.add({ cache: cacheName(tier) });
+    if (tier.name === "kv") deps.stats.kvRead(ex.site.id);
     let found: (CachedObject & { key: string }) | null;
     try {
       found = await ex.timing.measure(tier.name, () =>

@@ -13,6 +13,8 @@ export interface SiteCounters {
   bypass: number;
   /** Requests that reached the origin (a collapsed miss makes one; a background refresh makes one). */
   originFetches: number;
+  /** Reads of the KV tier (tier 2) for this site's objects. */
+  kvReads: number;
   /** Body bytes answered from the tiers. */
   bytes: number;
 }
@@ -44,10 +46,15 @@ export class Stats {
     if (counters) counters.originFetches += 1;
   }
 
+  kvRead(siteId: string): void {
+    const counters = this.countersOf(siteId);
+    if (counters) counters.kvReads += 1;
+  }
+
   private countersOf(siteId: string): SiteCounters | undefined {
     let counters = this.sites.get(siteId);
     if (!counters && this.sites.size < this.maxSites) {
-      counters = { requests: 0, hits: {}, stale: 0, misses: 0, bypass: 0, originFetches: 0, bytes: 0 };
+      counters = { requests: 0, hits: {}, stale: 0, misses: 0, bypass: 0, originFetches: 0, kvReads: 0, bytes: 0 };
       this.sites.set(siteId, counters);
     }
     return counters;

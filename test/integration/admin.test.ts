@@ -261,3 +261,47 @@ describe("config reads", () => {
     await expect(store.siteForHost(host)).rejects.toMatchObject({ code: "site_store_unavailable", status: 503 });
   });
 });
+
+describe("bypass rules", () => {
+  it("sends requests under a bypassed path prefix, or with a bypass cookie, to the origin uncached", async () => {
+    const site = await createSite({ bypass: { paths: ["/account/"], cookies: ["logged_in"] } });
+    const host = site.hosts[0] as string;
+    const account = `/account/${unique("page")}`;
+    for (const n of [1, 2]) {
+      const response = await send(`http://${host}${account}`);
+      expect(await response.text()).toBe(`GET ${account} #${n}`);
+      expect(response.headers.get("cache-status")).toContain("fwd=bypass");
+    }
+    const page = `/${unique("page")}`;
+    await send(`http://${host}${page}`);
+    const anonymous = await send(`http://${host}${page}`, { headers: { cookie: "theme=dark" } });
+    expect(anonymous.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
+    const loggedIn = await send(`http://${host}${page}`, { headers: { cookie: "theme=dark; logged_in=1" } });
+    expect(loggedIn.headers.get("cache-status")).toContain("fwd=bypass");
+    expect(await loggedIn.text()).toBe(`GET ${page} #2`);
+  });
+});
+
+describe("site isolation", () => {
+  it("keeps two sites with the same path and query apart, one site's id a prefix of the other's", async () => {
+    const prefix = unique("samesite").replaceAll(".", "");
+    const a = (
+      await admin("PUT", `/sites/${prefix}`, {
+        hosts: [`${prefix}-a.test`],
+        origin: { kind: "http", url: origin.url, allowPrivate: true },
+      })
+    ).body.site as Site;
+    const b = (
+      await admin("PUT", `/sites/${prefix}-a`, {
+        hosts: [`${prefix}-b.test`],
+        origin: { kind: "http", url: origin.url, allowPrivate: true },
+      })
+    ).body.site as Site;
+    await admin("PUT", `/sites/${a.id}`, { ...a, origin: { ...a.origin, url: `${origin.url}/site-a` } });
+    await admin("PUT", `/sites/${b.id}`, { ...b, origin: { ...b.origin, url: `${origin.url}/site-b` } });
+    const path = `/${unique("same")}/x`;
+    expect(await (await send(`http://${a.hosts[0]}${path}?q=1`)).text()).toBe(`GET /site-a${path}?q=1 #1`);
+    expect(await (await send(`http://${b.hosts[0]}${path}?q=1`)).text()).toBe(`GET /site-b${path}?q=1 #1`);
+    expect(await (await send(`http://${a.hosts[0]}${path}?q=1`)).text()).toBe(`GET /site-a${path}?q=1 #1`);
+  });
+});
