@@ -42,7 +42,9 @@ export function answerFromEntry(entry: StoredEntry, body: ReadableStream<Uint8Ar
   if (NULL_BODY_STATUSES.has(entry.status)) return finish(entry.status, headers, null);
 
   // Ranges are answered from whole 200s whose stored bytes are what the client receives (no content coding).
-  const rangeable = entry.status === 200 && !headers.has("content-encoding");
+  // (A miss of unknown length is answered whole: its length is known only once it has streamed.)
+  const knownLength = entry.length >= 0;
+  const rangeable = entry.status === 200 && knownLength && !headers.has("content-encoding");
   if (rangeable) headers.set("accept-ranges", "bytes");
   const decision = rangeable ? evaluateRange(ctx.requestHeaders, entry.length, validators) : { kind: "full" as const };
   if (decision.kind === "unsatisfiable") {
@@ -57,6 +59,6 @@ export function answerFromEntry(entry: StoredEntry, body: ReadableStream<Uint8Ar
     return finish(206, headers, slice);
   }
 
-  if (!headers.has("content-encoding")) headers.set("content-length", String(entry.length));
+  if (knownLength && !headers.has("content-encoding")) headers.set("content-length", String(entry.length));
   return finish(entry.status, headers, ctx.method === "HEAD" ? null : body);
 }

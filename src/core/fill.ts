@@ -183,7 +183,7 @@ async function storeAndAnswer(
   const sameIndex = look.index && sameFields(look.index.fields, fields) ? look.index : undefined;
   const index = fields.length > 0 ? (sameIndex ?? { fields, nonce: crypto.randomUUID() }) : undefined;
   const key = index ? await variantKey(ex.baseKey, fields, index.nonce, request.headers) : ex.baseKey;
-  const { client, outcome } = storeBody(
+  const { client, outcome, storing } = storeBody(
     ex,
     {
       key,
@@ -197,7 +197,7 @@ async function storeAndAnswer(
     response.body,
   );
   deps.waitUntil(outcome.then((shared) => flight?.settle(shared)));
-  status.forwarded(response.status, true);
+  status.forwarded(response.status, storing, storing ? undefined : "not-stored-too-large");
   return answerFromEntry(entry, client, answerContext(ex));
 }
 

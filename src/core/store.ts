@@ -38,7 +38,7 @@ export function storeBody(
   ex: Exchange,
   target: StoreTarget,
   body: ReadableStream<Uint8Array>,
-): { client: ReadableStream<Uint8Array>; outcome: Promise<Shared> } {
+): { client: ReadableStream<Uint8Array>; outcome: Promise<Shared>; storing: boolean } {
   const { deps } = ex;
   const declared = target.declaredLength;
   // The site may store less than the Worker-wide limit.
@@ -46,11 +46,15 @@ export function storeBody(
   const tooLarge = declared !== undefined && declared > maxObject;
   if (!tooLarge && (declared === undefined || declared <= deps.maxBufferBytes)) {
     const [client, copy] = body.tee();
-    return { client, outcome: storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject)) };
+    return {
+      client,
+      outcome: storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject)),
+      storing: true,
+    };
   }
   if (tooLarge || declared === undefined || target.tiers.length === 0) {
     deps.log("store.skipped", { key: target.key, reason: "too-large", length: declared });
-    return { client: body, outcome: Promise.resolve({ kind: "none" }) };
+    return { client: body, outcome: Promise.resolve({ kind: "none" }), storing: false };
   }
   const [client, ...copies] = fanOut(body, 1 + target.tiers.length);
   const entry = { ...target.entry, length: declared };
@@ -74,7 +78,7 @@ export function storeBody(
     });
     return results.some((result) => result.status === "fulfilled") ? { kind: "stored" } : { kind: "none" };
   });
-  return { client: client as ReadableStream<Uint8Array>, outcome };
+  return { client: client as ReadableStream<Uint8Array>, outcome, storing: true };
 }
 
 async function storeBuffered(

@@ -558,8 +558,25 @@ describe("site limits", () => {
     await origin.route(path, { size: 5000, headers: { "cache-control": "max-age=300" } });
     const first = await send(`http://${host}${path}`);
     expect((await first.arrayBuffer()).byteLength).toBe(5000);
+    expect(first.headers.get("cache-status")).toContain("detail=not-stored-too-large");
     const second = await send(`http://${host}${path}`);
     expect(second.headers.get("cache-status")).toContain("fwd=miss");
     expect((await origin.hits(path)).hits).toBe(2);
+  });
+});
+
+describe("bodies of unknown length", () => {
+  it("streams a chunked miss without a made-up length, stores it, and answers later hits with its length", async () => {
+    const { host } = await newSite();
+    const path = `/${unique("chunked")}`;
+    await origin.route(path, { size: 3000, chunked: 500, headers: { "cache-control": "max-age=300" } });
+    const miss = await send(`http://${host}${path}`, { headers: { range: "bytes=0-9" } });
+    expect(miss.status).toBe(200);
+    expect(miss.headers.get("content-length")).not.toBe("-1");
+    expect((await miss.arrayBuffer()).byteLength).toBe(3000);
+    const hit = await send(`http://${host}${path}`, { headers: { range: "bytes=0-9" } });
+    expect(hit.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
+    expect(hit.status).toBe(206);
+    expect(hit.headers.get("content-range")).toBe("bytes 0-9/3000");
   });
 });
