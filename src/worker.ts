@@ -60,6 +60,7 @@ export function platformFor(env: Env): Platform {
       log,
       collapser: createCollapser(),
       stats: new Stats(Date.now()),
+      invalidated: new Map(),
       tierTimeoutMs: LIMITS.tierTimeoutMs,
       maxBufferBytes: LIMITS.maxBufferBytes,
       maxObjectBytes: LIMITS.maxObjectBytes,
@@ -83,6 +84,7 @@ export default {
         now: platform.now,
         log: platform.log,
         tierTimeoutMs: platform.tierTimeoutMs,
+        invalidated: platform.invalidated,
       });
     }
     return respond(request, { ...platform, waitUntil: (work) => ctx.waitUntil(work) });

@@ -5,7 +5,7 @@ import type { Stats } from "../core/stats";
 import { invalidate } from "../core/store";
 import type { Tier } from "../core/tier";
 import { checkConnectTarget, checkOriginUrl } from "../origins/address";
-import { type Site, siteSchema } from "../sites/schema";
+import { parseSite, type Site, siteSchema } from "../sites/schema";
 import { type SiteStore, siteKey } from "../sites/store";
 
 /**
@@ -26,6 +26,8 @@ export interface AdminDeps {
   now(): number;
   log: Logger;
   tierTimeoutMs: number;
+  /** The isolate's record of invalidated keys (see Deps.invalidated). */
+  invalidated: Map<string, number>;
 }
 
 /** Purge records older than this are dropped (no entry can be retained longer). */
@@ -94,7 +96,15 @@ async function route(request: Request, url: URL, deps: AdminDeps): Promise<Respo
 
 async function listSites(deps: AdminDeps, cursor: string | null) {
   const page = await deps.kv.list({ prefix: "site:", limit: 100, ...(cursor ? { cursor } : {}) });
-  const sites = await Promise.all(page.keys.map((key) => readSite(deps, key.name.slice("site:".length))));
+  // A record that does not parse is reported in the log and left out, not allowed to break the listing.
+  const sites = await Promise.all(
+    page.keys.map((key) =>
+      readSite(deps, key.name.slice("site:".length)).catch((error: unknown) => {
+        deps.log("admin.skipped", { key: key.name, error: String(error) });
+        return null;
+      }),
+    ),
+  );
   return { sites: sites.filter((s) => s !== null), cursor: page.list_complete ? null : page.cursor };
 }
 
@@ -107,7 +117,13 @@ async function getSite(deps: AdminDeps, id: string): Promise<Site> {
 async function readSite(deps: AdminDeps, id: string): Promise<Site | null> {
   const raw = await deps.kv.get(`site:${id}`, "text");
   if (raw === null) return null;
-  return siteSchema.parse(JSON.parse(raw));
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch (cause) {
+    throw new TiercelError("site_config_invalid", 502, `The stored config of site ${id} is not valid JSON`, { cause });
+  }
+  return parseSite(json, `site ${id}`);
 }
 
 async function createSite(deps: AdminDeps, body: unknown): Promise<Site> {
@@ -140,7 +156,9 @@ async function writeSite(
   const candidate = {
     ...rest,
     id,
-    ...(existing ? { generation: existing.generation, purges: existing.purges } : {}),
+    ...(existing
+      ? { generation: existing.generation, purges: existing.purges }
+      : { generation: await generationAfterTombstone(deps, id) }),
   };
   const parsed = siteSchema.safeParse(candidate);
   if (!parsed.success) {
@@ -174,10 +192,19 @@ async function writeSite(
 async function deleteSite(deps: AdminDeps, id: string) {
   const site = await getSite(deps, id);
   await Promise.all(site.hosts.map((host) => releaseHost(deps, host, id)));
+  // The id is never reused with an old generation: entries stored under it must stay unreachable.
+  await deps.kv.put(`tombstone:${id}`, String(site.generation));
   await deps.kv.delete(`site:${id}`);
   await deps.sites.forget(site.hosts);
   deps.log("admin.change", { action: "delete", siteId: id, hosts: site.hosts });
   return { deleted: id };
+}
+
+/** A deleted site's id comes back with a generation past everything it stored before. */
+async function generationAfterTombstone(deps: AdminDeps, id: string): Promise<number> {
+  const raw = await deps.kv.get(`tombstone:${id}`, "text");
+  const last = raw === null ? Number.NaN : Number(raw);
+  return Number.isInteger(last) && last >= 0 ? last + 1 : 0;
 }
 
 /** Removes a host's config only if it still belongs to this site. */
@@ -228,16 +255,23 @@ async function purge(deps: AdminDeps, id: string, body: unknown) {
     generation += 1;
     purges.urls = {};
     purges.tags = {};
+    purges.softTags = {};
+    delete purges.softAll;
   }
 
   const updated: Site = { ...site, generation, purges };
   const value = JSON.stringify(updated);
   await deps.kv.put(`site:${id}`, value);
-  await Promise.all(site.hosts.map((host) => deps.kv.put(siteKey(host), value)));
+  // Only the hosts that still belong to this site get the new config (another write may have moved one).
+  await Promise.all(
+    site.hosts.map(async (host) => {
+      const claimed = await deps.kv.get(siteKey(host), "text");
+      if (claimed === null || ownerOf(claimed) === id) await deps.kv.put(siteKey(host), value);
+    }),
+  );
   await deps.sites.forget(site.hosts);
   // URL purges also remove the entries now: KV everywhere, the Cache API in this data center.
-  if (keys.length > 0)
-    await invalidate({ deps: { tiers: deps.tiers, tierTimeoutMs: deps.tierTimeoutMs, log: deps.log } }, keys);
+  if (keys.length > 0) await invalidate({ deps }, keys);
   deps.log("admin.change", { action: "purge", siteId: id, urls: urls.length, tags, all, soft });
   return {
     purged: { urls, tags, all, soft, generation },

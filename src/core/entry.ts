@@ -112,7 +112,8 @@ export function withinStaleWhileRevalidate(entry: StoredEntry, now: number): boo
 
 /** Stale, but within stale-if-error: may be served when the origin fails (RFC 5861 §4). */
 export function withinStaleIfError(entry: StoredEntry, now: number): boolean {
-  return !entry.mustRevalidate && -entryTtl(entry, now) < entry.sie;
+  // RFC 9111 §4.2.4: never stale when must-revalidate or no-cache forbid it.
+  return !entry.mustRevalidate && !entry.noCache && -entryTtl(entry, now) < entry.sie;
 }
 
 export function hasValidators(entry: StoredEntry): boolean {

@@ -24,6 +24,11 @@ export interface Deps {
   collapser: Collapser;
   /** Per-site request counters of this isolate. */
   stats: Stats;
+  /**
+   * Keys invalidated in this isolate (by an unsafe method or a URL purge) and when: a fill whose origin
+   * request started before that time must not store its result after it.
+   */
+  invalidated: Map<string, number>;
   /** How long one tier lookup, or one buffered store, may take before the tier is skipped. */
   tierTimeoutMs: number;
   /** Bodies up to this size (or of unknown size, up to it) are buffered once and shared; larger ones stream. */

@@ -10,7 +10,7 @@ import { endToEndHeaders } from "./http/headers";
 import { whyNotStorable } from "./http/storable";
 import { parseVary } from "./http/vary";
 import { selectingValues, variantKey } from "./keys";
-import { type Found, type Lookup, lookupTiers } from "./lookup";
+import type { Found, Lookup } from "./lookup";
 import { usePolicy } from "./policy";
 import { ServerTiming } from "./server-timing";
 import { invalidate, storeBody } from "./store";
@@ -63,8 +63,11 @@ export async function refreshInBackground(ex: Exchange, stale: Found): Promise<v
     const tier = deps.tiers[stale.tier];
     const again = tier ? await tier.get(stale.key) : null;
     const look: Lookup = again
-      ? { stale: { ...again, tier: stale.tier, key: stale.key, member: { cache: "background" } } }
-      : {};
+      ? {
+          stale: { ...again, tier: stale.tier, key: stale.key, member: { cache: "background" }, index: stale.index },
+          index: stale.index,
+        }
+      : { index: stale.index };
     const background: Exchange = { ...ex, status: new CacheStatus(), timing: new ServerTiming(deps.now) };
     const response = await fetchAndStore(background, look, flight);
     await response.body?.cancel();
@@ -115,6 +118,7 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
     if (!conditional || !stale) {
       // A 304 to a request that carried no validator cannot be used (RFC 9110 §15.4.5).
       await response.body?.cancel();
+      await stale?.body.cancel();
       settle({ kind: "none" });
       throw attachStatus(
         new TiercelError("origin_bad_response", 502, "The origin answered 304 to a request without validators"),
@@ -183,7 +187,7 @@ async function storeAndAnswer(
   const sameIndex = look.index && sameFields(look.index.fields, fields) ? look.index : undefined;
   const index = fields.length > 0 ? (sameIndex ?? { fields, nonce: crypto.randomUUID() }) : undefined;
   const key = index ? await variantKey(ex.baseKey, fields, index.nonce, request.headers) : ex.baseKey;
-  const { client, outcome, storing } = storeBody(
+  const { client, outcome, settled, storing } = storeBody(
     ex,
     {
       key,
@@ -196,7 +200,8 @@ async function storeAndAnswer(
     },
     response.body,
   );
-  deps.waitUntil(outcome.then((shared) => flight?.settle(shared)));
+  void settled.then((shared) => flight?.settle(shared));
+  deps.waitUntil(outcome);
   status.forwarded(response.status, storing, storing ? undefined : "not-stored-too-large");
   return answerFromEntry(entry, client, answerContext(ex));
 }
@@ -246,7 +251,7 @@ async function refreshFromNotModified(
     status.forwarded(304, false, `not-stored-${reason}`);
     return answerFromEntry(entry, stale.body, answerContext(ex));
   }
-  const { client, outcome } = storeBody(
+  const { client, outcome, settled } = storeBody(
     ex,
     {
       key: stale.key,
@@ -259,7 +264,8 @@ async function refreshFromNotModified(
     },
     stale.body,
   );
-  deps.waitUntil(outcome.then((shared) => flight?.settle(shared)));
+  void settled.then((shared) => flight?.settle(shared));
+  deps.waitUntil(outcome);
   stale.member.fwd = "stale";
   status.forwarded(304, true);
   return answerFromEntry(entry, client, answerContext(ex));
@@ -280,16 +286,6 @@ async function answerFromShared(ex: Exchange, shared: Shared, look: Lookup): Pro
     await look.stale?.body.cancel();
     collapsed(ex, shared.entry.status);
     return answerFromEntry(shared.entry, streamOf(shared.bytes), answerContext(ex));
-  }
-  if (shared.kind === "stored") {
-    const again = await lookupTiers({ ...ex, status: new CacheStatus() });
-    if (!again.fresh) {
-      await again.stale?.body.cancel();
-      return null;
-    }
-    await look.stale?.body.cancel();
-    collapsed(ex, again.fresh.entry.status);
-    return answerFromEntry(again.fresh.entry, again.fresh.body, answerContext(ex));
   }
   return null;
 }

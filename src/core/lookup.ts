@@ -16,6 +16,8 @@ export interface Found {
   member: CacheStatusMember;
   /** Soft-purged: to be served stale while it is revalidated. */
   softPurged?: boolean;
+  /** The variant index it was found through, in its own tier. */
+  index?: StoredEntry["variants"];
 }
 
 export interface Lookup {
@@ -44,12 +46,16 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
   for (const [index, tier] of deps.tiers.entries()) {
     const member = ex.status.add({ cache: cacheName(tier) });
     if (tier.name === "kv") deps.stats.kvRead(ex.site.id);
-    let found: (CachedObject & { key: string }) | null;
+    let found: (CachedObject & { key: string; index?: StoredEntry["variants"] }) | null;
+    const reading = readThroughIndex(tier, ex, result);
     try {
-      found = await ex.timing.measure(tier.name, () =>
-        withDeadline(readThroughIndex(tier, ex, result), deps.tierTimeoutMs, `${tier.name} get`),
-      );
+      found = await ex.timing.measure(tier.name, () => withDeadline(reading, deps.tierTimeoutMs, `${tier.name} get`));
     } catch (error) {
+      // A read that lands after its deadline still holds a body: release it.
+      reading.then(
+        (late) => late?.body.cancel().catch(() => {}),
+        () => {},
+      );
       member.fwd = "miss";
       member.detail = error instanceof Error && error.name === "DeadlineError" ? "tier-timeout" : "tier-error";
       deps.log("tier.skipped", { tier: tier.name, op: "get", error: describe(error) });
@@ -69,13 +75,13 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
     }
     const candidate: Found = { ...found, tier: index, key: found.key, member, softPurged: purge === "soft" };
     if (purge === "none" && isFresh(found.entry, deps.now())) {
-      if (result.stale) void result.stale.body.cancel();
+      if (result.stale) result.stale.body.cancel().catch(() => {});
       result.fresh = candidate;
       delete result.stale;
       return result;
     }
     member.fwd = "stale";
-    if (result.stale) void found.body.cancel();
+    if (result.stale) found.body.cancel().catch(() => {});
     else result.stale = candidate;
   }
   return result;
@@ -85,7 +91,7 @@ async function readThroughIndex(
   tier: Tier,
   ex: Exchange,
   result: Lookup,
-): Promise<(CachedObject & { key: string }) | null> {
+): Promise<(CachedObject & { key: string; index?: StoredEntry["variants"] }) | null> {
   const found = await tier.get(ex.baseKey);
   if (!found) return null;
   const variants = found.entry.variants;
@@ -94,5 +100,5 @@ async function readThroughIndex(
   result.index ??= variants;
   const key = await variantKey(ex.baseKey, variants.fields, variants.nonce, ex.request.headers);
   const variant = await tier.get(key);
-  return variant && { ...variant, key };
+  return variant && { ...variant, key, index: variants };
 }

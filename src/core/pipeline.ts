@@ -100,7 +100,7 @@ export async function handleRequest(
           declaredLength: found.entry.length,
           verify: found.entry.digest !== "",
           tiers: nearer,
-          index: found.key === baseKey ? undefined : look.index,
+          index: found.index,
           values: "",
         },
         body,
@@ -112,7 +112,7 @@ export async function handleRequest(
     return answerFromEntry(found.entry, body, answerContext(ex));
   }
 
-  const softPurged = look.stale?.softPurged === true && !look.stale.entry.mustRevalidate;
+  const softPurged = look.stale?.softPurged === true && !look.stale.entry.mustRevalidate && !look.stale.entry.noCache;
   if (look.stale && (softPurged || withinStaleWhileRevalidate(look.stale.entry, deps.now()))) {
     // RFC 5861 §3: serve stale at once, refresh once in the background (a soft purge does the same).
     const stale = look.stale;

@@ -42,10 +42,13 @@ export function usePolicy(
     lifetime = site.edgeTtl ?? freshnessLifetime(input);
   }
   const mustRevalidate = cc.mustRevalidate || cc.proxyRevalidate;
+  // RFC 9111 §5.2.2.10: s-maxage "incorporates the semantics of the proxy-revalidate directive", so the
+  // site's default stale windows do not apply to it; stale directives the origin sends beside it still do.
+  const defaults = cc.sMaxAge === undefined;
   return {
     lifetime,
-    swr: mustRevalidate ? 0 : windowOf(cc.staleWhileRevalidate, site.staleWhileRevalidate),
-    sie: mustRevalidate ? 0 : windowOf(cc.staleIfError, site.staleIfError),
+    swr: mustRevalidate ? 0 : windowOf(cc.staleWhileRevalidate, defaults ? site.staleWhileRevalidate : 0),
+    sie: mustRevalidate ? 0 : windowOf(cc.staleIfError, defaults ? site.staleIfError : 0),
     mustRevalidate,
     noCache: cc.noCache !== false,
   };

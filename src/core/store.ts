@@ -2,6 +2,7 @@ import type { Shared } from "./collapse";
 import { withDeadline } from "./deadline";
 import { retentionOf, type StoredEntry } from "./entry";
 import { describe, type Exchange } from "./exchange";
+import { REVALIDATION_KEEP } from "./policy";
 import { fanOut, verifyLength } from "./stream-fanout";
 import { BodyTooLargeError, cancelIfStalled, readAll, sha256Digest } from "./streams";
 import type { Tier } from "./tier";
@@ -38,7 +39,7 @@ export function storeBody(
   ex: Exchange,
   target: StoreTarget,
   body: ReadableStream<Uint8Array>,
-): { client: ReadableStream<Uint8Array>; outcome: Promise<Shared>; storing: boolean } {
+): { client: ReadableStream<Uint8Array>; outcome: Promise<Shared>; settled: Promise<Shared>; storing: boolean } {
   const { deps } = ex;
   const declared = target.declaredLength;
   // The site may store less than the Worker-wide limit.
@@ -46,15 +47,22 @@ export function storeBody(
   const tooLarge = declared !== undefined && declared > maxObject;
   if (!tooLarge && (declared === undefined || declared <= deps.maxBufferBytes)) {
     const [client, copy] = body.tee();
+    const outcome = storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject));
     return {
       client,
-      outcome: storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject)),
+      outcome,
+      settled: outcome,
       storing: true,
     };
   }
   if (tooLarge || declared === undefined || target.tiers.length === 0) {
     deps.log("store.skipped", { key: target.key, reason: "too-large", length: declared });
-    return { client: body, outcome: Promise.resolve({ kind: "none" }), storing: false };
+    const none = Promise.resolve<Shared>({ kind: "none" });
+    return { client: body, outcome: none, settled: none, storing: false };
+  }
+  if (invalidatedAfter(deps, [target.key, ex.baseKey], target.entry.requestTime)) {
+    const none = Promise.resolve<Shared>({ kind: "none" });
+    return { client: body, outcome: none, settled: none, storing: false };
   }
   const [client, ...copies] = fanOut(body, 1 + target.tiers.length);
   const entry = { ...target.entry, length: declared };
@@ -63,8 +71,11 @@ export function storeBody(
     const copy = copies[i] as ReadableStream<Uint8Array>;
     const checked = cancelIfStalled(copy, deps.tierTimeoutMs * 5).pipeThrough(verifyLength(declared));
     await tier.put(target.key, entry, checked, retention);
-    if (target.index) await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), retention);
+    if (target.index)
+      await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), indexRetention(retention));
   });
+  // A streamed store moves at its slowest reader's pace (the client's among them), so collapsed waiters are
+  // not held for it: they are told at once to go to the origin themselves.
   const outcome = Promise.allSettled(puts).then((results): Shared => {
     results.forEach((result, i) => {
       if (result.status === "rejected") {
@@ -76,9 +87,14 @@ export function storeBody(
         });
       }
     });
-    return results.some((result) => result.status === "fulfilled") ? { kind: "stored" } : { kind: "none" };
+    return { kind: "none" };
   });
-  return { client: client as ReadableStream<Uint8Array>, outcome, storing: true };
+  return {
+    client: client as ReadableStream<Uint8Array>,
+    outcome,
+    settled: Promise.resolve({ kind: "none" }),
+    storing: true,
+  };
 }
 
 async function storeBuffered(
@@ -126,13 +142,14 @@ export async function putBuffered(
 ): Promise<boolean> {
   const { deps } = ex;
   const retention = retentionOf(entry, deps.now());
-  if (retention <= 0) return false;
+  if (retention <= 0 || invalidatedAfter(deps, [target.key, ex.baseKey], entry.requestTime)) return false;
   const results = await Promise.all(
     target.tiers.map(async (tier) => {
       try {
         const write = async () => {
           await tier.put(target.key, entry, bytes, retention);
-          if (target.index) await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), retention);
+          if (target.index)
+            await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), indexRetention(retention));
         };
         await withDeadline(write(), deps.tierTimeoutMs, `${tier.name} put`);
         return true;
@@ -145,12 +162,35 @@ export async function putBuffered(
   return results.some(Boolean);
 }
 
-/** Removes a URL's entry (or variant index, which orphans its variants) from every tier. */
+/** True when one of `keys` was invalidated in this isolate at or after `requestTime`. */
+function invalidatedAfter(deps: Pick<Exchange["deps"], "invalidated">, keys: string[], requestTime: number): boolean {
+  return keys.some((key) => {
+    const at = deps.invalidated.get(key);
+    return at !== undefined && requestTime <= at;
+  });
+}
+
+const MAX_INVALIDATIONS = 10_000;
+
+/**
+ * Removes a URL's entry (or variant index, which orphans its variants) from every tier, and remembers the
+ * time in this isolate so that a fill already on its way cannot store the old response after it.
+ */
 export async function invalidate(
-  ex: { deps: Pick<Exchange["deps"], "tiers" | "tierTimeoutMs" | "log"> },
+  ex: { deps: Pick<Exchange["deps"], "tiers" | "tierTimeoutMs" | "log" | "invalidated" | "now"> },
   keys: string[],
 ): Promise<void> {
   const { deps } = ex;
+  const now = deps.now();
+  for (const key of keys) {
+    deps.invalidated.delete(key);
+    deps.invalidated.set(key, now);
+  }
+  while (deps.invalidated.size > MAX_INVALIDATIONS) {
+    const oldest = deps.invalidated.keys().next().value;
+    if (oldest === undefined) break;
+    deps.invalidated.delete(oldest);
+  }
   await Promise.all(
     deps.tiers.flatMap((tier) =>
       keys.map(async (key) => {
@@ -162,6 +202,11 @@ export async function invalidate(
       }),
     ),
   );
+}
+
+/** An index outlives its variants rather than the other way round (a lookup through it may then miss). */
+function indexRetention(retention: number): number {
+  return Math.max(retention, REVALIDATION_KEEP);
 }
 
 /** The record stored at the base key of a response that varies: no headers, no body, just the index. */

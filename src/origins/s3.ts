@@ -30,6 +30,8 @@ const INTERNAL_PREFIXES = ["x-amz-", "x-goog-", "x-guploader-", "x-minio-", "x-r
 export function s3Origin(options: S3OriginOptions): Origin {
   const { config } = options;
   const endpoint = checkOriginUrl(config.endpoint, { allowPrivate: config.allowPrivate });
+  // The host actually contacted (bucket.endpoint with virtual-hosted addressing) must pass the same rules.
+  checkOriginUrl(objectUrl(endpoint, config, "").href, { allowPrivate: config.allowPrivate });
   const accessKeyId = options.secret(config.accessKeyIdSecret);
   const secretAccessKey = options.secret(config.secretAccessKeySecret);
   const client =

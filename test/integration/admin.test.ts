@@ -305,3 +305,31 @@ describe("site isolation", () => {
     expect(await (await send(`http://${a.hosts[0]}${path}?q=1`)).text()).toBe(`GET /site-a${path}?q=1 #1`);
   });
 });
+
+describe("admin review follow-ups", () => {
+  it("gives a deleted site's id, written again, a generation past its old entries", async () => {
+    const site = await createSite();
+    const host = site.hosts[0] as string;
+    const path = `/${unique("tomb")}`;
+    await send(`http://${host}${path}`);
+    await admin("DELETE", `/sites/${site.id}`);
+    const again = await admin("PUT", `/sites/${site.id}`, { hosts: [host], origin: site.origin });
+    expect((again.body.site as Site).generation).toBe(site.generation + 1);
+    expect((await send(`http://${host}${path}`)).headers.get("cache-status")).toContain("fwd=miss");
+  });
+
+  it("never writes a purge into a host that has moved to another site", async () => {
+    const a = await createSite();
+    const moving = `${unique("moving")}.test`;
+    await admin("PUT", `/sites/${a.id}`, { ...a, hosts: [...a.hosts, moving] });
+    const stale = { ...a, hosts: [...a.hosts, moving] };
+    // The host moves to B; A's purge then runs with a config that still lists it.
+    await admin("PUT", `/sites/${a.id}`, { ...stale, hosts: a.hosts });
+    const b = await admin("POST", "/sites", { hosts: [moving], origin: a.origin });
+    expect(b.status).toBe(201);
+    await env.SITES.put(`site:${a.id}`, JSON.stringify(stale));
+    await admin("POST", `/sites/${a.id}/purge`, { all: true });
+    const owner = JSON.parse((await env.SITES.get(`host:${moving}`)) as string) as Site;
+    expect(owner.id).toBe((b.body.site as Site).id);
+  });
+});

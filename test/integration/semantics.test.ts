@@ -580,3 +580,50 @@ describe("bodies of unknown length", () => {
     expect(hit.headers.get("content-range")).toBe("bytes 0-9/3000");
   });
 });
+
+describe("review follow-ups", () => {
+  it("keeps the other variants when one is refreshed in the background (stale-while-revalidate)", async () => {
+    const { host } = await newSite();
+    const path = `/${unique("vary-swr")}`;
+    await origin.route(path, {
+      body: "v{hit}",
+      headers: { "cache-control": "max-age=10, stale-while-revalidate=60", vary: "Accept-Language" },
+    });
+    const clock = testClock();
+    const en = { headers: { "accept-language": "en" } };
+    const fr = { headers: { "accept-language": "fr" } };
+    await send(`http://${host}${path}`, en, { now: clock.now });
+    await send(`http://${host}${path}`, fr, { now: clock.now });
+    clock.advance(20);
+    expect(await (await send(`http://${host}${path}`, en, { now: clock.now })).text()).toBe("v1");
+    // The background refresh of "en" must not orphan "fr".
+    const frAfter = await send(`http://${host}${path}`, fr, { now: clock.now });
+    expect(await frAfter.text()).toBe("v2");
+    expect(frAfter.headers.get("cache-status")).toContain("hit");
+  });
+
+  it("does not let a fill that started before an unsafe request store the old response after it", async () => {
+    const { host } = await newSite();
+    const path = `/${unique("put-race")}`;
+    await origin.route(path, { body: "v{hit}", delayMs: 300, headers: { "cache-control": "max-age=300" } });
+    const fill = send(`http://${host}${path}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await origin.route(`${path}`, { body: "v{hit}", headers: { "cache-control": "max-age=300" } });
+    const put = await send(`http://${host}${path}`, { method: "PUT", body: "new" });
+    expect(put.status).toBe(200);
+    expect(await (await fill).text()).toBe("v1");
+    const after = await send(`http://${host}${path}`);
+    expect(after.headers.get("cache-status")).toContain("fwd=miss");
+  });
+
+  it("does not apply the site's default stale-if-error to an s-maxage response (RFC 9111 §5.2.2.10)", async () => {
+    const { host } = await newSite({ cache: { staleIfError: 600 } });
+    const path = `/${unique("smaxage-sie")}`;
+    await origin.route(path, { body: "good", headers: { "cache-control": "s-maxage=10" } });
+    const clock = testClock();
+    await send(`http://${host}${path}`, undefined, { now: clock.now });
+    clock.advance(20);
+    await origin.route(path, { status: 503, body: "busy" });
+    expect((await send(`http://${host}${path}`, undefined, { now: clock.now })).status).toBe(503);
+  });
+});
