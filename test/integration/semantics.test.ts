@@ -1,8 +1,9 @@
-import { env } from "cloudflare:test";
+import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ErrorBody } from "../../src/core/errors";
 import { cacheKey } from "../../src/core/keys";
 import { edgeTier } from "../../src/tiers/edge";
+import worker from "../../src/worker";
 import { newSite, origin, putSite, send, testClock, unique } from "../support/harness";
 
 /**
@@ -626,4 +627,31 @@ describe("review follow-ups", () => {
     await origin.route(path, { status: 503, body: "busy" });
     expect((await send(`http://${host}${path}`, undefined, { now: clock.now })).status).toBe(503);
   });
+});
+
+describe("a request right after a large miss", () => {
+  it("is answered while the large store is still being written (no waiter hangs)", async () => {
+    const { host } = await newSite();
+    const path = `/${unique("large-then-get")}.bin`;
+    const size = 12 * 1024 * 1024;
+    await origin.route(path, { size, headers: { "cache-control": "max-age=300" } });
+    const ctx1 = createExecutionContext();
+    const first = await worker.fetch(
+      new Request(`http://${host}${path}`) as Request<unknown, IncomingRequestCfProperties>,
+      env,
+      ctx1,
+    );
+    expect((await first.arrayBuffer()).byteLength).toBe(size);
+    // The background store (KV chunks, the counted Cache API copy) may still be running.
+    const ctx2 = createExecutionContext();
+    const second = await worker.fetch(
+      new Request(`http://${host}${path}`) as Request<unknown, IncomingRequestCfProperties>,
+      env,
+      ctx2,
+    );
+    expect(second.status).toBe(200);
+    expect((await second.arrayBuffer()).byteLength).toBe(size);
+    await waitOnExecutionContext(ctx1);
+    await waitOnExecutionContext(ctx2);
+  }, 60_000);
 });
