@@ -179,9 +179,7 @@ async function writeSite(
       });
     }
   }
-  const value = JSON.stringify(site);
-  await deps.kv.put(`site:${id}`, value);
-  await Promise.all(site.hosts.map((host) => deps.kv.put(siteKey(host), value)));
+  await saveSite(deps, site, site.hosts);
   const dropped = (existing?.hosts ?? []).filter((host) => !site.hosts.includes(host));
   await Promise.all(dropped.map((host) => releaseHost(deps, host, id)));
   await deps.sites.forget([...site.hosts, ...dropped]);
@@ -198,6 +196,13 @@ async function deleteSite(deps: AdminDeps, id: string) {
   await deps.sites.forget(site.hosts);
   deps.log("admin.change", { action: "delete", siteId: id, hosts: site.hosts });
   return { deleted: id };
+}
+
+/** The storage layout: the site under `site:<id>`, and a full copy under `host:<host>` for each of `hosts`. */
+async function saveSite(deps: AdminDeps, site: Site, hosts: string[]): Promise<void> {
+  const value = JSON.stringify(site);
+  await deps.kv.put(`site:${site.id}`, value);
+  await Promise.all(hosts.map((host) => deps.kv.put(siteKey(host), value)));
 }
 
 /** A deleted site's id comes back with a generation past everything it stored before. */
@@ -259,15 +264,17 @@ async function purge(deps: AdminDeps, id: string, body: unknown) {
     delete purges.softAll;
   }
 
-  const updated: Site = { ...site, generation, purges };
-  const value = JSON.stringify(updated);
-  await deps.kv.put(`site:${id}`, value);
   // Only the hosts that still belong to this site get the new config (another write may have moved one).
-  await Promise.all(
+  const owned = await Promise.all(
     site.hosts.map(async (host) => {
       const claimed = await deps.kv.get(siteKey(host), "text");
-      if (claimed === null || ownerOf(claimed) === id) await deps.kv.put(siteKey(host), value);
+      return claimed === null || ownerOf(claimed) === id ? host : null;
     }),
+  );
+  await saveSite(
+    deps,
+    { ...site, generation, purges },
+    owned.filter((host) => host !== null),
   );
   await deps.sites.forget(site.hosts);
   // URL purges also remove the entries now: KV everywhere, the Cache API in this data center.

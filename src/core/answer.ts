@@ -6,7 +6,7 @@ import { contentRange, evaluateRange, sliceStream } from "./http/range";
 import type { ServerTiming } from "./server-timing";
 
 /** Statuses whose responses never have a body (RFC 9110 §6.4.1). */
-export const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
+const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
 
 export interface AnswerContext {
   method: string;

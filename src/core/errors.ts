@@ -67,3 +67,19 @@ export function errorResponse(error: unknown, extraHeaders?: HeadersInit): Respo
   for (const [name, value] of Object.entries(known.headers)) headers.set(name, value);
   return new Response(JSON.stringify(body), { status: known.status, headers });
 }
+
+/**
+ * Puts the request's Cache-Status and Server-Timing on an error on its way out, so an error response says
+ * which caches it passed and where the time went, like any other answer.
+ */
+export function withDiagnostics(
+  error: unknown,
+  status: { toString(): string },
+  timing: { toString(): string },
+): unknown {
+  if (error instanceof TiercelError) {
+    error.headers["cache-status"] = status.toString();
+    error.headers["server-timing"] = timing.toString();
+  }
+  return error;
+}

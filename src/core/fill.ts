@@ -2,7 +2,7 @@ import { answerFromEntry } from "./answer";
 import { CacheStatus } from "./cache-status";
 import type { Flight, Shared } from "./collapse";
 import { buildEntry, entryHeaders, hasValidators, retentionOf, withinStaleIfError } from "./entry";
-import { TiercelError } from "./errors";
+import { TiercelError, withDiagnostics } from "./errors";
 import { describe, type Exchange } from "./exchange";
 import { parseCacheControl } from "./http/cache-control";
 import { freshenHeaders } from "./http/conditional";
@@ -103,7 +103,7 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
     await stale?.body.cancel();
     const code = error instanceof TiercelError ? error.code : "origin_error";
     status.add({ cache: "Tiercel", fwd: "miss", detail: code });
-    throw attachStatus(error, ex);
+    throw withDiagnostics(error, ex.status, ex.timing);
   }
   const responseTime = deps.now();
 
@@ -120,9 +120,10 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
       await response.body?.cancel();
       await stale?.body.cancel();
       settle({ kind: "none" });
-      throw attachStatus(
+      throw withDiagnostics(
         new TiercelError("origin_bad_response", 502, "The origin answered 304 to a request without validators"),
-        ex,
+        ex.status,
+        ex.timing,
       );
     }
     await response.body?.cancel();
@@ -304,14 +305,6 @@ export function answerContext(ex: Exchange) {
     timing: ex.timing,
     policy: ex.site.cache,
   };
-}
-
-function attachStatus(error: unknown, ex: Exchange): unknown {
-  if (error instanceof TiercelError) {
-    error.headers["cache-status"] = ex.status.toString();
-    error.headers["server-timing"] = ex.timing.toString();
-  }
-  return error;
 }
 
 /** The body length a response declared, when the stored bytes will have it (no content coding). */

@@ -35,10 +35,22 @@ export function keyPartsFor(
   return {
     siteId: site.id,
     generation: site.generation,
-    variant: optionsVariant(site.optimize),
+    variant: variantOf(site.optimize),
     path: url.pathname,
     query: url.search,
   };
+}
+
+/** Site configs are parsed once and reused, so the variant is computed once per config, not per request. */
+const variants = new WeakMap<OptimizeOptions, string>();
+
+function variantOf(options: OptimizeOptions): string {
+  let variant = variants.get(options);
+  if (variant === undefined) {
+    variant = optionsVariant(options);
+    variants.set(options, variant);
+  }
+  return variant;
 }
 
 /**

@@ -4,7 +4,7 @@ import type { Site } from "../sites/schema";
 import { answerFromEntry } from "./answer";
 import { CacheStatus } from "./cache-status";
 import { entryTtl, withinStaleWhileRevalidate } from "./entry";
-import { errorResponse, TiercelError } from "./errors";
+import { errorResponse, TiercelError, withDiagnostics } from "./errors";
 import { type Deps, describe, type Exchange } from "./exchange";
 import { answerContext, fromOrigin, refreshInBackground } from "./fill";
 import { normalizeHost } from "./host";
@@ -186,12 +186,8 @@ async function forward(
       deps.originFor(site).fetch({ method: request.method, url, headers: request.headers, body: request.body }),
     );
   } catch (error) {
-    if (error instanceof TiercelError) {
-      status.add({ cache: "Tiercel", fwd: "miss", detail: error.code });
-      error.headers["cache-status"] = status.toString();
-      error.headers["server-timing"] = timing.toString();
-    }
-    throw error;
+    if (error instanceof TiercelError) status.add({ cache: "Tiercel", fwd: "miss", detail: error.code });
+    throw withDiagnostics(error, status, timing);
   }
   status.forwarded(response.status, false, detail);
   const headers = endToEndHeaders(response.headers);

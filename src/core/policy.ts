@@ -23,7 +23,7 @@ export interface UsePolicy {
 }
 
 /** Statuses stored for `negativeTtl` (negative caching). */
-export const NEGATIVE_STATUSES = new Set([404, 410]);
+const NEGATIVE_STATUSES = new Set([404, 410]);
 
 /** Seconds a stale entry with validators is kept for conditional revalidation beyond its stale windows. */
 export const REVALIDATION_KEEP = 86_400;

@@ -134,7 +134,7 @@ async function storeBuffered(
 }
 
 /** Writes a buffered entry (and its variant index) to every tier in parallel; true if any tier took it. */
-export async function putBuffered(
+async function putBuffered(
   ex: Exchange,
   target: Pick<StoreTarget, "key" | "tiers" | "index">,
   entry: StoredEntry,

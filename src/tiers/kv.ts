@@ -15,7 +15,7 @@ import type { CachedObject, Tier } from "../core/tier";
  *   only unreachable chunks that expire with their TTL.
  */
 export const KV_METADATA_LIMIT = 1024;
-export const KV_VALUE_LIMIT = 25 * 1024 * 1024;
+const KV_VALUE_LIMIT = 25 * 1024 * 1024;
 /** KV's smallest expirationTtl. */
 const KV_MIN_TTL = 60;
 
