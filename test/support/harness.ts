@@ -43,13 +43,18 @@ export async function putSite(host: string, site: SiteInput | unknown): Promise<
 
 /** A new site on a fresh host whose origin is the loopback server (optionally under a base path). */
 export async function newSite(
-  options: { basePath?: string; cache?: SiteInput["cache"] } = {},
+  options: { basePath?: string; cache?: SiteInput["cache"]; optimize?: SiteInput["optimize"] } = {},
 ): Promise<{ host: string; id: string }> {
   const host = `${unique("site")}.test`;
   const id = unique("id");
   // The test origin is on loopback, which a site has to allow explicitly.
   const origin = { kind: "http" as const, url: `${env.TEST_ORIGIN}${options.basePath ?? ""}`, allowPrivate: true };
-  await putSite(host, { id, origin, ...(options.cache ? { cache: options.cache } : {}) });
+  await putSite(host, {
+    id,
+    origin,
+    ...(options.cache ? { cache: options.cache } : {}),
+    ...(options.optimize ? { optimize: options.optimize } : {}),
+  });
   return { host, id };
 }
 
@@ -132,4 +137,13 @@ export async function newBucketSite(
     },
   });
   return { host, id };
+}
+
+/** The bytes of a file under test/fixtures/, served by the loopback origin (workerd has no file system). */
+export async function fixture(name: string): Promise<Uint8Array> {
+  const path = `/__fixtures/${name}`;
+  await origin.route(path, { file: name });
+  const response = await fetch(`${env.TEST_ORIGIN}${path}`);
+  if (!response.ok) throw new Error(`fixture ${name}: ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
 }

@@ -1,4 +1,7 @@
+import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 
 /**
  * A real HTTP origin on loopback for the workerd tests. It counts every request per path, remembers the
@@ -31,6 +34,8 @@ export interface RouteSpec {
   chunked?: number;
   /** Write exactly these bytes (Latin-1) as the whole answer, then close: for framing Node would not produce. */
   raw?: string;
+  /** The body is this file, relative to test/fixtures/, or `demo/<name>` from demo/assets/ (real images). */
+  file?: string;
 }
 
 export interface SeenRequest {
@@ -133,9 +138,11 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
     return res.end();
   }
   const payload =
-    route.size !== undefined
-      ? Buffer.from("0123456789".repeat(Math.ceil(route.size / 10)).slice(0, route.size))
-      : Buffer.from((route.body ?? "").replaceAll("{hit}", String(count)));
+    route.file !== undefined
+      ? await readFile(fixturePath(route.file))
+      : route.size !== undefined
+        ? Buffer.from("0123456789".repeat(Math.ceil(route.size / 10)).slice(0, route.size))
+        : Buffer.from((route.body ?? "").replaceAll("{hit}", String(count)));
   const headers: Record<string, string | string[]> = { "x-origin-hit": String(count), ...route.headers };
   if (!route.chunked && !Object.keys(headers).some((h) => h.toLowerCase() === "content-length")) {
     headers["content-length"] = String(payload.byteLength);
@@ -163,6 +170,17 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
   res.end(payload);
 }
 
+const FIXTURES = fileURLToPath(new URL("../fixtures/", import.meta.url));
+const DEMO_ASSETS = fileURLToPath(new URL("../../demo/assets/", import.meta.url));
+
+/** A file under test/fixtures/ (or, as `demo/<name>`, under demo/assets/), never outside them. */
+function fixturePath(name: string): string {
+  const base = name.startsWith("demo/") ? DEMO_ASSETS : FIXTURES;
+  const path = resolve(base, name.startsWith("demo/") ? name.slice("demo/".length) : name);
+  if (!path.startsWith(base)) throw new Error(`fixture outside its folder: ${name}`);
+  return path;
+}
+
 function isNotModified(route: RouteSpec, req: IncomingMessage): boolean {
   const header = (name: string) =>
     Object.entries(route.headers ?? {})
@@ -170,7 +188,9 @@ function isNotModified(route: RouteSpec, req: IncomingMessage): boolean {
       ?.toString();
   const etag = header("etag");
   const inm = req.headers["if-none-match"];
-  if (inm !== undefined) return etag !== undefined && inm.split(",").some((tag) => tag.trim() === etag);
+  // RFC 9110 §13.1.2: If-None-Match compares weakly (W/"x" matches "x").
+  const weak = (tag: string) => tag.trim().replace(/^W\//, "");
+  if (inm !== undefined) return etag !== undefined && inm.split(",").some((tag) => weak(tag) === weak(etag));
   const ims = req.headers["if-modified-since"];
   const lastModified = header("last-modified");
   return ims !== undefined && lastModified !== undefined && Date.parse(lastModified) <= Date.parse(ims);

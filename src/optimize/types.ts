@@ -1,0 +1,56 @@
+/**
+ * What the optimizers take and give. The pipeline decides *whether* and *how* a response is transformed
+ * (src/optimize/plan.ts); an engine only turns bytes into bytes.
+ */
+
+/** Image formats Tiercel reads. */
+export type ImageFormat = "png" | "jpeg" | "webp" | "gif" | "avif";
+
+/** Image formats an engine may be asked to write. */
+export type OutputFormat = "png" | "jpeg" | "webp" | "avif";
+
+/**
+ * How a resized image fills the requested box (names as in Cloudflare's image service): `scale-down` fits
+ * inside it keeping the aspect ratio; `cover` fills it, cropping the overflow around the centre. Neither
+ * ever enlarges: upscaling adds bytes, not detail.
+ */
+export type Fit = "scale-down" | "cover";
+
+export interface ImageJob {
+  input: Uint8Array;
+  /** The format the bytes are in (sniffed from the bytes, never trusted from Content-Type alone). */
+  inputFormat: ImageFormat;
+  output: OutputFormat;
+  /** lossless: no visible change (pixels kept where the output format allows); lossy: `quality`. */
+  mode: "lossless" | "lossy";
+  /** 1–100, used when `mode` is lossy. */
+  quality: number;
+  /** Target box (either side may be absent); absent: the image keeps its dimensions. */
+  resize?: { width?: number; height?: number; fit: Fit };
+}
+
+export interface ImageResult {
+  bytes: Uint8Array;
+  format: OutputFormat;
+  width: number;
+  height: number;
+}
+
+/** An engine that transforms images: the WASM codecs, or Cloudflare's image service when deployed. */
+export interface ImageEngine {
+  readonly name: string;
+  /** Which output formats it can write. */
+  readonly formats: readonly OutputFormat[];
+  transform(job: ImageJob): Promise<ImageResult>;
+}
+
+/** A transform that could not be done; `reason` is a stable token shown in Cache-Status. */
+export class OptimizeError extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "OptimizeError";
+  }
+}
