@@ -2,6 +2,10 @@ import { ADMIN_PREFIX, handleAdmin } from "./admin/api";
 import { createCollapser } from "./core/collapse";
 import { type Deps, type Logger, respond } from "./core/pipeline";
 import { Stats } from "./core/stats";
+import { cloudflareImagesEngine } from "./optimize/cloudflare-images";
+import { DEFAULT_OPTIMIZE_LIMITS } from "./optimize/optimize";
+import { isResizeUrl } from "./optimize/resize-url";
+import { wasmImageEngine } from "./optimize/wasm-images";
 import { originFactory } from "./origins";
 import { kvSiteStore } from "./sites/store";
 import { edgeTier } from "./tiers/edge";
@@ -64,6 +68,10 @@ export function platformFor(env: Env): Platform {
       tierTimeoutMs: LIMITS.tierTimeoutMs,
       maxBufferBytes: LIMITS.maxBufferBytes,
       maxObjectBytes: LIMITS.maxObjectBytes,
+      engines: env.IMAGES
+        ? { wasm: wasmImageEngine, cloudflare: cloudflareImagesEngine(env.IMAGES) }
+        : { wasm: wasmImageEngine },
+      optimizeLimits: DEFAULT_OPTIMIZE_LIMITS,
     };
     platforms.set(env, platform);
   }
@@ -73,8 +81,10 @@ export function platformFor(env: Env): Platform {
 export default {
   fetch(request, env, ctx) {
     const platform = platformFor(env);
-    // The admin API's reserved prefix is answered before any site is looked up: no site can shadow it.
-    if (new URL(request.url).pathname.startsWith(ADMIN_PREFIX)) {
+    // Tiercel's reserved prefix is answered before any site is looked up: no site can shadow it. Under
+    // it, resize URLs belong to the site; everything else is the admin API.
+    const url = new URL(request.url);
+    if (url.pathname.startsWith(ADMIN_PREFIX) && !isResizeUrl(url)) {
       return handleAdmin(request, {
         kv: env.SITES,
         token: secretOf(env, "ADMIN_TOKEN"),

@@ -25,7 +25,10 @@ export type ErrorCode =
   | "admin_disabled"
   | "invalid_config"
   | "invalid_json"
-  | "host_taken";
+  | "host_taken"
+  | "resize_not_enabled"
+  | "bad_resize_options"
+  | "resize_not_allowed";
 
 export class TiercelError extends Error {
   override readonly name = "TiercelError";

@@ -1,3 +1,5 @@
+import type { Engines, OptimizeLimits } from "../optimize/optimize";
+import type { ResizeRequest } from "../optimize/resize-url";
 import type { Site } from "../sites/schema";
 import type { SiteStore } from "../sites/store";
 import type { CacheStatus } from "./cache-status";
@@ -35,6 +37,9 @@ export interface Deps {
   maxBufferBytes: number;
   /** The largest body stored at all; larger ones stream through unstored. */
   maxObjectBytes: number;
+  /** Image engines for the optimizer. */
+  engines: Engines;
+  optimizeLimits: OptimizeLimits;
 }
 
 export type Logger = (event: string, fields: Record<string, unknown>) => void;
@@ -49,6 +54,10 @@ export interface Exchange {
   status: CacheStatus;
   /** The key of the URL; for a response that varies, the key of its variant index. */
   baseKey: string;
+  /** For a resize URL: its options (then `url` is the source image's URL). */
+  resize?: ResizeRequest;
+  /** For a resize URL: the source image's own key, whose URL purges reach its resized variants too. */
+  sourceKey?: string;
 }
 
 export function describe(error: unknown): string {

@@ -15,6 +15,7 @@ import { usePolicy } from "./policy";
 import { ServerTiming } from "./server-timing";
 import { invalidate, storeBody } from "./store";
 import { streamOf } from "./streams";
+import { keepOptimizedHeaders, transformResponse } from "./transform";
 
 /**
  * Request fields the pipeline answers itself from whole stored objects; the origin gets unconditional,
@@ -158,21 +159,22 @@ async function storeAndAnswer(
     responseCc,
     vary,
   });
-  const fields = vary === "*" ? [] : vary;
   const use = usePolicy({ status: response.status, headers, cc: responseCc, responseTime }, site.cache);
-  const entry = buildEntry({
-    status: response.status,
-    headers,
-    requestTime,
-    responseTime,
-    storedAt: responseTime,
-    vary: fields,
-    length: -1,
-    digest: "",
-    use,
-  });
-  const declared = declaredLength(headers);
-  if (declared !== undefined) entry.length = declared;
+  const entryFor = (fields: string[], length: number | undefined) =>
+    buildEntry({
+      status: response.status,
+      headers,
+      requestTime,
+      responseTime,
+      storedAt: responseTime,
+      vary: fields,
+      length: length ?? -1,
+      digest: "",
+      use,
+    });
+  let fields = vary === "*" ? [] : vary;
+  let declared = declaredLength(headers);
+  let entry = entryFor(fields, declared);
 
   // Worth storing: allowed, and useful for some time — fresh, within a stale window, or revalidatable.
   const useless = use.noCache && !hasValidators(entry);
@@ -183,6 +185,24 @@ async function storeAndAnswer(
     headers.set("cache-status", status.toString());
     headers.set("server-timing", timing.toString());
     return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+  }
+
+  // The site's optimizations (or a resize URL) replace the body, once, before it is stored.
+  let body = response.body;
+  let optimizeDetail: string | undefined;
+  const transformed = await transformResponse(ex, response.status, headers, body, declared);
+  if (transformed) {
+    body = transformed.body;
+    declared = transformed.length;
+    optimizeDetail = transformed.detail;
+    if (transformed.varyField) fields = [...fields, transformed.varyField].sort();
+    entry = entryFor(fields, declared);
+    if (!transformed.storable) {
+      // The transform failed: the client gets the original, and no variant is stored from it.
+      flight?.settle({ kind: "none" });
+      status.forwarded(response.status, false, optimizeDetail);
+      return answerFromEntry(entry, body, answerContext(ex));
+    }
   }
 
   const sameIndex = look.index && sameFields(look.index.fields, fields) ? look.index : undefined;
@@ -199,11 +219,11 @@ async function storeAndAnswer(
       index,
       values: JSON.stringify(selectingValues(fields, request.headers)),
     },
-    response.body,
+    body,
   );
   void settled.then((shared) => flight?.settle(shared));
   deps.waitUntil(outcome);
-  status.forwarded(response.status, storing, storing ? undefined : "not-stored-too-large");
+  status.forwarded(response.status, storing, storing ? optimizeDetail : "not-stored-too-large");
   return answerFromEntry(entry, client, answerContext(ex));
 }
 
@@ -218,7 +238,9 @@ async function refreshFromNotModified(
   flight: Flight | undefined,
 ): Promise<Response> {
   const { deps, site, status } = ex;
-  const headers = freshenHeaders(entryHeaders(stale.entry), notModified);
+  const stored = entryHeaders(stale.entry);
+  const headers = freshenHeaders(stored, notModified);
+  keepOptimizedHeaders(headers, stored);
   if (site.cache.stripSetCookie) headers.delete("set-cookie");
   const cc = parseCacheControl(headers.get("cache-control"));
   const use = usePolicy({ status: stale.entry.status, headers, cc, responseTime }, site.cache);

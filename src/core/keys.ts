@@ -15,14 +15,19 @@ export interface CacheKeyParts {
   path: string;
   /** The exact query string, `?` included, or "" when there is none. Order and encoding are kept. */
   query: string;
+  /** For a resize URL: its options in canonical form (the path is then the source image's). */
+  transform?: string;
 }
 
+import { formatFieldValue, isFormatField } from "../optimize/negotiate";
 import type { OptimizeOptions } from "../sites/schema";
 
 const KEY_FORMAT = "tiercel/key/2";
 
 export async function cacheKey(parts: CacheKeyParts): Promise<string> {
   const tuple = [KEY_FORMAT, parts.siteId, parts.generation ?? 0, parts.variant ?? "", parts.path, parts.query];
+  // Only resize URLs carry a transform, so adding it left every other key as it was.
+  if (parts.transform !== undefined) tuple.push(parts.transform);
   const bytes = new TextEncoder().encode(JSON.stringify(tuple));
   const digest = await crypto.subtle.digest("SHA-256", bytes);
   return toHex(new Uint8Array(digest));
@@ -31,14 +36,17 @@ export async function cacheKey(parts: CacheKeyParts): Promise<string> {
 export function keyPartsFor(
   site: { id: string; generation: number; optimize: OptimizeOptions },
   url: URL,
+  transform?: string,
 ): CacheKeyParts {
-  return {
+  const parts: CacheKeyParts = {
     siteId: site.id,
     generation: site.generation,
     variant: variantOf(site.optimize),
     path: url.pathname,
     query: url.search,
   };
+  if (transform !== undefined) parts.transform = transform;
+  return parts;
 }
 
 /** Site configs are parsed once and reused, so the variant is computed once per config, not per request. */
@@ -54,26 +62,23 @@ function variantOf(options: OptimizeOptions): string {
 }
 
 /**
- * The part of the key that stands for the options that change the bytes: "" when they are all off (so
- * turning nothing on changes no key), else their normalized JSON. Changing such an option moves every
- * object of the site to a new key (a fresh variant, no purge needed); options that do not change the bytes
- * (TTLs, bypass rules) are not in it, so changing them keeps every hit.
+ * The part of the key that stands for the options that change the bytes of every response: "" when they
+ * are all off (so turning nothing on changes no key), else their normalized JSON. Changing such an option
+ * moves every object of the site to a new key (a fresh variant, no purge needed); options that do not
+ * change the bytes (TTLs, bypass rules, the resize allow-lists, which only gate resize URLs whose own
+ * options are in their keys) are not in it, so changing them keeps every hit.
  */
 export function optionsVariant(options: OptimizeOptions): string {
-  const normalized = {
+  const images = options.polish !== "off" || options.formats.length > 0;
+  const minify = options.minify.html || options.minify.css || options.minify.js;
+  if (!images && !minify) return "";
+  return JSON.stringify({
     polish: options.polish,
+    quality: options.quality,
     formats: [...options.formats].sort(),
-    resize: options.resize,
     minify: { html: options.minify.html, css: options.minify.css, js: options.minify.js },
-  };
-  const off =
-    normalized.polish === "off" &&
-    normalized.formats.length === 0 &&
-    !normalized.resize &&
-    !normalized.minify.html &&
-    !normalized.minify.css &&
-    !normalized.minify.js;
-  return off ? "" : JSON.stringify(normalized);
+    engine: options.engine,
+  });
 }
 
 function toHex(bytes: Uint8Array): string {
@@ -101,6 +106,8 @@ export async function variantKey(baseKey: string, fields: string[], nonce: strin
  */
 export function selectingValues(fields: string[], request: Headers): [string, string | null][] {
   return fields.map((field) => {
+    // An image format negotiated by Tiercel: the value is the format chosen, never the raw Accept.
+    if (isFormatField(field)) return [field, formatFieldValue(field, request.get("accept"))];
     const value = request.get(field);
     if (value === null) return [field, null];
     const normalized = value

@@ -65,7 +65,8 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
       member.fwd = result.index ? "vary-miss" : "miss";
       continue;
     }
-    const purge = purgeState(found.entry, ex.site.purges, ex.baseKey);
+    const purgeKeys = ex.sourceKey ? [ex.baseKey, ex.sourceKey] : [ex.baseKey];
+    const purge = purgeState(found.entry, ex.site.purges, ...purgeKeys);
     if (purge === "purged") {
       // Purged: as good as absent, not even for stale-if-error.
       await found.body.cancel();

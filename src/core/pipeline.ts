@@ -1,3 +1,4 @@
+import { isResizeUrl, parseResizeUrl, type ResizeRequest } from "../optimize/resize-url";
 import { loopCount } from "../origins/hygiene";
 import { objectSegments } from "../origins/path";
 import type { Site } from "../sites/schema";
@@ -47,7 +48,7 @@ export async function handleRequest(
   deps: Deps,
   timing = new ServerTiming(deps.now),
 ): Promise<Response> {
-  const url = new URL(request.url);
+  let url = new URL(request.url);
   const method = request.method;
 
   // RFC 8586: a request that already went through Tiercel means a site's origin points back at it.
@@ -68,9 +69,21 @@ export async function handleRequest(
       headers: { allow: "GET, HEAD" },
     });
   }
+  // A resize URL names a source image and how to transform it; refused (4xx) unless the site allows it.
+  let resize: ResizeRequest | undefined;
+  if (isResizeUrl(url)) {
+    if (method !== "GET" && method !== "HEAD") {
+      throw new TiercelError("method_not_allowed", 405, `${method} is not allowed on a resize URL`, {
+        headers: { allow: "GET, HEAD" },
+      });
+    }
+    const parsed = parseResizeUrl(url, site.optimize);
+    resize = parsed.request;
+    url = parsed.source;
+  }
   // Refuse paths that could climb out of the origin's prefix before anything is looked up or fetched.
   objectSegments(url);
-  const baseKey = await cacheKey(keyPartsFor(site, url));
+  const baseKey = await cacheKey(keyPartsFor(site, url, resize?.canonical));
   if (method !== "GET" && method !== "HEAD") return passThrough(request, url, site, baseKey, deps, timing);
 
   if (bypasses(request, url, site)) {
@@ -81,6 +94,10 @@ export async function handleRequest(
   }
 
   const ex: Exchange = { request, url, site, deps, timing, status: new CacheStatus(), baseKey };
+  if (resize) {
+    ex.resize = resize;
+    ex.sourceKey = await cacheKey(keyPartsFor(site, url));
+  }
   const look = await lookupTiers(ex);
 
   if (look.fresh) {

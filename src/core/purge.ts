@@ -9,10 +9,12 @@ import type { StoredEntry } from "./entry";
  */
 export type PurgeState = "none" | "purged" | "soft";
 
-export function purgeState(entry: StoredEntry, purges: Site["purges"], baseKey: string): PurgeState {
+export function purgeState(entry: StoredEntry, purges: Site["purges"], ...urlKeys: string[]): PurgeState {
   const fetched = entry.requestTime;
-  const urlPurge = purges.urls[baseKey];
-  if (urlPurge !== undefined && fetched <= urlPurge) return "purged";
+  for (const key of urlKeys) {
+    const urlPurge = purges.urls[key];
+    if (urlPurge !== undefined && fetched <= urlPurge) return "purged";
+  }
   for (const tag of entry.tags) {
     const tagPurge = purges.tags[tag];
     if (tagPurge !== undefined && fetched <= tagPurge) return "purged";

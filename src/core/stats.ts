@@ -17,6 +17,8 @@ export interface SiteCounters {
   kvReads: number;
   /** Body bytes answered from the tiers. */
   bytes: number;
+  /** Fills the optimizer looked at: transformed, left as they were, or failed (original served, unstored). */
+  optimize: { transformed: number; original: number; failed: number };
 }
 
 export class Stats {
@@ -46,6 +48,14 @@ export class Stats {
     if (counters) counters.originFetches += 1;
   }
 
+  optimized(siteId: string, transformed: boolean, storable: boolean): void {
+    const counters = this.countersOf(siteId);
+    if (!counters) return;
+    if (!storable) counters.optimize.failed += 1;
+    else if (transformed) counters.optimize.transformed += 1;
+    else counters.optimize.original += 1;
+  }
+
   kvRead(siteId: string): void {
     const counters = this.countersOf(siteId);
     if (counters) counters.kvReads += 1;
@@ -54,7 +64,17 @@ export class Stats {
   private countersOf(siteId: string): SiteCounters | undefined {
     let counters = this.sites.get(siteId);
     if (!counters && this.sites.size < this.maxSites) {
-      counters = { requests: 0, hits: {}, stale: 0, misses: 0, bypass: 0, originFetches: 0, kvReads: 0, bytes: 0 };
+      counters = {
+        requests: 0,
+        hits: {},
+        stale: 0,
+        misses: 0,
+        bypass: 0,
+        originFetches: 0,
+        kvReads: 0,
+        bytes: 0,
+        optimize: { transformed: 0, original: 0, failed: 0 },
+      };
       this.sites.set(siteId, counters);
     }
     return counters;

@@ -145,3 +145,36 @@ export function cancelIfStalled(source: ReadableStream<Uint8Array>, ms: number):
     { highWaterMark: 0 },
   );
 }
+
+/**
+ * Reads a stream whole if it is at most `limit` bytes. Past that, hands back a stream that replays what was
+ * read and then the rest, untouched, so a caller can fall back to streaming without losing a byte.
+ */
+export async function readAtMost(
+  stream: ReadableStream<Uint8Array>,
+  limit: number,
+): Promise<{ whole: Uint8Array } | { over: ReadableStream<Uint8Array> }> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return { whole: concat(chunks, total) };
+    chunks.push(value);
+    total += value.byteLength;
+    if (total > limit) break;
+  }
+  const over = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const next = chunks.shift();
+      if (next) return controller.enqueue(next);
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return { over };
+}

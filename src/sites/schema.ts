@@ -98,20 +98,44 @@ const bypass = z.strictObject({
     .default([]),
 });
 
+/** Widths and heights a resize URL may ask for: an allow-list, so random sizes cannot bust the cache. */
+const dimensions = z.array(z.number().int().min(1).max(4096)).max(32);
+
+/**
+ * Resizing through `/_tiercel/image/<options>/<path>` (docs/configuration.md): `true` allows the default
+ * widths; an object sets the allow-lists. A size or quality not listed is refused with 400.
+ */
+const resize = z.union([
+  z.boolean(),
+  z.strictObject({
+    widths: dimensions.min(1),
+    heights: dimensions.default([]),
+    /** Qualities a URL may ask for (else the site's `quality`). */
+    qualities: z.array(z.number().int().min(1).max(100)).max(16).default([]),
+  }),
+]);
+
 /** Options that change the bytes Tiercel serves; a digest of them is part of every cache key. */
 const optimize = z.strictObject({
-  /** Image recompression: off, lossless, or lossy with bounded quality. */
+  /** Image recompression: off, lossless, or lossy at `quality`. */
   polish: z.enum(["off", "lossless", "lossy"]).default("off"),
-  /** Image formats offered to clients whose Accept allows them. */
+  /** Quality of lossy encodes (polish lossy, resized images), bounded so "lossy" never means "ruined". */
+  quality: z.number().int().min(40).max(95).default(80),
+  /** Image formats offered to clients whose Accept lists them; the best one the engine can write wins. */
   formats: z
     .array(z.enum(["webp", "avif"]))
     .max(2)
     .default([]),
   /** Image resizing through the documented URL form. */
-  resize: z.boolean().default(false),
+  resize: resize.default(false),
   minify: z
     .strictObject({ html: z.boolean().default(false), css: z.boolean().default(false), js: z.boolean().default(false) })
     .default({ html: false, css: false, js: false }),
+  /**
+   * Who transforms images: `wasm` (codecs inside the Worker, everywhere) or `cloudflare` (Cloudflare's
+   * Images binding, when deployed with one; falls back to wasm when the binding is missing).
+   */
+  engine: z.enum(["wasm", "cloudflare"]).default("wasm"),
 });
 
 /** A purge record: when (epoch ms) entries fetched before it stopped counting. */

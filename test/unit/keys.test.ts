@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type CacheKeyParts, cacheKey, keyPartsFor, optionsVariant } from "../../src/core/keys";
+import { type CacheKeyParts, cacheKey, keyPartsFor, optionsVariant, selectingValues } from "../../src/core/keys";
 import type { OptimizeOptions } from "../../src/sites/schema";
 
 describe("cacheKey", () => {
@@ -53,7 +53,14 @@ describe("cacheKey", () => {
   });
 });
 
-const OFF = { polish: "off", formats: [], resize: false, minify: { html: false, css: false, js: false } } as const;
+const OFF = {
+  polish: "off",
+  quality: 80,
+  formats: [],
+  resize: false,
+  minify: { html: false, css: false, js: false },
+  engine: "wasm",
+} as const;
 const site = (
   id: string,
   generation = 0,
@@ -121,5 +128,44 @@ describe("keys and site options", () => {
 
   it('is "" when every option is off, so a default site keeps its keys', () => {
     expect(optionsVariant({ ...OFF, formats: [], minify: { ...OFF.minify } })).toBe("");
+  });
+
+  it("takes quality and engine when something uses them, and leaves out the resize allow-lists", () => {
+    const lossy: OptimizeOptions = { ...OFF, polish: "lossy", formats: [], minify: { ...OFF.minify } };
+    expect(optionsVariant({ ...lossy, quality: 60 })).not.toBe(optionsVariant(lossy));
+    expect(optionsVariant({ ...lossy, engine: "cloudflare" })).not.toBe(optionsVariant(lossy));
+    expect(optionsVariant({ ...lossy, resize: { widths: [320], heights: [], qualities: [] } })).toBe(
+      optionsVariant(lossy),
+    );
+    // Nothing on that transforms every response: quality, engine and resize alone change no key.
+    expect(optionsVariant({ ...OFF, formats: [], minify: { ...OFF.minify }, quality: 50, resize: true })).toBe("");
+  });
+});
+
+describe("resize URL keys", () => {
+  it("keys a resize URL apart from its source and from other options, and leaves other keys as they were", async () => {
+    const url = new URL("https://example.com/photo.jpg");
+    const plain = keyPartsFor(site("s"), url);
+    expect(plain).not.toHaveProperty("transform");
+    const small = await cacheKey(keyPartsFor(site("s"), url, "w=320,fit=scale-down,q=80,f=auto,engine=wasm"));
+    const large = await cacheKey(keyPartsFor(site("s"), url, "w=640,fit=scale-down,q=80,f=auto,engine=wasm"));
+    expect(new Set([await cacheKey(plain), small, large]).size).toBe(3);
+  });
+});
+
+describe("format negotiation in variant keys", () => {
+  const field = ":format=avif,webp";
+  const values = (accept: string | null) => {
+    const headers = new Headers(accept === null ? {} : { accept });
+    return selectingValues([field], headers);
+  };
+
+  it("normalizes Accept to the format the request gets, never the raw header", () => {
+    expect(values("image/avif,image/webp,image/apng,*/*;q=0.8")).toEqual([[field, "avif"]]);
+    expect(values("image/webp,*/*")).toEqual([[field, "webp"]]);
+    expect(values("image/avif;q=0, image/webp")).toEqual([[field, "webp"]]);
+    expect(values("*/*")).toEqual([[field, "original"]]);
+    expect(values("image/*")).toEqual([[field, "original"]]);
+    expect(values(null)).toEqual([[field, "original"]]);
   });
 });

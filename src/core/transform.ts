@@ -1,0 +1,100 @@
+import { inputLimit, type Optimized, optimize, tooLarge, workFor } from "../optimize/optimize";
+import type { Exchange } from "./exchange";
+import { readAtMost, streamOf } from "./streams";
+
+/**
+ * The optimize step of a fill: between the origin's answer and the store, a response the site's options
+ * apply to is buffered (within the optimizer's bounds), transformed, and its headers made to describe the
+ * new bytes. Runs once per variant; hits serve the stored result.
+ */
+export interface Transformed {
+  body: ReadableStream<Uint8Array>;
+  /** The body's length when known (always, after a transform). */
+  length: number | undefined;
+  /** False after a failed transform: serve the original, store nothing. */
+  storable: boolean;
+  /** Cache-Status detail when the original is served instead. */
+  detail?: string;
+  /** A format pseudo-field the stored response varies on. */
+  varyField?: string;
+}
+
+/**
+ * Transforms `body` in place of the origin's if the site's options (or a resize URL) apply to it;
+ * undefined when they do not. `headers` are updated to match what is returned.
+ */
+export async function transformResponse(
+  ex: Exchange,
+  status: number,
+  headers: Headers,
+  body: ReadableStream<Uint8Array>,
+  declared: number | undefined,
+): Promise<Transformed | undefined> {
+  // Only whole, unencoded 200s: a 206 is a part, an error page is not the asset, an encoded body is opaque.
+  if (status !== 200 || headers.has("content-encoding")) return undefined;
+  const ctx = {
+    options: ex.site.optimize,
+    accept: ex.request.headers.get("accept"),
+    ...(ex.resize ? { resize: ex.resize } : {}),
+    engines: ex.deps.engines,
+    limits: ex.deps.optimizeLimits,
+  };
+  const work = workFor(ctx, headers.get("content-type"));
+  if (!work) return undefined;
+
+  const limit = inputLimit(ctx, work);
+  const read = declared !== undefined && declared > limit ? undefined : await readAtMost(body, limit);
+  if (!read || "over" in read) {
+    const skipped = tooLarge();
+    headers.set("tiercel-optimize", skipped.note);
+    return { body: read?.over ?? body, length: declared, storable: true, detail: skipped.detail };
+  }
+
+  const result = await ex.timing.measure("optimize", () =>
+    optimize(ctx, work, read.whole, headers.get("content-type") ?? "application/octet-stream"),
+  );
+  describeResult(headers, result, read.whole);
+  ex.deps.stats.optimized(ex.site.id, result.bytes !== read.whole, result.storable);
+  const transformed: Transformed = {
+    body: streamOf(result.bytes),
+    length: result.bytes.byteLength,
+    storable: result.storable,
+  };
+  if (result.detail) transformed.detail = result.detail;
+  if (result.varyField) transformed.varyField = result.varyField;
+  return transformed;
+}
+
+/** Makes the headers describe the bytes that will be served. */
+function describeResult(headers: Headers, result: Optimized, original: Uint8Array): void {
+  headers.set("tiercel-optimize", result.note);
+  if (result.varyField) {
+    // Downstream caches (browsers, other CDNs) must keep the formats apart too.
+    const vary = headers.get("vary");
+    const listed = (vary ?? "").split(",").map((name) => name.trim().toLowerCase());
+    if (!listed.includes("*") && !listed.includes("accept")) headers.set("vary", vary ? `${vary}, Accept` : "Accept");
+  }
+  if (result.bytes === original) return;
+  headers.set("content-type", result.contentType);
+  headers.set("content-length", String(result.bytes.byteLength));
+  // Other bytes, same resource: a strong validator would claim byte-for-byte identity with the origin's
+  // (RFC 9110 §8.8.1). The weak form still revalidates with the origin, which compares If-None-Match weakly.
+  const etag = headers.get("etag");
+  if (etag && !etag.startsWith("W/")) headers.set("etag", `W/${etag}`);
+}
+
+/**
+ * After a 304 freshened a stored optimized response (RFC 9111 §3.2), the headers that describe the
+ * transformed bytes must stay as they were: the origin's 304 speaks of the original (its Content-Type,
+ * its strong ETag), not of what Tiercel stored.
+ */
+export function keepOptimizedHeaders(merged: Headers, stored: Headers): void {
+  if (!stored.has("tiercel-optimize")) return;
+  for (const name of ["content-type", "tiercel-optimize", "vary"]) {
+    const value = stored.get(name);
+    if (value === null) merged.delete(name);
+    else merged.set(name, value);
+  }
+  const etag = merged.get("etag");
+  if (etag && stored.get("etag")?.startsWith("W/") && !etag.startsWith("W/")) merged.set("etag", `W/${etag}`);
+}

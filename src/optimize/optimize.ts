@@ -1,0 +1,271 @@
+import { withDeadline } from "../core/deadline";
+import type { OptimizeOptions } from "../sites/schema";
+import { type MinifyKind, minify, minifyKindOf } from "./minify";
+import { chooseFormat, formatField } from "./negotiate";
+import type { ResizeRequest } from "./resize-url";
+import { IMAGE_TYPES, type ImageInfo, sniffImage } from "./sniff";
+import { type ImageEngine, type ImageJob, type ImageResult, OptimizeError, type OutputFormat } from "./types";
+
+/**
+ * Decides what happens to a response body before it is stored, and does it: image polish, format
+ * conversion, resizing, minification. Runs once per variant, when the variant is filled; what is stored
+ * is the result. Whatever goes wrong, the client gets the original bytes, and the answer says why.
+ */
+
+export interface OptimizeLimits {
+  /** Larger images are served as they are (decoding them could exceed the Worker's memory). */
+  maxImageBytes: number;
+  /** Images with more pixels are served as they are: decoded RGBA is 4 bytes a pixel, per codec copy. */
+  maxImagePixels: number;
+  /** Larger text assets are not minified (Terser takes seconds on large scripts). */
+  maxTextBytes: number;
+  /** How long an engine that works over I/O (Cloudflare's) may take. */
+  engineTimeoutMs: number;
+}
+
+export const DEFAULT_OPTIMIZE_LIMITS: OptimizeLimits = {
+  maxImageBytes: 10 * 1024 * 1024,
+  maxImagePixels: 4_194_304, // 2048 × 2048
+  maxTextBytes: 1024 * 1024,
+  engineTimeoutMs: 20_000,
+};
+
+export interface Engines {
+  wasm: ImageEngine;
+  /** Cloudflare's image service, when the Worker has an Images binding. */
+  cloudflare?: ImageEngine;
+}
+
+export interface OptimizeContext {
+  options: OptimizeOptions;
+  /** The client's Accept header (for format negotiation). */
+  accept: string | null;
+  /** Present for a resize URL. */
+  resize?: ResizeRequest;
+  engines: Engines;
+  limits: OptimizeLimits;
+}
+
+export interface Optimized {
+  bytes: Uint8Array;
+  contentType: string;
+  /** A format pseudo-field the stored variant must vary on (its bytes depend on the client's Accept). */
+  varyField?: string;
+  /** The `Tiercel-Optimize` header: what was done (or why nothing was). Stored with the bytes. */
+  note: string;
+  /** Set when the original bytes are served instead of a transform: the Cache-Status detail. */
+  detail?: string;
+  /** False after a failure: the original is served but must not be stored as the variant. */
+  storable: boolean;
+}
+
+type Work = { kind: "image" } | { kind: "minify"; as: MinifyKind };
+
+/** Whether a response of this type is to be transformed at all (and so its body buffered). */
+export function workFor(ctx: OptimizeContext, contentType: string | null): Work | undefined {
+  if (ctx.resize) return { kind: "image" };
+  const kind = minifyKindOf(contentType);
+  if (kind) return ctx.options.minify[kind] ? { kind: "minify", as: kind } : undefined;
+  const imageOptions = ctx.options.polish !== "off" || ctx.options.formats.length > 0;
+  return imageOptions && isImageType(contentType) ? { kind: "image" } : undefined;
+}
+
+/** The bound on the body that `work` may buffer. */
+export function inputLimit(ctx: OptimizeContext, work: Work): number {
+  return work.kind === "image" ? ctx.limits.maxImageBytes : ctx.limits.maxTextBytes;
+}
+
+/** A response the optimizer left alone because it was too large to buffer. */
+export function tooLarge(): Pick<Optimized, "note" | "detail" | "storable"> {
+  return { note: original("too-large"), detail: "optimize-too-large", storable: true };
+}
+
+export async function optimize(
+  ctx: OptimizeContext,
+  work: Work,
+  body: Uint8Array,
+  contentType: string,
+): Promise<Optimized> {
+  const unchanged = (reason: string, storable: boolean): Optimized => ({
+    bytes: body,
+    contentType,
+    note: original(reason),
+    detail: `optimize-${reason}`,
+    storable,
+  });
+  try {
+    return work.kind === "minify"
+      ? await minifyBody(work.as, body, contentType)
+      : await optimizeImage(ctx, body, contentType);
+  } catch (error) {
+    // An OptimizeError with a deterministic reason (unsupported input, not an image) describes the
+    // variant: the original *is* its right answer and may be stored. Anything else is a failure.
+    if (error instanceof OptimizeError && DETERMINISTIC.has(error.reason)) return unchanged(error.reason, true);
+    const reason = error instanceof OptimizeError ? error.reason : "engine-error";
+    return { ...unchanged(reason, false), detail: "optimize-failed" };
+  }
+}
+
+/** Reasons that are a property of the input: the same input always gives them. */
+const DETERMINISTIC = new Set([
+  "not-an-image",
+  "animated",
+  "format-unsupported",
+  "too-large",
+  "minify-parse-error",
+  "minify-not-utf8",
+  "minify-too-large",
+  "minify-unsafe",
+  "minify-charset-unsafe",
+  "lossless-unavailable",
+]);
+
+async function minifyBody(kind: MinifyKind, body: Uint8Array, contentType: string): Promise<Optimized> {
+  const result = await minify(kind, body);
+  if (!result.changed || result.bytes.byteLength >= body.byteLength) {
+    return { bytes: body, contentType, note: original("no-gain"), storable: true };
+  }
+  return { bytes: result.bytes, contentType, note: `minified, original=${body.byteLength}`, storable: true };
+}
+
+async function optimizeImage(ctx: OptimizeContext, body: Uint8Array, contentType: string): Promise<Optimized> {
+  const info = sniffImage(body);
+  if (!info) throw new OptimizeError("not-an-image", "The body is not an image Tiercel can read");
+  if (info.animated) throw new OptimizeError("animated", "Animated images are served as they are");
+  if (info.width * info.height > ctx.limits.maxImagePixels) {
+    throw new OptimizeError("too-large", `${info.width}×${info.height} is more than the pixel limit`);
+  }
+  const engine = engineFor(ctx);
+  const plan = planImage(ctx, info, engine);
+  if (!plan.job) {
+    const result: Optimized = { bytes: body, contentType, note: original(plan.reason), storable: true };
+    if (plan.varyField) result.varyField = plan.varyField;
+    return result;
+  }
+  let job: ImageJob = { ...plan.job, input: body, inputFormat: info.format };
+  let transformed = await run(engine, job, ctx.limits);
+  if (info.format === "png" && job.output === "webp" && job.mode === "lossy") {
+    // A PNG is often a graphic, for which lossless WebP beats lossy (the demo's: 0.6 KB against 3.7 KB):
+    // try both, once per variant, and keep the smaller.
+    const lossless: ImageJob = { ...job, mode: "lossless" };
+    const other = await run(engine, lossless, ctx.limits);
+    if (other.bytes.byteLength < transformed.bytes.byteLength) {
+      transformed = other;
+      job = lossless;
+    }
+  }
+  const resized = transformed.width !== info.width || transformed.height !== info.height;
+  // Not smaller and not resized: the original is the better answer (and is stored as this variant).
+  if (!resized && transformed.bytes.byteLength >= body.byteLength) {
+    const result: Optimized = {
+      bytes: body,
+      contentType,
+      note: original("larger"),
+      detail: "optimize-larger",
+      storable: true,
+    };
+    if (plan.varyField) result.varyField = plan.varyField;
+    return result;
+  }
+  const params = [
+    `format=${transformed.format}`,
+    `from=${info.format}`,
+    job.mode === "lossy" && transformed.format !== "png" ? `quality=${job.quality}` : "lossless",
+    resized ? `width=${transformed.width}, height=${transformed.height}` : "",
+    `original=${body.byteLength}`,
+    `engine=${engine.name}`,
+  ];
+  const result: Optimized = {
+    bytes: transformed.bytes,
+    contentType: IMAGE_TYPES[transformed.format],
+    note: params.filter(Boolean).join(", "),
+    storable: true,
+  };
+  if (plan.varyField) result.varyField = plan.varyField;
+  return result;
+}
+
+async function run(engine: ImageEngine, job: ImageJob, limits: OptimizeLimits): Promise<ImageResult> {
+  try {
+    return await withDeadline(engine.transform(job), limits.engineTimeoutMs, `${engine.name} transform`);
+  } catch (error) {
+    if (error instanceof OptimizeError) throw error;
+    throw new OptimizeError("engine-error", error instanceof Error ? error.message : String(error));
+  }
+}
+
+function engineFor(ctx: OptimizeContext): ImageEngine {
+  return ctx.options.engine === "cloudflare" && ctx.engines.cloudflare ? ctx.engines.cloudflare : ctx.engines.wasm;
+}
+
+interface ImagePlan {
+  job?: Omit<ImageJob, "input" | "inputFormat">;
+  varyField?: string;
+  /** Why there is no job. */
+  reason: string;
+}
+
+/**
+ * Output format and mode for one image:
+ * - the format: an explicit resize `format`, else the best of the site's formats the client accepts
+ *   (and the engine writes), else the source's own format (or PNG for a GIF/AVIF source being resized);
+ * - the mode: polish `lossless` keeps every pixel; `lossy` (and any resize) encodes at `quality`; with
+ *   polish off, a conversion is lossy for JPEG sources (already lossy) and lossless otherwise.
+ */
+function planImage(ctx: OptimizeContext, info: ImageInfo, engine: ImageEngine): ImagePlan {
+  const { options, resize } = ctx;
+  const offered = options.formats.filter((format) => engine.formats.includes(format));
+  const negotiable = (resize === undefined || resize.format === "auto") && offered.length > 0;
+  const varyField = negotiable ? formatField(offered) : undefined;
+  const chosen = negotiable ? chooseFormat(offered, ctx.accept) : undefined;
+  const same = info.format === "gif" || info.format === "avif" ? undefined : info.format;
+
+  let output: OutputFormat | undefined;
+  if (resize && resize.format !== "auto") output = resize.format;
+  else output = chosen ?? same;
+  if (output === undefined) {
+    // A GIF or AVIF source with nothing to convert it to that the engine can write.
+    if (!resize) return withVary({ reason: "format-unsupported" }, varyField);
+    output = "png";
+  }
+  if (!engine.formats.includes(output)) {
+    throw new OptimizeError("format-unsupported", `The ${engine.name} engine cannot write ${output}`);
+  }
+
+  const lossless =
+    options.polish === "lossless" ||
+    output === "png" ||
+    (resize === undefined && options.polish === "off" && info.format !== "jpeg");
+  const job: ImagePlan["job"] = {
+    output,
+    mode: lossless ? "lossless" : "lossy",
+    quality: resize?.quality ?? options.quality,
+  };
+  if (resize) {
+    job.resize = { fit: resize.fit };
+    if (resize.width !== undefined) job.resize.width = resize.width;
+    if (resize.height !== undefined) job.resize.height = resize.height;
+    return withVary({ job, reason: "" }, varyField);
+  }
+  if (output === info.format) {
+    // Same format at the same size: only worth it where a real recompression exists.
+    if (options.polish === "off") return withVary({ reason: "no-gain" }, varyField);
+    if (info.format === "jpeg" && lossless) return withVary({ reason: "lossless-jpeg" }, varyField);
+    if (info.format === "webp") return withVary({ reason: "already-webp" }, varyField);
+  }
+  return withVary({ job, reason: "" }, varyField);
+}
+
+function withVary(plan: ImagePlan, varyField: string | undefined): ImagePlan {
+  if (varyField) plan.varyField = varyField;
+  return plan;
+}
+
+function original(reason: string): string {
+  return `original, reason=${reason}`;
+}
+
+function isImageType(contentType: string | null): boolean {
+  const type = contentType?.split(";")[0]?.trim().toLowerCase() ?? "";
+  return Object.values(IMAGE_TYPES).includes(type) || type === "image/jpg" || type === "image/pjpeg";
+}
