@@ -20,6 +20,7 @@ export interface CacheKeyParts {
 }
 
 import { formatFieldValue, isFormatField } from "../optimize/negotiate";
+import { OPTIMIZER_VERSION } from "../optimize/types";
 import type { OptimizeOptions } from "../sites/schema";
 
 const KEY_FORMAT = "tiercel/key/2";
@@ -73,6 +74,7 @@ export function optionsVariant(options: OptimizeOptions): string {
   const minify = options.minify.html || options.minify.css || options.minify.js;
   if (!images && !minify) return "";
   return JSON.stringify({
+    optimizer: OPTIMIZER_VERSION,
     polish: options.polish,
     quality: options.quality,
     formats: [...options.formats].sort(),

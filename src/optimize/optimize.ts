@@ -142,16 +142,26 @@ async function optimizeImage(ctx: OptimizeContext, body: Uint8Array, contentType
     if (plan.varyField) result.varyField = plan.varyField;
     return result;
   }
-  let job: ImageJob = { ...plan.job, input: body, inputFormat: info.format };
-  let transformed = await run(engine, job, ctx.limits);
-  if (info.format === "png" && job.output === "webp" && job.mode === "lossy") {
-    // A PNG is often a graphic, for which lossless WebP beats lossy (the demo's: 0.6 KB against 3.7 KB):
-    // try both, once per variant, and keep the smaller.
-    const lossless: ImageJob = { ...job, mode: "lossless" };
-    const other = await run(engine, lossless, ctx.limits);
-    if (other.bytes.byteLength < transformed.bytes.byteLength) {
-      transformed = other;
-      job = lossless;
+  // Candidates for this variant, all valid answers to the request; the smallest wins:
+  // - the planned job;
+  // - a PNG converted lossily to WebP, also losslessly (a PNG is often a graphic, where lossless wins);
+  // - a negotiated conversion, also the source's own format polished: a browser that takes WebP gets
+  //   WebP only where it is smaller (as Cloudflare's Polish does).
+  const first: ImageJob = { ...plan.job, input: body, inputFormat: info.format };
+  const jobs: ImageJob[] = [first];
+  if (info.format === "png" && first.output === "webp" && first.mode === "lossy")
+    jobs.push({ ...first, mode: "lossless" });
+  if (plan.converted) {
+    const own = planImage({ ...ctx, accept: null }, info, engine).job;
+    if (own) jobs.push({ ...own, input: body, inputFormat: info.format });
+  }
+  let job = first;
+  let transformed = await run(engine, first, ctx.limits);
+  for (const other of jobs.slice(1)) {
+    const result = await run(engine, other, ctx.limits);
+    if (result.bytes.byteLength < transformed.bytes.byteLength) {
+      transformed = result;
+      job = other;
     }
   }
   const resized = transformed.width !== info.width || transformed.height !== info.height;
@@ -200,6 +210,8 @@ function engineFor(ctx: OptimizeContext): ImageEngine {
 
 interface ImagePlan {
   job?: Omit<ImageJob, "input" | "inputFormat">;
+  /** The job converts to a format negotiated from Accept (other clients get the source's own format). */
+  converted?: boolean;
   varyField?: string;
   /** Why there is no job. */
   reason: string;
@@ -241,11 +253,12 @@ function planImage(ctx: OptimizeContext, info: ImageInfo, engine: ImageEngine): 
     mode: lossless ? "lossless" : "lossy",
     quality: resize?.quality ?? options.quality,
   };
+  const converted = chosen !== undefined && output === chosen && chosen !== info.format;
   if (resize) {
     job.resize = { fit: resize.fit };
     if (resize.width !== undefined) job.resize.width = resize.width;
     if (resize.height !== undefined) job.resize.height = resize.height;
-    return withVary({ job, reason: "" }, varyField);
+    return withVary({ job, converted, reason: "" }, varyField);
   }
   if (output === info.format) {
     // Same format at the same size: only worth it where a real recompression exists.
@@ -253,7 +266,7 @@ function planImage(ctx: OptimizeContext, info: ImageInfo, engine: ImageEngine): 
     if (info.format === "jpeg" && lossless) return withVary({ reason: "lossless-jpeg" }, varyField);
     if (info.format === "webp") return withVary({ reason: "already-webp" }, varyField);
   }
-  return withVary({ job, reason: "" }, varyField);
+  return withVary({ job, converted, reason: "" }, varyField);
 }
 
 function withVary(plan: ImagePlan, varyField: string | undefined): ImagePlan {

@@ -1,6 +1,6 @@
 import { TiercelError } from "../core/errors";
 import type { OptimizeOptions } from "../sites/schema";
-import type { Fit, OutputFormat } from "./types";
+import { type Fit, OPTIMIZER_VERSION, type OutputFormat } from "./types";
 
 /**
  * The resize URL form: `/_tiercel/image/<options>/<path to the image>`, e.g.
@@ -91,6 +91,7 @@ export function parseResizeUrl(url: URL, options: OptimizeOptions): { request: R
     `q=${quality}`,
     `f=${format}`,
     `engine=${options.engine}`,
+    `v=${OPTIMIZER_VERSION}`,
   ]
     .filter(Boolean)
     .join(",");

@@ -3,6 +3,13 @@
  * (src/optimize/plan.ts); an engine only turns bytes into bytes.
  */
 
+/**
+ * The optimizer's output version, part of every optimized variant's key. Bump it with any change that
+ * changes what the optimizer writes (a codec, a setting, how the winner is chosen): every stored variant
+ * then moves to a fresh key on deploy, as a settings change does, with nobody purging by hand.
+ */
+export const OPTIMIZER_VERSION = 1;
+
 /** Image formats Tiercel reads. */
 export type ImageFormat = "png" | "jpeg" | "webp" | "gif" | "avif";
 

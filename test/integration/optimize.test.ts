@@ -15,11 +15,14 @@ const CHROME_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/
 const FIREFOX_ACCEPT = "image/avif,image/webp,*/*";
 const CACHEABLE = { "cache-control": "public, max-age=3600" };
 
+/** Test images: test/fixtures/images/, except the photo, which is the demo's own (demo/assets/photo.jpg). */
+const fixtureFile = (name: string) => (name === "photo.jpg" ? "demo/photo.jpg" : `images/${name}`);
+
 async function imageSite(optimize: SiteInput["optimize"], file: string, type: string, headers = {}) {
   const { host, id } = await newSite({ optimize });
   const path = `/${unique("img")}/${file}`;
-  await origin.route(path, { file: `images/${file}`, headers: { "content-type": type, ...CACHEABLE, ...headers } });
-  return { host, id, path, url: `http://${host}${path}`, original: await fixture(`images/${file}`) };
+  await origin.route(path, { file: fixtureFile(file), headers: { "content-type": type, ...CACHEABLE, ...headers } });
+  return { host, id, path, url: `http://${host}${path}`, original: await fixture(fixtureFile(file)) };
 }
 
 async function bytesOf(response: Response): Promise<Uint8Array> {
@@ -64,6 +67,22 @@ describe("polish and format negotiation", { timeout: 60_000 }, () => {
     expect((await origin.hits(site.path)).hits).toBe(2);
   });
 
+  it("gives a browser that takes WebP the polished PNG when that is smaller than any WebP", async () => {
+    // The demo's graphic: 113 KB in the bucket, well under 1 KB as a recompressed PNG.
+    const { host } = await newSite({ optimize: { polish: "lossy", formats: ["webp"] } });
+    const path = `/${unique("graphic")}/tiercel.png`;
+    await origin.route(path, { file: "demo/tiercel.png", headers: { "content-type": "image/png", ...CACHEABLE } });
+    const response = await send(`http://${host}${path}`, { headers: { accept: CHROME_ACCEPT } });
+    const bytes = await bytesOf(response);
+    expect(response.headers.get("content-type")).toBe("image/png");
+    expect(sniffImage(bytes)).toMatchObject({ format: "png", width: 320, height: 200 });
+    expect(bytes.byteLength).toBeLessThan(2000);
+    expect(response.headers.get("vary")).toBe("Accept");
+    // The variant for clients without WebP is the same recompressed PNG.
+    const plain = await send(`http://${host}${path}`, { headers: { accept: "*/*" } });
+    expect(await bytesOf(plain)).toEqual(bytes);
+  });
+
   it("recompresses a PNG losslessly: smaller, every pixel kept", async () => {
     const site = await imageSite({ polish: "lossless" }, "banner.png", "image/png");
     const response = await send(site.url);
@@ -105,7 +124,7 @@ describe("polish and format negotiation", { timeout: 60_000 }, () => {
     const clock = testClock();
     const site = await imageSite({ formats: ["webp"] }, "photo.jpg", "image/jpeg");
     await origin.route(site.path, {
-      file: "images/photo.jpg",
+      file: "demo/photo.jpg",
       conditional: true,
       headers: { "content-type": "image/jpeg", "cache-control": "max-age=10", etag: '"p1"' },
     });
@@ -281,7 +300,7 @@ describe("purges reach resized variants", { timeout: 60_000 }, () => {
     expect(created.status).toBe(201);
     const { site } = (await created.json()) as { site: { id: string } };
     const path = `/${unique("src")}/photo.jpg`;
-    await origin.route(path, { file: "images/photo.jpg", headers: { "content-type": "image/jpeg", ...CACHEABLE } });
+    await origin.route(path, { file: "demo/photo.jpg", headers: { "content-type": "image/jpeg", ...CACHEABLE } });
     const resized = `http://${host}/_tiercel/image/width=320${path}`;
     await send(resized);
     expect((await send(resized)).headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);

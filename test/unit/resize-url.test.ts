@@ -29,7 +29,7 @@ describe("parseResizeUrl", () => {
       fit: "scale-down",
       quality: 80,
       format: "webp",
-      canonical: "w=640,fit=scale-down,q=80,f=webp,engine=wasm",
+      canonical: "w=640,fit=scale-down,q=80,f=webp,engine=wasm,v=1",
     });
     // Long and short names, any order: the same canonical form, so the same cache key.
     const again = parseResizeUrl(new URL("https://a.test/_tiercel/image/format=webp,width=640/p/cat.jpg"), rules);

@@ -8,8 +8,9 @@ import { fixture } from "../support/harness";
 
 const files: Record<string, Uint8Array> = {};
 beforeAll(async () => {
-  for (const name of ["photo.jpg", "banner.png", "photo.webp", "still.gif"])
-    files[name] = await fixture(`images/${name}`);
+  // The photo is the demo's own (demo/assets/photo.jpg); the others are test fixtures.
+  files["photo.jpg"] = await fixture("demo/photo.jpg");
+  for (const name of ["banner.png", "photo.webp", "still.gif"]) files[name] = await fixture(`images/${name}`);
 });
 const file = (name: string) => files[name] as Uint8Array;
 
