@@ -23,12 +23,15 @@ const DEMO_SITE_ID = "demo-site-3c9f1a7e";
 const CREDENTIALS = { accessKeyId: "tiercel-demo", secretAccessKey: "tiercel-demo-secret" };
 /** The local admin token; the `tiercel` CLI uses it by default against http://localhost:8787. */
 const ADMIN_TOKEN = process.env.TIERCEL_TOKEN ?? "tiercel-local-admin";
+/** Where wrangler keeps the local KV and Cache API (tests point it at a temporary directory). */
+const STATE_DIR = process.env.TIERCEL_STATE_DIR ?? join(ROOT, ".wrangler/state");
 
 const TYPES = {
   ".html": "text/html; charset=utf-8",
   ".css": "text/css; charset=utf-8",
   ".js": "text/javascript; charset=utf-8",
   ".png": "image/png",
+  ".jpg": "image/jpeg",
 };
 
 // wrangler reaches for the internet unless told not to; these machines (and many laptops on planes) have none.
@@ -45,7 +48,7 @@ function runToEnd(args) {
   });
 }
 
-await rm(new URL("../.wrangler/state/v3/cache", import.meta.url), { recursive: true, force: true });
+await rm(join(STATE_DIR, "v3/cache"), { recursive: true, force: true });
 
 const s3 = await startS3Server({
   port: S3_PORT,
@@ -77,16 +80,37 @@ const site = {
     // The demo bucket is on loopback, which a site has to allow explicitly.
     allowPrivate: true,
   },
+  // Images as WebP to browsers that take it, resize URLs, minified HTML, CSS and JS (docs/configuration.md).
+  optimize: {
+    polish: "lossy",
+    formats: ["webp"],
+    resize: true,
+    minify: { html: true, css: true, js: true },
+  },
 };
 // The layout the admin API writes: the site under its id, and a copy under each of its hosts.
 const value = JSON.stringify(site);
 const pairs = [{ key: `site:${site.id}`, value }, ...DEMO_HOSTS.map((host) => ({ key: `host:${host}`, value }))];
 const dir = await mkdtemp(join(tmpdir(), "tiercel-"));
 await writeFile(join(dir, "sites.json"), JSON.stringify(pairs));
-await runToEnd(["kv", "bulk", "put", "--local", "--binding", "SITES", join(dir, "sites.json")]);
+await runToEnd([
+  "kv",
+  "bulk",
+  "put",
+  "--local",
+  "--persist-to",
+  STATE_DIR,
+  "--binding",
+  "SITES",
+  join(dir, "sites.json"),
+]);
 await rm(dir, { recursive: true, force: true });
 console.log(`site ${DEMO_SITE_ID} configured for ${DEMO_HOSTS.join(", ")} -> bucket demo at ${s3.url}`);
 console.log(`\nTry: curl -i http://localhost:${WORKER_PORT}/styles.css   (three times, and watch Cache-Status)`);
+console.log(`     curl -si -H 'Accept: image/webp' http://localhost:${WORKER_PORT}/photo.jpg | head -14   (WebP)`);
+console.log(
+  `     curl -so /dev/null -w '%{content_type} %{size_download}\\n' http://localhost:${WORKER_PORT}/_tiercel/image/width=160/photo.jpg`,
+);
 console.log(
   `Admin: npx tiercel sites list   (token ${ADMIN_TOKEN === "tiercel-local-admin" ? "tiercel-local-admin" : "from TIERCEL_TOKEN"})\n`,
 );
@@ -98,6 +122,8 @@ const worker = run([
   "--port",
   String(WORKER_PORT),
   "--show-interactive-dev-session=false",
+  "--persist-to",
+  STATE_DIR,
   "--var",
   `DEMO_S3_ACCESS_KEY_ID:${CREDENTIALS.accessKeyId}`,
   "--var",

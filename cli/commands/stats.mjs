@@ -44,6 +44,8 @@ function formatStats(body) {
         if (!tiers.includes(tier)) tiers.push(tier);
       }
     }
+    // Sites that optimize get a column: transformed / served as original / failed (original, unstored).
+    const optimizing = sites.some(([, counters]) => isObject(counters.optimize) && sumOf(counters.optimize) > 0);
     const rows = sites.map(([site, counters]) => {
       const hits = isObject(counters.hits) ? counters.hits : {};
       const hitCount = tiers.reduce((sum, tier) => sum + (Number(hits[tier]) || 0), 0);
@@ -55,6 +57,7 @@ function formatStats(body) {
         ...tiers.map((tier) => hits[tier] ?? 0),
         counters.stale ?? 0,
         counters.originFetches ?? 0,
+        ...(optimizing ? [optimizeCell(counters.optimize)] : []),
         formatBytes(Number(counters.bytes)),
       ];
     });
@@ -66,6 +69,7 @@ function formatStats(body) {
       ...tiers.map((tier) => ({ title: `${tier.toUpperCase()} HITS`, align: right })),
       { title: "STALE", align: right },
       { title: "ORIGIN", align: right },
+      ...(optimizing ? [{ title: "OPTIMIZED T/O/F", align: right }] : []),
       { title: "BYTES", align: right },
     ];
     text += formatTable(columns, rows);
@@ -75,4 +79,15 @@ function formatStats(body) {
     text += `config lookups: ${printable(lookups.join(", "))}\n`;
   }
   return text;
+}
+
+/** @param {Record<string, unknown>} counts */
+function sumOf(counts) {
+  return Object.values(counts).reduce((/** @type {number} */ sum, n) => sum + (Number(n) || 0), 0);
+}
+
+/** @param {unknown} optimize */
+function optimizeCell(optimize) {
+  if (!isObject(optimize)) return "";
+  return [optimize.transformed, optimize.original, optimize.failed].map((n) => Number(n) || 0).join("/");
 }

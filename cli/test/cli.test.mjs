@@ -513,15 +513,15 @@ describe("purge", concurrently, () => {
 });
 
 describe("stats", concurrently, () => {
-  test("every site: a table with a column per tier that has hits", async (t) => {
+  test("every site: a table with a column per tier that has hits, and one for optimizing sites", async (t) => {
     const { code, stdout } = await tiercel(["stats"], { api: await fakeApi(t) });
     assert.equal(code, 0);
     assert.equal(
       stdout,
       `scope: isolate, since 2026-11-23T10:00:00.000Z
-SITE           REQUESTS  HIT%  EDGE HITS  KV HITS  R2 HITS  STALE  ORIGIN      BYTES
-site-aaaaaaaa        10   80%          6        2        0      1       2  120.6 KiB
-site-bbbbbbbb         4   50%          1        0        1      0       2      512 B
+SITE           REQUESTS  HIT%  EDGE HITS  KV HITS  R2 HITS  STALE  ORIGIN  OPTIMIZED T/O/F      BYTES
+site-aaaaaaaa        10   80%          6        2        0      1       2                   120.6 KiB
+site-bbbbbbbb         4   50%          1        0        1      0       2            3/1/0      512 B
 config lookups: kvReads 3, memoryHits 7, cacheHits 1, negativeHits 0
 `,
     );

@@ -124,7 +124,14 @@ export async function startFakeAdminApi({ token, sites: initial = [] }) {
       if (id !== undefined && !sites.has(id)) return fail(404, "site_not_found", `No site ${id}`);
       const counters = {
         "site-aaaaaaaa": { requests: 10, hits: { edge: 6, kv: 2 }, stale: 1, originFetches: 2, bytes: 123456 },
-        "site-bbbbbbbb": { requests: 4, hits: { edge: 1, r2: 1 }, stale: 0, originFetches: 2, bytes: 512 },
+        "site-bbbbbbbb": {
+          requests: 4,
+          hits: { edge: 1, r2: 1 },
+          stale: 0,
+          originFetches: 2,
+          optimize: { transformed: 3, original: 1, failed: 0 },
+          bytes: 512,
+        },
       };
       const chosen = id === undefined ? counters : { [id]: counters[/** @type {keyof counters} */ (id)] ?? {} };
       return send(200, {
