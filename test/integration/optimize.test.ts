@@ -4,7 +4,7 @@ import { sniffImage } from "../../src/optimize/sniff";
 import { OptimizeError } from "../../src/optimize/types";
 import { decodePixels, wasmImageEngine } from "../../src/optimize/wasm-images";
 import type { SiteInput } from "../../src/sites/schema";
-import { fixture, newSite, origin, send, testClock, unique } from "../support/harness";
+import { fixture, newSite, origin, putSite, send, testClock, unique } from "../support/harness";
 
 /**
  * Optimizations through the whole Worker: real image files from a real origin, transformed once per
@@ -314,5 +314,40 @@ describe("purges reach resized variants", { timeout: 60_000 }, () => {
     const after = await send(resized);
     expect(after.headers.get("cache-status")).toContain("detail=purged");
     expect(after.headers.get("cache-status")).toContain("fwd-status=200");
+  });
+});
+
+describe("the cloudflare engine", { timeout: 60_000 }, () => {
+  it("hands images to the Images binding (offline Sharp here) and offers AVIF through it", async () => {
+    const site = await imageSite(
+      { polish: "lossy", formats: ["webp", "avif"], engine: "cloudflare" },
+      "photo.jpg",
+      "image/jpeg",
+    );
+    const avif = await send(site.url, { headers: { accept: CHROME_ACCEPT } });
+    const bytes = await bytesOf(avif);
+    expect(avif.headers.get("content-type")).toBe("image/avif");
+    expect(sniffImage(bytes)).toMatchObject({ format: "avif" });
+    expect(bytes.byteLength).toBeLessThan(site.original.byteLength);
+    expect(avif.headers.get("tiercel-optimize")).toContain("engine=cloudflare");
+    // A client that lists only WebP gets the WebP variant, from the same engine.
+    const webp = await send(site.url, { headers: { accept: "image/webp,*/*" } });
+    expect(webp.headers.get("content-type")).toBe("image/webp");
+    expect((await origin.hits(site.path)).hits).toBe(2);
+  });
+
+  it("keys the engine: switching a site's engine gives fresh variants, no purge", async () => {
+    const site = await imageSite({ polish: "lossy", formats: ["webp"] }, "photo.jpg", "image/jpeg");
+    const before = await send(site.url, { headers: { accept: CHROME_ACCEPT } });
+    expect(before.headers.get("tiercel-optimize")).toContain("engine=wasm");
+    expect((await send(site.url, { headers: { accept: CHROME_ACCEPT } })).headers.get("cache-status")).toMatch(/hit/);
+    await putSite(site.host, {
+      id: site.id,
+      origin: { kind: "http", url: origin.url, allowPrivate: true },
+      optimize: { polish: "lossy", formats: ["webp"], engine: "cloudflare" },
+    });
+    const after = await send(site.url, { headers: { accept: CHROME_ACCEPT } });
+    expect(after.headers.get("cache-status")).toContain("fwd=miss");
+    expect(after.headers.get("tiercel-optimize")).toContain("engine=cloudflare");
   });
 });
