@@ -1,6 +1,9 @@
 // `node bench/run.mjs [--quick]`: Tiercel against the first write-up's Worker (bench/baseline), both in
-// workerd under `wrangler dev` on this machine, in one run, against one bench origin with injected distance.
-// See bench/README.md for what is measured and how. Everything is loopback; every loop is bounded.
+// workerd under wrangler's dev server on this machine, in one run, against one bench origin with injected
+// distance. See bench/README.md for what is measured and how. Everything is loopback; every loop and every
+// request is bounded. Each phase is saved to the run's JSON as soon as it ends, so a failing phase loses only
+// its own figures.
+import { writeFileSync } from "node:fs";
 import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +12,8 @@ import { parseArgs } from "node:util";
 import { getJson, keepAliveAgent, median, percentile, timedRequest } from "./lib/http.mjs";
 import { objectPath, startOrigin } from "./lib/origin.mjs";
 import { renderSvg, renderTables } from "./lib/report.mjs";
+import { snapshotCode } from "./lib/snapshot.mjs";
+import { machineInfo, summarize } from "./lib/summary.mjs";
 import { killAllNow, kvBulkPut, memoryOf, resetPeak, startWorker, stopAll } from "./lib/wrangler.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -19,6 +24,8 @@ const TOKEN = `bench-${crypto.randomUUID()}`;
 const SITE_HOST = "bench.tiercel.test";
 const BASELINE_HOST = "bench.baseline.test";
 const HARD_LIMIT_MS = 15 * 60_000;
+/** Per-request limits: a request that takes longer is recorded as "did not complete within N s". */
+const TIMEOUT_MS = { miss: 120_000, probe: 45_000, hit: 60_000, burst: 60_000, load: 10_000 };
 
 // ---------------------------------------------------------------------------------------------- options
 
@@ -39,7 +46,7 @@ const { values: flags } = parseArgs({
   },
 });
 if (flags.help) {
-  console.log(`node bench/run.mjs [--quick] [--origin-latency-ms 300] [--origin-mbps 100] [--runs 7]
+  console.log(`node bench/run.mjs [--quick] [--origin-latency-ms 300] [--origin-mbps 100] [--runs 5]
   [--concurrency 32] [--duration-s 10] [--config-requests 10000] [--config-window-s 65]
   [--config-cache-seconds 30] [--keep-state] [--verbose]      (see bench/README.md)`);
   process.exit(0);
@@ -61,7 +68,9 @@ const P = {
   runs: Math.max(1, Math.round(num("runs", "BENCH_RUNS", quick ? 1 : 5))),
   tierSizes: [10 * KiB, 1 * MiB, 30 * MiB],
   missSizes: quick ? [10 * KiB, 1 * MiB, 30 * MiB] : [10 * KiB, 1 * MiB, 4 * MiB, 16 * MiB, 30 * MiB],
+  /** Timed edge hits per object and run: fewer for large objects, whose body alone takes ~2 s to read. */
   edgeSamplesPerObject: 3,
+  edgeSamplesLargeObject: 1,
   /** Pause after a miss of a large (> 4 MiB, streamed) object before the edge is probed (see bench/README.md). */
   settleMs: 2000,
   settleSmallMs: 200,
@@ -73,20 +82,25 @@ const P = {
   configCacheSeconds: num("config-cache-seconds", "BENCH_CONFIG_CACHE_SECONDS", quick ? 5 : 30),
   memoryRuns: quick ? 1 : 2,
   memorySize: 30 * MiB,
+  timeoutsMs: TIMEOUT_MS,
 };
 // At least two micro-cache periods, plus a little.
 P.configWindowS = num("config-window-s", "BENCH_CONFIG_WINDOW_S", Math.max(2 * P.configCacheSeconds + 5, 10));
 
 const started = Date.now();
+const stamp = new Date(started).toISOString().replace(/[:.]/g, "-");
 const log = (line) => console.error(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${line}`);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const fmtSize = (bytes) => (bytes >= MiB ? `${bytes / MiB} MiB` : `${bytes / KiB} KiB`);
 const nonce = () => crypto.randomUUID().slice(0, 8);
+const errorText = (error) => String(error?.message ?? error).slice(0, 1000);
 
 // ---------------------------------------------------------------------------------------------- teardown
 
 let origin;
 let stateDir;
+/** The run's copy of the Worker sources (see lib/snapshot.mjs): every Worker is started from here. */
+let codeDir;
 
 async function teardown() {
   await stopAll();
@@ -99,16 +113,60 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
   process.on(signal, () => {
     if (interrupted) process.exit(130);
     interrupted = true;
-    log(`${signal}: stopping the Workers`);
-    void teardown().finally(() => process.exit(130));
+    log(`${signal}: stopping the Workers (what was measured so far is kept in the run's JSON)`);
+    void teardown()
+      .then(() => saveRun(false))
+      .finally(() => process.exit(130));
   });
 }
 const watchdog = setTimeout(() => {
-  log(`still running after ${HARD_LIMIT_MS / 60_000} minutes: giving up`);
+  log(`still running after ${HARD_LIMIT_MS / 60_000} minutes: giving up (what was measured is in the JSON)`);
   killAllNow();
+  try {
+    writeFileSync(join(RESULTS, `${stamp}.json`), `${JSON.stringify(results(false), null, 2)}\n`);
+  } catch {}
   process.exit(2);
 }, HARD_LIMIT_MS);
 watchdog.unref();
+
+// ---------------------------------------------------------------------------------------------- results
+
+/** Everything measured so far; `summarize` turns it into figures and checks. */
+const data = {
+  code: null,
+  phases: [],
+  misses: [],
+  globals: [],
+  throughput: [],
+  collapse: [],
+  memory: [],
+  config: null,
+};
+let machine;
+
+function results(complete) {
+  return summarize({ data, P, machine, started, complete });
+}
+
+/** The run's own JSON, rewritten after every phase, so a run that dies keeps what it had. */
+async function saveRun(complete, summary = results(complete)) {
+  await mkdir(RESULTS, { recursive: true });
+  await writeFile(join(RESULTS, `${stamp}.json`), `${JSON.stringify(summary, null, 2)}\n`);
+}
+
+/** Runs one phase: a failure is recorded (and logged) instead of ending the run. */
+async function phase(name, work) {
+  const t0 = Date.now();
+  log(name);
+  try {
+    await work();
+    data.phases.push({ name, ok: true, seconds: (Date.now() - t0) / 1000 });
+  } catch (error) {
+    data.phases.push({ name, ok: false, seconds: (Date.now() - t0) / 1000, error: errorText(error) });
+    log(`  phase failed: ${errorText(error).split("\n")[0]}`);
+  }
+  await saveRun(false);
+}
 
 // ---------------------------------------------------------------------------------------------- workers
 
@@ -133,15 +191,21 @@ const WORKERS = [
   { name: "baseline", label: "Baseline", host: BASELINE_HOST, tierOf: baselineTier },
 ];
 
+/**
+ * wrangler's log level for the Workers: "warn" drops the access-log line wrangler's Node process prints for
+ * every request (~20–40% of the edge-hit throughput here, for both Workers alike); --verbose keeps them.
+ */
+const LOG_LEVEL = ["--log-level", flags.verbose ? "log" : "warn"];
+
 function startTiercel(label, persistTo, configCacheSeconds) {
-  const extra = ["--var", `ADMIN_TOKEN:${TOKEN}`];
+  const extra = [...LOG_LEVEL, "--var", `ADMIN_TOKEN:${TOKEN}`];
   if (configCacheSeconds !== undefined) extra.push("--var", `CONFIG_CACHE_SECONDS:${configCacheSeconds}`);
-  return startWorker({ label, cwd: ROOT, persistTo, extra, onLine: verboseLine(label) });
+  return startWorker({ label, cwd: codeDir, persistTo, extra, onLine: verboseLine(label) });
 }
 
 function startBaseline(label, persistTo) {
-  const extra = ["-c", "bench/baseline/wrangler.jsonc", "--var", `ORIGIN:${origin.url}`];
-  return startWorker({ label, cwd: ROOT, persistTo, extra, onLine: verboseLine(label) });
+  const extra = [...LOG_LEVEL, "-c", "bench/baseline/wrangler.jsonc", "--var", `ORIGIN:${origin.url}`];
+  return startWorker({ label, cwd: codeDir, persistTo, extra, onLine: verboseLine(label) });
 }
 
 function verboseLine(label) {
@@ -152,41 +216,56 @@ function verboseLine(label) {
   };
 }
 
+/** The instance, or an error saying which data center is missing (it failed to start). */
+function need(instance, what) {
+  if (!instance) throw new Error(`${what} is not running (it failed to start; see the phases)`);
+  return instance;
+}
+
 /** One timed GET through a Worker, with the tier that answered. */
-async function get(worker, instance, path, agent, timeoutMs = 120_000) {
+async function get(worker, instance, path, agent, timeoutMs = TIMEOUT_MS.hit) {
   const result = await timedRequest(`${instance.url}${path}`, { host: worker.host, agent, timeoutMs });
   return { ...result, tier: worker.tierOf(result.headers) };
 }
 
+const edgeSampleCount = (size) => (size > 4 * MiB ? P.edgeSamplesLargeObject : P.edgeSamplesPerObject);
+
 /**
  * After a miss: waits (bounded) until the data center answers the object from its edge tier, then takes
- * `samples` timed edge hits. Returns their median TTFB and total, and how many tries it took.
+ * `samples` timed edge hits. Returns their median TTFB and total, how many tries it took, and any error.
  */
 async function edgeSamples(worker, instance, path, agent, samples, size) {
   await sleep(size > 4 * MiB ? P.settleMs : P.settleSmallMs);
   for (let attempt = 1; attempt <= 10; attempt++) {
     let probe;
     try {
-      probe = await get(worker, instance, path, agent, 45_000);
+      probe = await get(worker, instance, path, agent, TIMEOUT_MS.probe);
     } catch (error) {
-      log(`  ${worker.label}: probe of ${path} on ${instance.label} failed: ${error.message}`);
-      return { ttfbMs: Number.NaN, totalMs: Number.NaN, attempts: attempt, error: error.message };
+      log(`  ${worker.label}: probe of ${path} on ${instance.label} failed: ${errorText(error)}`);
+      return { ttfbMs: Number.NaN, totalMs: Number.NaN, attempts: attempt, error: errorText(error) };
     }
-    if (probe.status === 200 && probe.tier === "edge") {
-      const ttfb = [];
-      const total = [];
-      for (let i = 0; i < samples; i++) {
-        const hit = await get(worker, instance, path, agent);
-        if (hit.tier !== "edge") throw new Error(`${worker.label}: expected an edge hit for ${path}, got ${hit.tier}`);
-        ttfb.push(hit.ttfbMs);
-        total.push(hit.totalMs);
-      }
-      return { ttfbMs: median(ttfb), totalMs: median(total), attempts: attempt };
-    }
+    if (probe.status === 200 && probe.tier === "edge") return timedEdgeHits(worker, instance, path, agent, samples);
     await sleep(250 * attempt);
   }
   log(`  ${worker.label}: ${path} never became an edge hit on ${instance.label}`);
-  return { ttfbMs: Number.NaN, totalMs: Number.NaN, attempts: 10, error: "never an edge hit" };
+  return { ttfbMs: Number.NaN, totalMs: Number.NaN, attempts: 10, error: "never an edge hit (10 tries)" };
+}
+
+async function timedEdgeHits(worker, instance, path, agent, samples) {
+  const ttfb = [];
+  const total = [];
+  for (let i = 0; i < samples; i++) {
+    let hit;
+    try {
+      hit = await get(worker, instance, path, agent);
+    } catch (error) {
+      return { ttfbMs: Number.NaN, totalMs: Number.NaN, error: errorText(error) };
+    }
+    if (hit.tier !== "edge") return { ttfbMs: Number.NaN, totalMs: Number.NaN, error: `hit ${i + 1}: ${hit.tier}` };
+    ttfb.push(hit.ttfbMs);
+    total.push(hit.totalMs);
+  }
+  return { ttfbMs: median(ttfb), totalMs: median(total), attempts: 1 };
 }
 
 // ---------------------------------------------------------------------------------------------- phases
@@ -202,95 +281,99 @@ async function warmUp(worker, instance, agent) {
   return path;
 }
 
-/** (1, 2) Misses of fresh objects through data center A, then edge hits there. */
-async function missRuns(agents) {
-  const misses = [];
-  for (let run = 1; run <= P.runs; run++) {
-    for (const size of P.missSizes) {
-      // Alternate which Worker goes first, so drift over the run touches both alike.
-      const order = (run + P.missSizes.indexOf(size)) % 2 ? WORKERS : [...WORKERS].reverse();
-      for (const worker of order) {
-        const path = objectPath(size, `${worker.name}-r${run}-${nonce()}`);
-        const first = await get(worker, worker.a, path, agents[worker.name]);
-        if (first.status !== 200 || first.bytes !== size) {
-          throw new Error(`${worker.label}: miss of ${path}: ${first.status}, ${first.bytes} bytes`);
-        }
-        const sample = {
-          worker: worker.name,
-          run,
-          size,
-          path,
-          tier: first.tier,
-          ttfbMs: first.ttfbMs,
-          headersMs: first.headersMs,
-          totalMs: first.totalMs,
-          kvPut: first.headers["x-bench-kv-put"],
-        };
-        if (P.tierSizes.includes(size)) {
-          const edge = await edgeSamples(worker, worker.a, path, agents[worker.name], P.edgeSamplesPerObject, size);
-          sample.edgeTtfbMs = edge.ttfbMs;
-          sample.edgeTotalMs = edge.totalMs;
-          sample.edgeAttempts = edge.attempts;
-          if (edge.error) sample.edgeError = edge.error;
-        }
-        sample.originRequests = origin.count(path);
-        misses.push(sample);
-      }
-    }
-    log(`  run ${run}/${P.runs} done`);
-  }
-  return misses;
-}
-
-/** (2b) The global tier: data center B has A's KV but an empty Cache API. */
-async function globalRuns(agents, misses) {
-  const samples = [];
-  for (const miss of misses) {
-    if (!P.tierSizes.includes(miss.size)) continue;
-    const worker = WORKERS.find((w) => w.name === miss.worker);
-    if (miss.kvPut === "failed") {
-      samples.push({ worker: worker.name, run: miss.run, size: miss.size, path: miss.path, skipped: "kv-put-failed" });
-      continue;
-    }
-    const before = origin.count(miss.path);
-    let first;
-    try {
-      first = await get(worker, worker.b, miss.path, agents[worker.name], 60_000);
-    } catch (error) {
-      samples.push({ worker: worker.name, run: miss.run, size: miss.size, path: miss.path, skipped: error.message });
-      log(`  ${worker.label}: global-tier read of ${miss.path} failed: ${error.message}`);
-      continue;
-    }
-    if (first.status !== 200 || first.bytes !== miss.size) {
-      throw new Error(`${worker.label}: global-tier read of ${miss.path}: ${first.status}, ${first.bytes} bytes`);
-    }
-    const edge = await edgeSamples(worker, worker.b, miss.path, agents[worker.name], P.edgeSamplesPerObject, miss.size);
-    samples.push({
-      worker: worker.name,
-      run: miss.run,
-      size: miss.size,
-      path: miss.path,
+/** (1, 2) One miss of a fresh object through data center A, then (tier sizes) edge hits there. */
+async function missSample(worker, agent, run, size) {
+  const path = objectPath(size, `${worker.name}-r${run}-${nonce()}`);
+  const sample = { worker: worker.name, run, size, path };
+  try {
+    const first = await get(worker, worker.a, path, agent, TIMEOUT_MS.miss);
+    Object.assign(sample, {
+      status: first.status,
+      bytes: first.bytes,
       tier: first.tier,
       ttfbMs: first.ttfbMs,
       headersMs: first.headersMs,
       totalMs: first.totalMs,
-      originRequests: origin.count(miss.path) - before,
-      edgeTtfbMs: edge.ttfbMs,
-      edgeTotalMs: edge.totalMs,
-      edgeError: edge.error,
+      kvPut: first.headers["x-bench-kv-put"],
     });
+    if (first.status !== 200 || first.bytes !== size) sample.error = `${first.status}, ${first.bytes} of ${size} bytes`;
+  } catch (error) {
+    sample.error = errorText(error);
   }
-  return samples;
+  if (!sample.error && P.tierSizes.includes(size)) {
+    const edge = await edgeSamples(worker, worker.a, path, agent, edgeSampleCount(size), size);
+    Object.assign(sample, { edgeTtfbMs: edge.ttfbMs, edgeTotalMs: edge.totalMs, edgeAttempts: edge.attempts });
+    if (edge.error) sample.edgeError = edge.error;
+  } else {
+    // Tiercel is still writing a large object to KV and the Cache API for ~0.5–1 s after the client has
+    // the last byte; locally those share the workerd process, so the next miss would wait on them. Every
+    // miss starts on a quiet data center (edgeSamples above pauses the same way).
+    await sleep(size > 4 * MiB ? P.settleMs : P.settleSmallMs);
+  }
+  if (sample.error) log(`  ${worker.label}: miss of ${path}: ${sample.error}`);
+  sample.originRequests = origin.count(path);
+  return sample;
+}
+
+async function missRuns(workers, agents) {
+  if (workers.length === 0) throw new Error("no Worker is running in data center A");
+  for (let run = 1; run <= P.runs; run++) {
+    for (const size of P.missSizes) {
+      // Alternate which Worker goes first, so drift over the run touches both alike.
+      const order = (run + P.missSizes.indexOf(size)) % 2 ? workers : [...workers].reverse();
+      for (const worker of order) data.misses.push(await missSample(worker, agents[worker.name], run, size));
+    }
+    log(`  run ${run}/${P.runs} done`);
+  }
+}
+
+/** (1) The global tier: data center B has A's KV but an empty Cache API. */
+async function globalSample(worker, agent, miss) {
+  const sample = { worker: worker.name, run: miss.run, size: miss.size, path: miss.path };
+  if (miss.error) return { ...sample, skipped: "the miss in A failed" };
+  if (miss.kvPut === "failed") return { ...sample, skipped: "kv-put-failed" };
+  const before = origin.count(miss.path);
+  try {
+    const first = await get(worker, worker.b, miss.path, agent, TIMEOUT_MS.hit);
+    Object.assign(sample, {
+      status: first.status,
+      bytes: first.bytes,
+      tier: first.tier,
+      ttfbMs: first.ttfbMs,
+      headersMs: first.headersMs,
+      totalMs: first.totalMs,
+    });
+    if (first.status !== 200 || first.bytes !== miss.size) sample.error = `${first.status}, ${first.bytes} bytes`;
+  } catch (error) {
+    sample.error = errorText(error);
+  }
+  sample.originRequests = origin.count(miss.path) - before;
+  if (sample.error) {
+    log(`  ${worker.label}: global-tier read of ${miss.path}: ${sample.error}`);
+    return sample;
+  }
+  const edge = await edgeSamples(worker, worker.b, miss.path, agent, edgeSampleCount(miss.size), miss.size);
+  return { ...sample, edgeTtfbMs: edge.ttfbMs, edgeTotalMs: edge.totalMs, edgeError: edge.error };
+}
+
+async function globalRuns(agents) {
+  for (const miss of data.misses) {
+    if (!P.tierSizes.includes(miss.size)) continue;
+    const worker = WORKERS.find((w) => w.name === miss.worker);
+    if (!worker.b) continue;
+    data.globals.push(await globalSample(worker, agents[worker.name], miss));
+  }
 }
 
 /** (3) Edge hits at a fixed concurrency for a bounded time. */
 async function throughput(worker, path) {
+  const instance = need(worker.a, `${worker.label} in data center A`);
   const agent = keepAliveAgent(P.concurrency);
   const latencies = [];
   const tiers = {};
   let errors = 0;
   // Short warm-up of every connection.
-  await Promise.all(Array.from({ length: P.concurrency }, () => get(worker, worker.a, path, agent)));
+  await Promise.all(Array.from({ length: P.concurrency }, () => get(worker, instance, path, agent)));
   const t0 = performance.now();
   const end = t0 + P.durationS * 1000;
   const maxRequests = 500_000;
@@ -299,7 +382,7 @@ async function throughput(worker, path) {
     while (performance.now() < end && sent < maxRequests) {
       sent++;
       try {
-        const response = await get(worker, worker.a, path, agent, 10_000);
+        const response = await get(worker, instance, path, agent, TIMEOUT_MS.load);
         latencies.push(response.totalMs);
         tiers[response.tier] = (tiers[response.tier] ?? 0) + 1;
         if (response.status !== 200) errors++;
@@ -324,32 +407,48 @@ async function throughput(worker, path) {
   };
 }
 
-/** (4) N concurrent requests for one cold object: how many reach the origin. */
+/**
+ * (4) N concurrent requests for one cold object: how many reach the origin, and how long the burst takes.
+ * A request that has no answer within the burst limit counts as "did not complete".
+ */
 async function collapse(worker) {
+  const instance = need(worker.a, `${worker.label} in data center A`);
   const path = objectPath(P.collapseSize, `collapse-${worker.name}-${nonce()}`);
+  const descriptorsBefore = instance.descriptors();
   const agent = keepAliveAgent(P.collapseRequests);
+  const t0 = performance.now();
   const results = await Promise.allSettled(
-    Array.from({ length: P.collapseRequests }, () => get(worker, worker.a, path, agent, 60_000)),
+    Array.from({ length: P.collapseRequests }, async () => {
+      const response = await get(worker, instance, path, agent, TIMEOUT_MS.burst);
+      return { ...response, doneMs: performance.now() - t0 };
+    }),
   );
   agent.destroy();
+  const done = results.filter((r) => r.status === "fulfilled").map((r) => r.value);
+  const failed = results.filter((r) => r.status === "rejected").map((r) => errorText(r.reason));
+  const ttfbs = done.map((r) => r.ttfbMs);
   const tiers = {};
-  let ok = 0;
-  for (const result of results) {
-    if (result.status === "fulfilled") {
-      tiers[result.value.tier] = (tiers[result.value.tier] ?? 0) + 1;
-      if (result.value.status === 200 && result.value.bytes === P.collapseSize) ok++;
-    } else tiers.error = (tiers.error ?? 0) + 1;
-  }
-  const ttfb = results.filter((r) => r.status === "fulfilled").map((r) => r.value.ttfbMs);
+  for (const response of done) tiers[response.tier] = (tiers[response.tier] ?? 0) + 1;
+  if (failed.length) tiers["did not complete"] = failed.length;
+  // Let closed connections go, then look at the descriptors: a leak shows as a number far above "before".
+  await sleep(2000);
+  const serve = origin.serveTimes(path);
   return {
     worker: worker.name,
     requests: P.collapseRequests,
     size: P.collapseSize,
-    ok,
+    ok: done.filter((r) => r.status === 200 && r.bytes === P.collapseSize).length,
+    incomplete: failed.length,
+    timeoutS: TIMEOUT_MS.burst / 1000,
+    firstErrors: [...new Set(failed)].slice(0, 3),
     originRequests: origin.count(path),
+    originServeMsMax: serve.length ? Math.max(...serve) : null,
     tiers,
-    ttfbP50Ms: percentile(ttfb, 50),
-    ttfbMaxMs: percentile(ttfb, 100),
+    ttfbP50Ms: percentile(ttfbs, 50),
+    ttfbMaxMs: percentile(ttfbs, 100),
+    allDoneMs: failed.length ? null : Math.max(...done.map((r) => r.doneMs)),
+    descriptorsBefore,
+    descriptorsAfter: instance.descriptors(),
   };
 }
 
@@ -364,12 +463,15 @@ async function peakDuring(pid, work, tailMs) {
       await sleep(10);
     }
   })();
-  const value = await work();
-  await sleep(tailMs);
-  stop = true;
-  await sampler;
-  const { hwmKiB } = memoryOf(pid);
-  return { value, peakKiB: reset ? Math.max(hwmKiB, sampled) : sampled, hwmReset: reset };
+  try {
+    const value = await work();
+    await sleep(tailMs);
+    const { hwmKiB } = memoryOf(pid);
+    return { value, peakKiB: reset ? Math.max(hwmKiB, sampled) : sampled, hwmReset: reset };
+  } finally {
+    stop = true;
+    await sampler;
+  }
 }
 
 async function idleRss(pid) {
@@ -383,19 +485,23 @@ async function idleRss(pid) {
 
 /** (6) Peak memory of the Worker's workerd while a 30 MiB object streams through: a miss, then an edge hit. */
 async function memory(worker, agent) {
-  const pid = worker.a.runtimePid();
-  if (!pid) throw new Error(`${worker.label}: no workerd runtime found under wrangler`);
+  const instance = need(worker.a, `${worker.label} in data center A`);
+  const pid = instance.runtimePid();
+  if (!pid) throw new Error(`${worker.label}: no workerd runtime found under the dev server`);
   const runs = [];
   for (let i = 0; i < P.memoryRuns; i++) {
     const path = objectPath(P.memorySize, `mem-${worker.name}-${nonce()}`);
     const idleKiB = await idleRss(pid);
-    const miss = await peakDuring(pid, () => get(worker, worker.a, path, agent), P.settleMs);
+    const miss = await peakDuring(pid, () => get(worker, instance, path, agent, TIMEOUT_MS.miss), P.settleMs);
     await sleep(500);
     const idleAfterKiB = await idleRss(pid);
     // Make sure the edge has it (edgeSamples waits for that), then measure one edge hit alone.
-    const ready = await edgeSamples(worker, worker.a, path, agent, 1, P.memorySize);
-    if (ready.error) continue;
-    const hit = await peakDuring(pid, () => get(worker, worker.a, path, agent), 1000);
+    const ready = await edgeSamples(worker, instance, path, agent, 1, P.memorySize);
+    if (ready.error) {
+      runs.push({ idleKiB, missPeakKiB: miss.peakKiB, missTier: miss.value.tier, edgeError: ready.error });
+      continue;
+    }
+    const hit = await peakDuring(pid, () => get(worker, instance, path, agent), 1000);
     runs.push({
       idleKiB,
       missPeakKiB: miss.peakKiB,
@@ -406,16 +512,16 @@ async function memory(worker, agent) {
       hwmReset: miss.hwmReset,
     });
   }
-  const med = (field) => median(runs.map((run) => run[field]));
+  const med = (values) => median(values.filter(Number.isFinite));
   return {
     worker: worker.name,
     pid,
     size: P.memorySize,
-    idleKiB: med("idleKiB"),
-    missPeakKiB: med("missPeakKiB"),
-    edgePeakKiB: med("edgePeakKiB"),
-    missDeltaKiB: median(runs.map((run) => run.missPeakKiB - run.idleKiB)),
-    edgeDeltaKiB: median(runs.map((run) => run.edgePeakKiB - run.idleAfterKiB)),
+    idleKiB: med(runs.map((run) => run.idleKiB)),
+    missPeakKiB: med(runs.map((run) => run.missPeakKiB)),
+    edgePeakKiB: med(runs.map((run) => run.edgePeakKiB)),
+    missDeltaKiB: med(runs.map((run) => run.missPeakKiB - run.idleKiB)),
+    edgeDeltaKiB: med(runs.map((run) => run.edgePeakKiB - run.idleAfterKiB)),
     runs,
   };
 }
@@ -436,7 +542,7 @@ async function configReads(worker, instance, path) {
     const due = Math.min(P.configRequests, Math.floor((performance.now() - t0) / interval) + 1);
     while (launched < due && inFlight.size < 16) {
       launched++;
-      const request = get(worker, instance, path, agent, 10_000)
+      const request = get(worker, instance, path, agent, TIMEOUT_MS.load)
         .then((response) => {
           if (response.status !== 200) errors++;
         })
@@ -459,27 +565,37 @@ async function configReads(worker, instance, path) {
   return { requests: done, errors, elapsedS: Number(elapsedS.toFixed(1)), ...delta };
 }
 
-// ---------------------------------------------------------------------------------------------- main
-
-/** Starts Workers side by side; if one fails, the error is thrown once all have settled (teardown stops them). */
-async function startAll(starts) {
-  const results = await Promise.allSettled(starts);
-  const failed = results.find((result) => result.status === "rejected");
-  if (failed) throw failed.reason;
-  return results.map((result) => result.value);
+async function configPhase(tiercel, tiercelC) {
+  const b = need(tiercel.b, "Tiercel in data center B");
+  const c = need(tiercelC, "Tiercel in data center C");
+  const agent = keepAliveAgent(1);
+  const warm = await warmUp(tiercel, c, agent);
+  agent.destroy();
+  const [configOn, configOff] = await Promise.all([configReads(tiercel, b, warm), configReads(tiercel, c, warm)]);
+  const per10k = (r) => (r.kvReads / r.requests) * 10_000;
+  data.config = {
+    on: { cacheSeconds: P.configCacheSeconds, ...configOn, kvReadsPer10k: per10k(configOn) },
+    off: { cacheSeconds: 0, ...configOff, kvReadsPer10k: per10k(configOff) },
+    windowS: P.configWindowS,
+  };
+  data.config.cutPercent = 100 * (1 - data.config.on.kvReadsPer10k / data.config.off.kvReadsPer10k);
 }
 
-async function main() {
-  log(
-    `bench (${P.mode}): origin ${P.originLatencyMs} ms + ${P.originMbps || "∞"} Mbit/s, ${P.runs} runs, ` +
-      `sizes ${P.missSizes.map(fmtSize).join(", ")}`,
-  );
-  origin = await startOrigin({ latencyMs: P.originLatencyMs, mbps: P.originMbps });
-  log(`bench origin on ${origin.url}`);
-  stateDir = await mkdtemp(join(tmpdir(), "tiercel-bench-"));
-  const dir = (name) => join(stateDir, name);
+// ---------------------------------------------------------------------------------------------- main
 
-  // The site, written the way scripts/start.mjs writes it: under site:<id> and host:<host>.
+/** Starts Workers side by side; each that fails is recorded and left undefined (the others go on). */
+async function startAll(starts) {
+  const settled = await Promise.allSettled(starts.map(([, start]) => start()));
+  const failures = [];
+  settled.forEach((result, i) => {
+    if (result.status === "rejected") failures.push(`${starts[i][0]}: ${errorText(result.reason)}`);
+  });
+  if (failures.length) log(`  failed to start: ${failures.join("; ")}`);
+  return { instances: settled.map((r) => (r.status === "fulfilled" ? r.value : undefined)), failures };
+}
+
+/** The site, written the way scripts/start.mjs writes it: under site:<id> and host:<host>. */
+async function writeSite(dir) {
   const site = {
     version: 1,
     id: `bench-${nonce()}${nonce()}`,
@@ -488,185 +604,128 @@ async function main() {
   };
   const value = JSON.stringify(site);
   const pairs = [{ key: `site:${site.id}`, value }, ...site.hosts.map((host) => ({ key: `host:${host}`, value }))];
-  await kvBulkPut({ cwd: ROOT, persistTo: dir("tiercel-a"), binding: "SITES", pairs });
+  await kvBulkPut({ cwd: codeDir, persistTo: dir("tiercel-a"), binding: "SITES", pairs });
   // Data center C (micro-cache off) starts from the same KV: the site and nothing else.
   await cp(join(dir("tiercel-a"), "v3", "kv"), join(dir("tiercel-c"), "v3", "kv"), { recursive: true });
   log(`site ${site.id} for ${SITE_HOST} -> ${origin.url} written to local KV`);
+}
 
+async function dataCenterA(dir) {
   const [tiercel, baseline] = WORKERS;
-  [tiercel.a, baseline.a] = await startAll([
-    startTiercel("tiercel-A", dir("tiercel-a")),
-    startBaseline("baseline-A", dir("baseline-a")),
-  ]);
-  log(`data center A: Tiercel on ${tiercel.a.url}, baseline on ${baseline.a.url}`);
+  await phase("start data center A", async () => {
+    const { instances, failures } = await startAll([
+      ["tiercel-A", () => startTiercel("tiercel-A", dir("tiercel-a"))],
+      ["baseline-A", () => startBaseline("baseline-A", dir("baseline-a"))],
+    ]);
+    [tiercel.a, baseline.a] = instances;
+    if (failures.length) throw new Error(failures.join("; "));
+    log(`  Tiercel on ${tiercel.a.url}, baseline on ${baseline.a.url}`);
+  });
 
   const agents = { tiercel: keepAliveAgent(1), baseline: keepAliveAgent(1) };
   const warmPaths = {};
-  for (const worker of WORKERS) warmPaths[worker.name] = await warmUp(worker, worker.a, agents[worker.name]);
+  await phase("warm-up in A", async () => {
+    for (const worker of WORKERS) {
+      if (worker.a) warmPaths[worker.name] = await warmUp(worker, worker.a, agents[worker.name]);
+    }
+  });
+  const live = WORKERS.filter((worker) => warmPaths[worker.name]);
 
-  log("(1, 2) misses through the origin, then edge hits, in data center A");
-  const misses = await missRuns(agents);
-
-  log(`(3) edge-hit throughput, ${P.concurrency} concurrent, ${P.durationS} s each`);
-  const throughputs = [];
-  for (const worker of WORKERS) throughputs.push(await throughput(worker, warmPaths[worker.name]));
-
-  log(`(4) ${P.collapseRequests} concurrent requests for one cold ${fmtSize(P.collapseSize)} object`);
-  const collapses = [];
-  for (const worker of WORKERS) collapses.push(await collapse(worker));
-
-  log(`(6) memory while ${fmtSize(P.memorySize)} streams through`);
-  const memories = [];
-  for (const worker of WORKERS) memories.push(await memory(worker, agents[worker.name]));
-
-  for (const agent of Object.values(agents)) agent.destroy();
-  log("stopping data center A; copying its KV into data center B (empty Cache API)");
-  await Promise.all([tiercel.a.stop(), baseline.a.stop()]);
-  for (const worker of WORKERS) {
-    const from = join(dir(`${worker.name}-a`), "v3", "kv");
-    await cp(from, join(dir(`${worker.name}-b`), "v3", "kv"), { recursive: true });
+  await phase("(1, 2) misses through the origin, then edge hits, in data center A", () => missRuns(live, agents));
+  for (const worker of live) {
+    await phase(`(3) edge-hit throughput, ${P.concurrency} concurrent, ${P.durationS} s: ${worker.label}`, async () => {
+      data.throughput.push(await throughput(worker, warmPaths[worker.name]));
+    });
   }
+  for (const worker of live) {
+    await phase(`(6) memory while ${fmtSize(P.memorySize)} streams through: ${worker.label}`, async () => {
+      data.memory.push(await memory(worker, agents[worker.name]));
+    });
+  }
+  // The cold burst is the last thing A does: whatever it leaves behind cannot touch another figure.
+  for (const worker of live) {
+    const what = `${P.collapseRequests} concurrent requests for one cold ${fmtSize(P.collapseSize)} object`;
+    await phase(`(4) ${what}: ${worker.label}`, async () => {
+      data.collapse.push(await collapse(worker));
+    });
+  }
+  for (const agent of Object.values(agents)) agent.destroy();
+}
+
+async function dataCenterB(dir) {
+  const [tiercel, baseline] = WORKERS;
   let tiercelC;
-  [tiercel.b, baseline.b, tiercelC] = await startAll([
-    startTiercel("tiercel-B", dir("tiercel-b"), P.configCacheSeconds),
-    startBaseline("baseline-B", dir("baseline-b")),
-    startTiercel("tiercel-C", dir("tiercel-c"), 0),
-  ]);
-  log(`data center B: Tiercel on ${tiercel.b.url}, baseline on ${baseline.b.url}; C (micro-cache off) ${tiercelC.url}`);
+  await phase("stop data center A; copy its KV into data center B (empty Cache API); start B and C", async () => {
+    await Promise.all([tiercel.a?.stop(), baseline.a?.stop()]);
+    for (const worker of WORKERS) {
+      const from = join(dir(`${worker.name}-a`), "v3", "kv");
+      await cp(from, join(dir(`${worker.name}-b`), "v3", "kv"), { recursive: true });
+    }
+    const { instances, failures } = await startAll([
+      ["tiercel-B", () => startTiercel("tiercel-B", dir("tiercel-b"), P.configCacheSeconds)],
+      ["baseline-B", () => startBaseline("baseline-B", dir("baseline-b"))],
+      ["tiercel-C", () => startTiercel("tiercel-C", dir("tiercel-c"), 0)],
+    ]);
+    [tiercel.b, baseline.b, tiercelC] = instances;
+    if (failures.length) throw new Error(failures.join("; "));
+    log(`  B: Tiercel on ${tiercel.b.url}, baseline on ${baseline.b.url}; C (micro-cache off) on ${tiercelC.url}`);
+  });
 
-  const agentsB = { tiercel: keepAliveAgent(1), baseline: keepAliveAgent(1) };
-  for (const worker of WORKERS) await warmUp(worker, worker.b, agentsB[worker.name]);
-  log("(1) global tier: first reads in data center B, then its edge");
-  const globals = await globalRuns(agentsB, misses);
-  for (const agent of Object.values(agentsB)) agent.destroy();
+  const agents = { tiercel: keepAliveAgent(1), baseline: keepAliveAgent(1) };
+  await phase("(1) global tier: first reads in data center B, then its edge", async () => {
+    for (const worker of WORKERS) if (worker.b) await warmUp(worker, worker.b, agents[worker.name]);
+    await globalRuns(agents);
+  });
+  for (const agent of Object.values(agents)) agent.destroy();
 
-  log(
+  await phase(
     `(5) site-config KV reads: ${P.configRequests} requests over ${P.configWindowS} s, ` +
       `micro-cache ${P.configCacheSeconds} s (B) and off (C), side by side`,
+    () => configPhase(tiercel, tiercelC),
   );
-  await warmUp(tiercel, tiercelC, keepAliveAgent(1));
-  const warm = warmPaths.tiercel;
-  const [configOn, configOff] = await Promise.all([
-    configReads(tiercel, tiercel.b, warm),
-    configReads(tiercel, tiercelC, warm),
-  ]);
-  const per10k = (r) => (r.kvReads / r.requests) * 10_000;
-  const config = {
-    on: { cacheSeconds: P.configCacheSeconds, ...configOn, kvReadsPer10k: per10k(configOn) },
-    off: { cacheSeconds: 0, ...configOff, kvReadsPer10k: per10k(configOff) },
-    windowS: P.configWindowS,
-  };
-  config.cutPercent = 100 * (1 - config.on.kvReadsPer10k / config.off.kvReadsPer10k);
+}
+
+async function main() {
+  machine = await machineInfo(ROOT);
+  log(
+    `bench (${P.mode}): origin ${P.originLatencyMs} ms + ${P.originMbps || "∞"} Mbit/s, ${P.runs} runs, ` +
+      `sizes ${P.missSizes.map(fmtSize).join(", ")}; results/${stamp}.json`,
+  );
+  origin = await startOrigin({ latencyMs: P.originLatencyMs, mbps: P.originMbps });
+  log(`bench origin on ${origin.url}`);
+  stateDir = await mkdtemp(join(tmpdir(), "tiercel-bench-"));
+  const dir = (name) => join(stateDir, name);
+  codeDir = dir("code");
+  data.code = await snapshotCode(ROOT, codeDir);
+  log(`sources snapshot of ${data.code.commit ?? "?"} (${data.code.uncommitted.length} uncommitted changes)`);
+
+  await phase("write the bench site to Tiercel's local KV", () => writeSite(dir));
+  await dataCenterA(dir);
+  await dataCenterB(dir);
 
   log("stopping the Workers");
   await teardown();
-
-  const results = summarize({ misses, globals, throughputs, collapses, memories, config });
-  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-  await mkdir(RESULTS, { recursive: true });
-  const json = `${JSON.stringify(results, null, 2)}\n`;
-  await writeFile(join(RESULTS, `${stamp}.json`), json);
-  await writeFile(join(RESULTS, "latest.json"), json);
-  await writeFile(join(RESULTS, "latest.svg"), renderSvg(results));
-  console.log(renderTables(results));
-  console.log(`\nresults: bench/results/${stamp}.json (and latest.json, latest.svg)`);
-  return results.checks.every((check) => check.ok) ? 0 : 1;
+  return finish();
 }
 
-/** Medians per (worker, size, tier), the checks, and the raw samples. */
-function summarize({ misses, globals, throughputs, collapses, memories, config }) {
-  const med = (rows, field) => {
-    const values = rows.map((row) => row[field]).filter((v) => typeof v === "number" && Number.isFinite(v));
-    return values.length ? Number(median(values).toFixed(2)) : null;
-  };
-  const tiers = [];
-  const missPath = [];
-  for (const worker of WORKERS) {
-    for (const size of P.tierSizes) {
-      const m = misses.filter((row) => row.worker === worker.name && row.size === size);
-      const g = globals.filter((row) => row.worker === worker.name && row.size === size && !row.skipped);
-      tiers.push({
-        worker: worker.name,
-        size,
-        originTtfbMs: med(m, "ttfbMs"),
-        globalTtfbMs: med(g, "ttfbMs"),
-        edgeTtfbMs: med(m, "edgeTtfbMs"),
-        edgeTtfbMsB: med(g, "edgeTtfbMs"),
-        globalNote: g.length === 0 ? "KV refused the value (> 25 MiB): never stored in the global tier" : undefined,
-        samples: { origin: m.length, global: g.length },
-      });
-    }
-    for (const size of P.missSizes) {
-      const m = misses.filter((row) => row.worker === worker.name && row.size === size);
-      missPath.push({
-        worker: worker.name,
-        size,
-        ttfbMs: med(m, "ttfbMs"),
-        headersMs: med(m, "headersMs"),
-        totalMs: med(m, "totalMs"),
-      });
-    }
+/** The final JSON, the chart, the table; latest.* only from a complete full run (what the README quotes). */
+async function finish() {
+  const complete = data.phases.every((p) => p.ok);
+  const final = results(complete);
+  await saveRun(complete, final);
+  const svg = renderSvg(final);
+  await writeFile(join(RESULTS, `${stamp}.svg`), svg);
+  const written = [`bench/results/${stamp}.json`, `${stamp}.svg`];
+  if (complete && P.mode === "full") {
+    await writeFile(join(RESULTS, "latest.json"), `${JSON.stringify(final, null, 2)}\n`);
+    await writeFile(join(RESULTS, "latest.svg"), svg);
+    written.push("latest.json", "latest.svg");
   }
-
-  const tier = (w, size) => tiers.find((row) => row.worker === w && row.size === size);
-  const miss = (w, size) => missPath.find((row) => row.worker === w && row.size === size);
-  const smallest = P.missSizes[0];
-  const largest = P.missSizes.at(-1);
-  const checks = [];
-  const check = (name, ok, detail) => checks.push({ name, ok, detail });
-  for (const w of WORKERS) {
-    for (const size of P.tierSizes) {
-      const row = tier(w.name, size);
-      const order = [row.edgeTtfbMs, row.globalTtfbMs, row.originTtfbMs].filter((v) => v !== null);
-      check(
-        `${w.label} ${fmtSize(size)}: edge < global tier < origin`,
-        order.every((v, i) => i === 0 || order[i - 1] < v),
-        order.join(" < "),
-      );
-    }
-  }
-  const tSmall = miss("tiercel", smallest).ttfbMs;
-  const tLarge = miss("tiercel", largest).ttfbMs;
-  check(
-    `Tiercel miss TTFB about flat with size (${fmtSize(largest)} within 1.5× of ${fmtSize(smallest)})`,
-    tLarge <= 1.5 * tSmall,
-    `${tSmall} → ${tLarge} ms`,
-  );
-  const bSmall = miss("baseline", smallest).ttfbMs;
-  const bLarge = miss("baseline", largest).ttfbMs;
-  check("Baseline miss TTFB grows with size", bLarge > 2 * bSmall, `${bSmall} → ${bLarge} ms`);
-  const tc = collapses.find((row) => row.worker === "tiercel");
-  check(
-    `Tiercel: ${P.collapseRequests} concurrent cold requests make 1 origin request`,
-    tc.originRequests === 1,
-    `${tc.originRequests}`,
-  );
-  check(`micro-cache cuts site-config KV reads by ≥ 99%`, config.cutPercent >= 99, `${config.cutPercent.toFixed(2)}%`);
-  const extraOrigin = misses
-    .filter((row) => row.originRequests !== 1)
-    .map((row) => `${row.path}: ${row.originRequests}`);
-  check("every miss reached the origin exactly once", extraOrigin.length === 0, extraOrigin.join("; ") || "yes");
-  const globalOrigin = globals.filter((row) => !row.skipped && (row.originRequests !== 0 || row.tier !== "kv"));
-  check(
-    "every global-tier read came from KV, not the origin",
-    globalOrigin.length === 0,
-    globalOrigin.map((row) => `${row.path}: ${row.tier}`).join("; ") || "yes",
-  );
-
-  return {
-    when: new Date().toISOString(),
-    elapsedS: Number(((Date.now() - started) / 1000).toFixed(1)),
-    parameters: P,
-    machine: { node: process.version, cpus: (globalThis.navigator?.hardwareConcurrency ?? null) || undefined },
-    tiers,
-    missPath,
-    throughput: throughputs,
-    collapse: collapses,
-    config,
-    memory: memories,
-    checks,
-    samples: { misses, globals },
-  };
+  console.log(renderTables(final));
+  console.log(`\nresults: ${written.join(", ")}`);
+  if (!complete) console.log("latest.json and latest.svg were not updated: the run is incomplete");
+  else if (P.mode !== "full") console.log("latest.json and latest.svg were not updated: they hold the latest full run");
+  return complete && final.checks.every((check) => check.ok) ? 0 : 1;
 }
 
 let exitCode = 1;
@@ -675,6 +734,7 @@ try {
 } catch (error) {
   log(`failed: ${error.stack ?? error}`);
   await teardown();
+  await saveRun(false).catch(() => {});
 }
 // Nothing of ours should be left running; exit even if a stray handle would keep the loop alive.
 process.exit(exitCode);

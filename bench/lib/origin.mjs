@@ -1,7 +1,9 @@
 // The bench origin: a Node HTTP server on loopback standing for a distant bucket. Every object is generated:
 // `/o/<bytes>/<name>` is <bytes> bytes of a fixed pattern, served with Content-Length and
 // `Cache-Control: public, max-age=3600`. Distance is injected: `latencyMs` before the response head (and so
-// before the first byte), then the body paced at `mbps` per response. Requests are counted per path.
+// before the first byte), then the body paced at `mbps` per response (each response has its own clock, so
+// 100 concurrent responses are not slowed by each other's pacing). Requests are counted per path, and the
+// time each response took to serve is kept, so a report can show the origin was not the bottleneck.
 import { createServer } from "node:http";
 
 const MAX_OBJECT_BYTES = 64 * 1024 * 1024;
@@ -22,12 +24,19 @@ export function objectPath(bytes, name) {
  */
 export async function startOrigin({ latencyMs, mbps }) {
   const counts = new Map();
+  /** path -> milliseconds from request to the end of each finished response */
+  const serveMs = new Map();
   const bytesPerMs = mbps > 0 ? (mbps * 1e6) / 8 / 1000 : Number.POSITIVE_INFINITY;
   const sockets = new Set();
 
   const server = createServer(async (req, res) => {
     const path = new URL(req.url, "http://origin").pathname;
     counts.set(path, (counts.get(path) ?? 0) + 1);
+    const received = performance.now();
+    res.on("finish", () => {
+      if (!serveMs.has(path)) serveMs.set(path, []);
+      serveMs.get(path).push(performance.now() - received);
+    });
     const match = /^\/o\/([0-9]{1,9})\/[A-Za-z0-9._-]+$/.exec(path);
     const size = match ? Number(match[1]) : -1;
     let closed = false;
@@ -89,6 +98,10 @@ export async function startOrigin({ latencyMs, mbps }) {
     /** Requests seen for a path. */
     count(path) {
       return counts.get(path) ?? 0;
+    },
+    /** How long each finished response for a path took to serve, in ms (request to last byte written). */
+    serveTimes(path) {
+      return serveMs.get(path) ?? [];
     },
     close() {
       for (const socket of sockets) socket.destroy();

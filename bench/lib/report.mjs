@@ -14,125 +14,186 @@ function table(headers, rows) {
   return [line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
 }
 
-export function renderTables(r) {
+/** Table cells for a Worker's row that is missing (its phase failed). */
+const missingRow = (worker, width) => [LABELS[worker], "not measured (phase failed)", ...Array(width - 2).fill("")];
+const tierList = (tiers) =>
+  Object.entries(tiers ?? {})
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
+
+function header(r) {
   const p = r.parameters;
-  const out = [];
-  out.push(
+  const m = r.machine ?? {};
+  const lines = [
     `Tiercel vs baseline (${p.mode}; origin ${p.originLatencyMs} ms to first byte, ${p.originMbps || "∞"} Mbit/s; ` +
       `medians of ${p.runs} runs; ${r.elapsedS} s)`,
-  );
-
-  out.push("\n1. Time to first byte per tier (ms)");
-  const tierRows = [];
-  for (const s of p.tierSizes) {
-    const t = r.tiers.find((row) => row.worker === "tiercel" && row.size === s);
-    const b = r.tiers.find((row) => row.worker === "baseline" && row.size === s);
-    tierRows.push([
-      size(s),
-      ms(t.originTtfbMs),
-      ms(t.globalTtfbMs),
-      ms(t.edgeTtfbMs),
-      ms(b.originTtfbMs),
-      b.globalTtfbMs === null ? "n/a*" : ms(b.globalTtfbMs),
-      ms(b.edgeTtfbMs),
-    ]);
+    `machine: ${m.nproc} × ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.os}; node ${m.node}, wrangler ${m.wrangler} ` +
+      `(workerd ${m.workerd}, miniflare ${m.miniflare})`,
+  ];
+  if (r.code) {
+    const changes = r.code.uncommitted.length;
+    lines.push(
+      `code: ${r.code.commit?.slice(0, 12) ?? "unknown commit"}${changes ? ` + ${changes} uncommitted changes` : ""}`,
+    );
   }
-  out.push(
-    table(["size", "T origin", "T global", "T edge", "B origin", "B global", "B edge"], tierRows),
-    "   T = Tiercel, B = baseline; origin = first request (miss), global = first request in a second data",
-    "   center that has the KV but an empty Cache API, edge = the Cache API of the data center.",
-  );
-  if (r.tiers.some((row) => row.globalNote)) out.push(`   * ${r.tiers.find((row) => row.globalNote).globalNote}`);
+  for (const phase of r.phases.filter((ph) => !ph.ok)) {
+    lines.push(`INCOMPLETE: phase "${phase.name}" failed: ${phase.error.split("\n")[0]}`);
+  }
+  return lines;
+}
 
-  out.push("\n2. The miss path: TTFB and total time against object size (ms)");
+function tierSection(r) {
+  const p = r.parameters;
+  const out = ["\n1. Time to first byte per tier (ms)"];
+  let anyFailed = false;
+  const cell = (row, field, failed) => {
+    anyFailed ||= failed > 0;
+    return `${ms(row[field])}${failed > 0 ? "†" : ""}`;
+  };
+  const rows = p.tierSizes.map((s) => {
+    const cells = [size(s)];
+    for (const worker of ["tiercel", "baseline"]) {
+      const row = r.tiers.find((t) => t.worker === worker && t.size === s);
+      cells.push(
+        cell(row, "originTtfbMs", row.failed.origin),
+        row.kvRefused ? "n/a*" : cell(row, "globalTtfbMs", row.failed.global),
+        cell(row, "edgeTtfbMs", row.failed.edge) + (row.edgeFrom === "A" ? "‡" : ""),
+      );
+    }
+    return cells;
+  });
   out.push(
-    table(
-      ["size", "T TTFB", "T total", "B TTFB", "B total"],
-      p.missSizes.map((s) => {
-        const t = r.missPath.find((row) => row.worker === "tiercel" && row.size === s);
-        const b = r.missPath.find((row) => row.worker === "baseline" && row.size === s);
-        return [size(s), ms(t.ttfbMs), ms(t.totalMs), ms(b.ttfbMs), ms(b.totalMs)];
-      }),
-    ),
+    table(["size", "T origin", "T global", "T edge", "B origin", "B global", "B edge"], rows),
+    "   T = Tiercel, B = baseline; origin = first request (a miss) in data center A; global = first request in",
+    "   data center B, which has A's KV but an empty Cache API; edge = the following requests in B (its Cache API).",
   );
+  if (r.tiers.some((row) => row.edgeFrom === "A")) {
+    out.push("   ‡ edge hits in A, right after the miss: this object never reached B's KV, so B has no copy to hit");
+  }
+  const note = r.tiers.find((row) => row.globalNote)?.globalNote;
+  if (note) out.push(`   * ${note}`);
+  if (anyFailed)
+    out.push("   † some samples of this figure failed or timed out: the median is of the others (see the JSON)");
+  return out;
+}
+
+function missSection(r) {
+  const p = r.parameters;
+  const rows = p.missSizes.map((s) => {
+    const t = r.missPath.find((row) => row.worker === "tiercel" && row.size === s);
+    const b = r.missPath.find((row) => row.worker === "baseline" && row.size === s);
+    const mark = (row) => (row.failed ? `† (${row.failed} failed)` : "");
+    return [size(s), ms(t.ttfbMs), ms(t.totalMs) + mark(t), ms(b.ttfbMs), ms(b.totalMs) + mark(b)];
+  });
   const transfer = (s) => (p.originMbps > 0 ? (s * 8) / (p.originMbps * 1e3) : 0);
-  out.push(
+  return [
+    "\n2. The miss path: TTFB and total time against object size (ms)",
+    table(["size", "T TTFB", "T total", "B TTFB", "B total"], rows),
     `   the origin alone: ${p.originLatencyMs} ms + size / ${p.originMbps} Mbit/s ` +
       `(${size(p.missSizes.at(-1))}: ${(p.originLatencyMs + transfer(p.missSizes.at(-1))).toFixed(0)} ms)`,
-  );
+  ];
+}
 
-  out.push(`\n3. Edge hits (10 KiB) at ${p.concurrency} concurrent for ${p.durationS} s`);
-  out.push(
-    table(
-      ["worker", "requests", "req/s", "p50 ms", "p99 ms", "errors", "answered by"],
-      r.throughput.map((t) => [
-        LABELS[t.worker],
-        t.requests,
-        t.rps.toFixed(0),
-        ms(t.p50Ms),
-        ms(t.p99Ms),
-        t.errors,
-        Object.entries(t.tiers)
-          .map(([k, v]) => `${k} ${v}`)
-          .join(", "),
-      ]),
-    ),
-  );
+function throughputSection(r) {
+  const p = r.parameters;
+  const headers = ["worker", "requests", "req/s", "p50 ms", "p99 ms", "errors", "answered by"];
+  const rows = ["tiercel", "baseline"].map((worker) => {
+    const t = r.throughput.find((row) => row.worker === worker);
+    if (!t) return missingRow(worker, headers.length);
+    return [LABELS[worker], t.requests, t.rps.toFixed(0), ms(t.p50Ms), ms(t.p99Ms), t.errors, tierList(t.tiers)];
+  });
+  return [`\n3. Edge hits (10 KiB) at ${p.concurrency} concurrent for ${p.durationS} s`, table(headers, rows)];
+}
 
-  out.push(
+function collapseSection(r) {
+  const p = r.parameters;
+  const timeoutS = p.timeoutsMs.burst / 1000;
+  const headers = [
+    "worker",
+    "origin requests",
+    "200 OK",
+    `not done in ${timeoutS} s`,
+    "TTFB p50 ms",
+    "TTFB max ms",
+    "all done ms",
+    "answered by",
+  ];
+  const rows = ["tiercel", "baseline"].map((worker) => {
+    const c = r.collapse.find((row) => row.worker === worker);
+    if (!c) return missingRow(worker, headers.length);
+    return [
+      LABELS[worker],
+      c.originRequests,
+      c.ok,
+      c.incomplete,
+      ms(c.ttfbP50Ms),
+      c.incomplete ? `> ${timeoutS * 1000}` : ms(c.ttfbMaxMs),
+      c.allDoneMs === null ? `> ${timeoutS * 1000}` : ms(c.allDoneMs),
+      tierList(c.tiers),
+    ];
+  });
+  const out = [
     `\n4. Origin requests caused by ${p.collapseRequests} concurrent requests for one cold ${size(p.collapseSize)} object`,
-  );
-  out.push(
-    table(
-      ["worker", "origin requests", "200 OK", "TTFB p50 ms", "TTFB max ms", "answered by"],
-      r.collapse.map((c) => [
-        LABELS[c.worker],
-        c.originRequests,
-        c.ok,
-        ms(c.ttfbP50Ms),
-        ms(c.ttfbMaxMs),
-        Object.entries(c.tiers)
-          .map(([k, v]) => `${k} ${v}`)
-          .join(", "),
-      ]),
-    ),
-  );
+    table(headers, rows),
+  ];
+  if (r.collapse.length) {
+    const slowest = r.collapse.map((c) => `${LABELS[c.worker]} ${ms(c.originServeMsMax)}`).join(", ");
+    out.push(`   the origin's slowest response in the burst took (ms): ${slowest} (each response is paced on its own)`);
+  }
+  return out;
+}
 
+function configSection(r) {
   const c = r.config;
-  out.push(
+  if (!c) return ["\n5. Tiercel site-config KV reads: not measured (phase failed)"];
+  const rows = [c.off, c.on].map((row) => [
+    row.cacheSeconds ? `${row.cacheSeconds} s` : "off (0)",
+    row.requests,
+    row.kvReads,
+    row.kvReadsPer10k.toFixed(1),
+    row.memoryHits,
+    row.cacheHits,
+  ]);
+  return [
     `\n5. Tiercel site-config KV reads (${c.on.requests} + ${c.off.requests} requests over ${c.windowS} s each)`,
-  );
-  out.push(
-    table(
-      ["micro-cache", "requests", "KV reads", "per 10,000", "memory hits", "cache hits"],
-      [c.off, c.on].map((row) => [
-        row.cacheSeconds ? `${row.cacheSeconds} s` : "off (0)",
-        row.requests,
-        row.kvReads,
-        row.kvReadsPer10k.toFixed(1),
-        row.memoryHits,
-        row.cacheHits,
-      ]),
-    ),
-    `   cut: ${c.cutPercent.toFixed(2)}% (the write-up: about 80% at 30 s)`,
-  );
+    table(["micro-cache", "requests", "KV reads", "per 10,000", "memory hits", "cache hits"], rows),
+    `   cut: ${c.cutPercent.toFixed(2)}% (the write-up: about 80% at 30 s); with the micro-cache on, ` +
+      `${c.on.kvReads} reads over ${(c.on.elapsedS / c.on.cacheSeconds).toFixed(1)} periods of ${c.on.cacheSeconds} s`,
+  ];
+}
 
-  out.push(`\n6. Memory of the Worker's workerd process while ${size(p.memorySize)} streams through (RSS)`);
-  out.push(
-    table(
-      ["worker", "idle", "peak (miss)", "+ miss", "peak (edge hit)", "+ edge hit"],
-      r.memory.map((m) => [
-        LABELS[m.worker],
-        mib(m.idleKiB),
-        mib(m.missPeakKiB),
-        mib(m.missDeltaKiB),
-        mib(m.edgePeakKiB),
-        mib(m.edgeDeltaKiB),
-      ]),
-    ),
-  );
+function memorySection(r) {
+  const p = r.parameters;
+  const headers = ["worker", "idle", "peak (miss)", "+ miss", "peak (edge hit)", "+ edge hit"];
+  const rows = ["tiercel", "baseline"].map((worker) => {
+    const m = r.memory.find((row) => row.worker === worker);
+    if (!m) return missingRow(worker, headers.length);
+    return [
+      LABELS[worker],
+      mib(m.idleKiB),
+      mib(m.missPeakKiB),
+      mib(m.missDeltaKiB),
+      mib(m.edgePeakKiB),
+      mib(m.edgeDeltaKiB),
+    ];
+  });
+  return [
+    `\n6. Memory of the Worker's workerd process while ${size(p.memorySize)} streams through (RSS)`,
+    table(headers, rows),
+  ];
+}
 
-  out.push("\nChecks");
+export function renderTables(r) {
+  const out = [
+    ...header(r),
+    ...tierSection(r),
+    ...missSection(r),
+    ...throughputSection(r),
+    ...collapseSection(r),
+    ...configSection(r),
+    ...memorySection(r),
+    "\nChecks",
+  ];
   for (const check of r.checks) out.push(`  ${check.ok ? "ok  " : "FAIL"}  ${check.name}  (${check.detail})`);
   return out.join("\n");
 }
@@ -145,6 +206,15 @@ const COLORS = {
 };
 const esc = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
+/** The powers of ten around the positive values (1 to 1000 ms when there are none: every phase failed). */
+function decades(values) {
+  const positive = values.filter((v) => v > 0);
+  if (positive.length === 0) return [1, 1000];
+  const lo = 10 ** Math.floor(Math.log10(Math.max(0.1, Math.min(...positive))));
+  const hi = 10 ** Math.ceil(Math.log10(Math.max(...positive)));
+  return [lo, hi > lo ? hi : lo * 10];
+}
+
 /** y on a log scale from `lo` to `hi` mapped onto [bottom, top]. */
 function logScale(lo, hi, bottom, top) {
   const a = Math.log10(lo);
@@ -152,10 +222,34 @@ function logScale(lo, hi, bottom, top) {
   return (v) => bottom - ((Math.log10(Math.min(hi, Math.max(lo, v))) - a) / (b - a)) * (bottom - top);
 }
 
+/** The figures the chart does not draw, so the chart can be read on its own. */
+function otherFigures(r) {
+  const p = r.parameters;
+  const by = (rows, worker) => rows.find((row) => row.worker === worker);
+  const parts = [];
+  const [tc, bc] = [by(r.collapse, "tiercel"), by(r.collapse, "baseline")];
+  if (tc && bc) {
+    parts.push(
+      `${p.collapseRequests} concurrent cold requests → origin requests: Tiercel ${tc.originRequests}, baseline ${bc.originRequests}`,
+    );
+  }
+  const [tt, bt] = [by(r.throughput, "tiercel"), by(r.throughput, "baseline")];
+  if (tt && bt) parts.push(`edge hits at ${p.concurrency}: ${tt.rps.toFixed(0)} vs ${bt.rps.toFixed(0)} req/s`);
+  if (r.config) {
+    const { on, off } = r.config;
+    parts.push(
+      `config KV reads per 10,000: ${off.kvReadsPer10k.toFixed(0)} off, ${on.kvReadsPer10k.toFixed(1)} with ${on.cacheSeconds} s micro-cache`,
+    );
+  }
+  const [tm, bm] = [by(r.memory, "tiercel"), by(r.memory, "baseline")];
+  if (tm && bm) parts.push(`${size(p.memorySize)} miss RSS +${mib(tm.missDeltaKiB)} vs +${mib(bm.missDeltaKiB)}`);
+  return parts;
+}
+
 export function renderSvg(r) {
   const p = r.parameters;
   const W = 980;
-  const H = 860;
+  const H = 950;
   const parts = [];
   const text = (x, y, s, attrs = "") => parts.push(`<text x="${x}" y="${y}" ${attrs}>${esc(s)}</text>`);
   parts.push(
@@ -168,16 +262,22 @@ export function renderSvg(r) {
     `Tiercel vs baseline — origin ${p.originLatencyMs} ms + ${p.originMbps || "∞"} Mbit/s, medians of ${p.runs} runs (${p.mode})`,
     'font-size="16" font-weight="bold"',
   );
+  const machine = r.machine ?? {};
+  text(
+    20,
+    46,
+    `${r.when.slice(0, 10)} · ${machine.nproc} × ${machine.cpuModel} · node ${machine.node} · wrangler ${machine.wrangler}` +
+      (r.complete ? "" : " · INCOMPLETE RUN: some phases failed"),
+    `fill="${r.complete ? "#555" : "#c00"}"`,
+  );
 
   // Panel 1: grouped bars, TTFB per tier per size, log scale.
-  const top1 = 70;
+  const top1 = 90;
   const bottom1 = 400;
   const left = 80;
   const right = W - 30;
   text(left, top1 - 20, "1. Time to first byte per tier (ms, log scale)", 'font-size="14" font-weight="bold"');
-  const values1 = r.tiers.flatMap((t) => [t.originTtfbMs, t.globalTtfbMs, t.edgeTtfbMs]).filter((v) => v > 0);
-  const lo1 = 10 ** Math.floor(Math.log10(Math.max(0.1, Math.min(...values1))));
-  const hi1 = 10 ** Math.ceil(Math.log10(Math.max(...values1)));
+  const [lo1, hi1] = decades(r.tiers.flatMap((t) => [t.originTtfbMs, t.globalTtfbMs, t.edgeTtfbMs]));
   const y1 = logScale(lo1, hi1, bottom1, top1);
   for (let v = lo1; v <= hi1; v *= 10) {
     parts.push(`<line x1="${left}" x2="${right}" y1="${y1(v)}" y2="${y1(v)}" stroke="#ddd"/>`);
@@ -201,7 +301,7 @@ export function renderSvg(r) {
           text(
             (x + (barWidth - 3) / 2).toFixed(1),
             (y - 4).toFixed(1),
-            v >= 100 ? v.toFixed(0) : v.toFixed(1),
+            (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + (tier === "edge" && row.edgeFrom === "A" ? "‡" : ""),
             'text-anchor="middle" font-size="10"',
           );
         } else {
@@ -223,28 +323,37 @@ export function renderSvg(r) {
     );
   });
   parts.push(`<line x1="${left}" x2="${right}" y1="${bottom1}" y2="${bottom1}" stroke="#333"/>`);
-  let lx = left;
-  for (const worker of ["tiercel", "baseline"]) {
+  // Legend: one row per Worker, so it fits the width.
+  ["tiercel", "baseline"].forEach((worker, row) => {
+    let lx = left;
+    const y = bottom1 + 34 + row * 18;
     for (const tier of ["origin", "global", "edge"]) {
-      parts.push(`<rect x="${lx}" y="${bottom1 + 34}" width="12" height="12" fill="${COLORS[worker][tier]}"/>`);
+      parts.push(`<rect x="${lx}" y="${y}" width="12" height="12" fill="${COLORS[worker][tier]}"/>`);
       const label = `${LABELS[worker]} ${tier === "global" ? "global tier (KV)" : tier === "edge" ? "edge (Cache API)" : "origin (miss)"}`;
-      text(lx + 16, bottom1 + 44, label);
-      lx += 16 + label.length * 6.6 + 14;
+      text(lx + 16, y + 10, label);
+      lx += 16 + label.length * 6.6 + 24;
     }
-  }
+  });
+  const note = r.tiers.find((row) => row.globalNote)?.globalNote;
+  if (note) text(left, bottom1 + 86, `n/a: ${note}`, 'font-size="11" fill="#c00"');
+  text(
+    left,
+    bottom1 + 102,
+    "global = first request in a second data center (B) that has the KV only; edge = the following requests in B" +
+      (r.tiers.some((row) => row.edgeFrom === "A") ? " (‡ in A: no copy in B's KV)" : ""),
+    'font-size="11" fill="#555"',
+  );
 
   // Panel 2: the miss path, TTFB (solid) and total (dashed) against size, log–log.
-  const top2 = 520;
-  const bottom2 = 800;
+  const top2 = 550;
+  const bottom2 = 830;
   text(
     left,
     top2 - 20,
     "2. The miss path: TTFB (solid) and total time (dashed) against object size",
     'font-size="14" font-weight="bold"',
   );
-  const values2 = r.missPath.flatMap((m) => [m.ttfbMs, m.totalMs]).filter((v) => v > 0);
-  const lo2 = 10 ** Math.floor(Math.log10(Math.min(...values2)));
-  const hi2 = 10 ** Math.ceil(Math.log10(Math.max(...values2)));
+  const [lo2, hi2] = decades(r.missPath.flatMap((m) => [m.ttfbMs, m.totalMs]));
   const y2 = logScale(lo2, hi2, bottom2, top2);
   const sizes = p.missSizes;
   const xl = (s) =>
@@ -299,6 +408,9 @@ export function renderSvg(r) {
       lx2 += 150;
     }
   }
+  const others = otherFigures(r);
+  text(20, H - 34, others.slice(0, 2).join(" · "), 'font-size="11" fill="#333"');
+  text(20, H - 16, others.slice(2).join(" · "), 'font-size="11" fill="#333"');
   parts.push("</svg>");
   return `${parts.join("\n")}\n`;
 }

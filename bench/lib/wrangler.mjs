@@ -1,11 +1,14 @@
-// Workers under `wrangler dev`: start one (bounded wait for "Ready on"), find its workerd runtime, read its
-// memory, and stop its whole process tree — also on errors, Ctrl-C and exit.
+// Workers under wrangler's dev server (see dev-worker.mjs): start one (bounded wait for "Ready on"), find its
+// workerd runtime, read its memory, and stop its whole process tree — also on errors, Ctrl-C and exit.
 import { spawn } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const DEV_WORKER = fileURLToPath(new URL("./dev-worker.mjs", import.meta.url));
 
 /** wrangler reaches for the internet unless told not to; the bench is loopback only. */
 export const WRANGLER_ENV = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" };
@@ -67,6 +70,15 @@ function cmdline(pid) {
   }
 }
 
+/** How many descriptors a process has open (NaN if it is gone). */
+export function openDescriptors(pid) {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** VmRSS and VmHWM of a process, in KiB (NaN if it is gone). */
 export function memoryOf(pid) {
   try {
@@ -125,29 +137,21 @@ export async function kvBulkPut({ cwd, persistTo, binding, pairs, configPath, ti
 }
 
 /**
- * Starts `npx wrangler dev` on a free loopback port with its own persistence directory and waits (bounded)
- * for "Ready on". `extra` are further arguments (`--var`, `-c`). Output is kept (the last 20 KB) for errors.
+ * Starts a Worker the way `wrangler dev` does, on a free loopback port with its own persistence directory,
+ * through `dev-worker.mjs` (wrangler's dev server with the DevTools inspector off: see that file for why), and
+ * waits (bounded) for "Ready on". `extra` are further arguments (`--var NAME:VALUE`, `-c config`). Output is
+ * kept (the last 20 KB) for errors.
  */
 export async function startWorker({ label, cwd, persistTo, extra = [], readyTimeoutMs = 120_000, onLine }) {
   const port = await freePort();
-  // wrangler's default inspector port (9229) would clash between Workers started side by side.
-  const inspectorPort = await freePort();
-  const args = [
-    "wrangler",
-    "dev",
-    "--ip",
-    "127.0.0.1",
-    "--port",
-    String(port),
-    "--persist-to",
-    persistTo,
-    "--show-interactive-dev-session=false",
-    "--inspector-port",
-    String(inspectorPort),
-    ...extra,
-  ];
-  // Its own process group, so the whole tree (npm, wrangler, esbuild, two workerd) can be signalled at once.
-  const child = spawn("npx", args, { cwd, env: WRANGLER_ENV, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const args = [DEV_WORKER, "--ip", "127.0.0.1", "--port", String(port), "--persist-to", persistTo, ...extra];
+  // Its own process group, so the whole tree (node, esbuild, two workerd) can be signalled at once.
+  const child = spawn(process.execPath, args, {
+    cwd,
+    env: WRANGLER_ENV,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let output = "";
   let exited = false;
   let known = [];
@@ -164,11 +168,29 @@ export async function startWorker({ label, cwd, persistTo, extra = [], readyTime
     get output() {
       return output;
     },
-    /** The workerd process running the Worker itself (the other one is wrangler's proxy in front of it). */
+    /**
+     * The workerd process running the Worker itself. The other one is wrangler's proxy in front of it, the
+     * only one listening on the public port (`--socket-addr=entry=127.0.0.1:<port>`).
+     */
     runtimePid() {
       known = descendants(child.pid);
       const runtimes = known.filter((pid) => cmdline(pid)[0]?.endsWith("/workerd"));
-      return runtimes.find((pid) => cmdline(pid).some((arg) => arg.startsWith("--inspector-addr"))) ?? runtimes.at(-1);
+      const proxyArg = `--socket-addr=entry=127.0.0.1:${port}`;
+      const workers = runtimes.filter((pid) => !cmdline(pid).includes(proxyArg));
+      return workers.length === 1 ? workers[0] : undefined;
+    },
+    /**
+     * Open descriptors of each of its workerd processes, by role ("proxy" on the public port, "worker" for
+     * the runtime), so a report can show none of them piles up sockets.
+     */
+    descriptors() {
+      known = descendants(child.pid);
+      const worker = instance.runtimePid();
+      const out = {};
+      for (const pid of known.filter((p) => cmdline(p)[0]?.endsWith("/workerd"))) {
+        out[pid === worker ? "worker" : "proxy"] = openDescriptors(pid);
+      }
+      return out;
     },
     killNow() {
       for (const pid of [...known, ...(exited ? [] : [child.pid])].filter(alive)) {
@@ -204,15 +226,19 @@ export async function startWorker({ label, cwd, persistTo, extra = [], readyTime
   child.stderr.on("data", onData);
 
   const deadline = Date.now() + readyTimeoutMs;
-  while (!/Ready on http/.test(output)) {
+  // dev-worker.mjs's own line (wrangler's "[wrangler:info] Ready on" can come before the Worker answers).
+  while (!/^Ready on http/m.test(output)) {
     if (exited || Date.now() > deadline) {
       await instance.stop();
       throw new Error(
-        `${label}: wrangler dev ${exited ? "exited" : `not ready after ${readyTimeoutMs} ms`}\n${output.slice(-3000)}`,
+        `${label}: the dev server ${exited ? "exited" : `not ready after ${readyTimeoutMs} ms`}\n${output.slice(-3000)}`,
       );
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+  // The proxy is up at "Ready"; the Worker's own workerd follows within a few seconds. Wait for it, so its
+  // memory and descriptors can be read from the first request on.
+  for (let i = 0; i < 300 && !instance.runtimePid(); i++) await new Promise((r) => setTimeout(r, 100));
   known = descendants(child.pid);
   return instance;
 }
