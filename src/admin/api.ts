@@ -4,6 +4,7 @@ import { cacheKey, keyPartsFor } from "../core/keys";
 import type { Stats } from "../core/stats";
 import { invalidate } from "../core/store";
 import type { Tier } from "../core/tier";
+import { isResizeUrl, parseResizeUrl } from "../optimize/resize-url";
 import { checkConnectTarget, checkOriginUrl } from "../origins/address";
 import { parseSite, type Site, siteSchema } from "../sites/schema";
 import { type SiteStore, siteKey } from "../sites/store";
@@ -238,8 +239,10 @@ async function purge(deps: AdminDeps, id: string, body: unknown) {
     if (!target || !site.hosts.includes(target.hostname.toLowerCase())) {
       throw invalid([{ path: "urls", message: `${raw} is not an absolute URL on one of the site's hosts` }]);
     }
-    // The same key function as requests (current generation and options), so the purge finds the entry.
-    const key = await cacheKey(keyPartsFor(site, target));
+    // The same key function as requests (current generation and options), so the purge finds the entry;
+    // a resize URL is keyed as the pipeline keys it: its source path plus its options.
+    const resized = isResizeUrl(target) ? resizedKeyParts(target, site) : undefined;
+    const key = await cacheKey(resized ?? keyPartsFor(site, target));
     purges.urls[key] = now;
     keys.push(key);
   }
@@ -367,4 +370,15 @@ function json(status: number, body: unknown): Response {
     status,
     headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" },
   });
+}
+
+/** The key parts of a resize URL, or a 400 naming the URL when its options do not parse for this site. */
+function resizedKeyParts(target: URL, site: Site) {
+  try {
+    const { request, source } = parseResizeUrl(target, site.optimize);
+    return keyPartsFor(site, source, request.canonical);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw invalid([{ path: "urls", message: `${target.href}: ${message}` }]);
+  }
 }

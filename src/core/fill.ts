@@ -15,7 +15,7 @@ import { usePolicy } from "./policy";
 import { ServerTiming } from "./server-timing";
 import { invalidate, storeBody } from "./store";
 import { streamOf } from "./streams";
-import { keepOptimizedHeaders, transformResponse } from "./transform";
+import { isStandIn, keepOptimizedHeaders, transformResponse } from "./transform";
 
 /**
  * Request fields the pipeline answers itself from whole stored objects; the origin gets unconditional,
@@ -85,10 +85,11 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
 
   const headers = new Headers(request.headers);
   for (const name of ANSWERED_BY_TIERCEL) headers.delete(name);
-  // RFC 9111 §4.3.1: revalidate a stored response with its validators.
-  if (stale?.entry.etag) headers.set("if-none-match", stale.entry.etag);
-  if (stale?.entry.lastModified) headers.set("if-modified-since", stale.entry.lastModified);
-  const conditional = stale !== undefined && hasValidators(stale.entry);
+  // RFC 9111 §4.3.1: revalidate a stored response with its validators (not a failed transform's stand-in).
+  const revalidating = stale && !isStandIn(stale.entry) ? stale : undefined;
+  if (revalidating?.entry.etag) headers.set("if-none-match", revalidating.entry.etag);
+  if (revalidating?.entry.lastModified) headers.set("if-modified-since", revalidating.entry.lastModified);
+  const conditional = revalidating !== undefined && hasValidators(revalidating.entry);
 
   const requestTime = deps.now();
   deps.stats.originFetch(site.id);
@@ -159,7 +160,7 @@ async function storeAndAnswer(
     responseCc,
     vary,
   });
-  const use = usePolicy({ status: response.status, headers, cc: responseCc, responseTime }, site.cache);
+  let use = usePolicy({ status: response.status, headers, cc: responseCc, responseTime }, site.cache);
   const entryFor = (fields: string[], length: number | undefined) =>
     buildEntry({
       status: response.status,
@@ -196,13 +197,11 @@ async function storeAndAnswer(
     declared = transformed.length;
     optimizeDetail = transformed.detail;
     if (transformed.varyField) fields = [...fields, transformed.varyField].sort();
-    entry = entryFor(fields, declared);
-    if (!transformed.storable) {
-      // The transform failed: the client gets the original, and no variant is stored from it.
-      flight?.settle({ kind: "none" });
-      status.forwarded(response.status, false, optimizeDetail);
-      return answerFromEntry(entry, body, answerContext(ex));
+    if (transformed.retryAfter !== undefined) {
+      // The transform failed: the original stands in for the variant briefly, then it is tried again.
+      use = { ...use, lifetime: Math.min(use.lifetime, transformed.retryAfter), swr: 0, sie: 0 };
     }
+    entry = entryFor(fields, declared);
   }
 
   const sameIndex = look.index && sameFields(look.index.fields, fields) ? look.index : undefined;

@@ -80,6 +80,15 @@ export async function handleRequest(
     const parsed = parseResizeUrl(url, site.optimize);
     resize = parsed.request;
     url = parsed.source;
+    const engine =
+      site.optimize.engine === "cloudflare" && deps.engines.cloudflare ? deps.engines.cloudflare : deps.engines.wasm;
+    if (resize.format !== "auto" && !engine.formats.includes(resize.format)) {
+      throw new TiercelError(
+        "bad_resize_options",
+        400,
+        `Bad resize URL: format=${resize.format} is not available here (the ${engine.name} engine writes ${engine.formats.join(", ")})`,
+      );
+    }
   }
   // Refuse paths that could climb out of the origin's prefix before anything is looked up or fetched.
   objectSegments(url);

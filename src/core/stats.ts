@@ -48,12 +48,9 @@ export class Stats {
     if (counters) counters.originFetches += 1;
   }
 
-  optimized(siteId: string, transformed: boolean, storable: boolean): void {
+  optimized(siteId: string, outcome: "transformed" | "original" | "failed"): void {
     const counters = this.countersOf(siteId);
-    if (!counters) return;
-    if (!storable) counters.optimize.failed += 1;
-    else if (transformed) counters.optimize.transformed += 1;
-    else counters.optimize.original += 1;
+    if (counters) counters.optimize[outcome] += 1;
   }
 
   kvRead(siteId: string): void {

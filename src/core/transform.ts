@@ -1,5 +1,8 @@
 import { inputLimit, type Optimized, optimize, tooLarge, workFor } from "../optimize/optimize";
+import type { StoredEntry } from "./entry";
+import { TiercelError } from "./errors";
 import type { Exchange } from "./exchange";
+import { parseCacheControl } from "./http/cache-control";
 import { readAtMost, streamOf } from "./streams";
 
 /**
@@ -11,8 +14,8 @@ export interface Transformed {
   body: ReadableStream<Uint8Array>;
   /** The body's length when known (always, after a transform). */
   length: number | undefined;
-  /** False after a failed transform: serve the original, store nothing. */
-  storable: boolean;
+  /** After a failed transform: the original is stored for at most this many seconds. */
+  retryAfter?: number;
   /** Cache-Status detail when the original is served instead. */
   detail?: string;
   /** A format pseudo-field the stored response varies on. */
@@ -32,6 +35,8 @@ export async function transformResponse(
 ): Promise<Transformed | undefined> {
   // Only whole, unencoded 200s: a 206 is a part, an error page is not the asset, an encoded body is opaque.
   if (status !== 200 || headers.has("content-encoding")) return undefined;
+  // RFC 9111 §5.2.2.6: an intermediary must not transform a response marked no-transform.
+  if (parseCacheControl(headers.get("cache-control")).noTransform) return undefined;
   const ctx = {
     options: ex.site.optimize,
     accept: ex.request.headers.get("accept"),
@@ -43,24 +48,29 @@ export async function transformResponse(
   if (!work) return undefined;
 
   const limit = inputLimit(ctx, work);
-  const read = declared !== undefined && declared > limit ? undefined : await readAtMost(body, limit);
+  let read: Awaited<ReturnType<typeof readAtMost>> | undefined;
+  try {
+    read = declared !== undefined && declared > limit ? undefined : await readAtMost(body, limit);
+  } catch (error) {
+    throw new TiercelError("origin_bad_response", 502, "The origin's body broke off", { cause: error });
+  }
   if (!read || "over" in read) {
     const skipped = tooLarge();
     headers.set("tiercel-optimize", skipped.note);
-    return { body: read?.over ?? body, length: declared, storable: true, detail: skipped.detail };
+    ex.deps.stats.optimized(ex.site.id, "original");
+    return { body: read?.over ?? body, length: declared, detail: skipped.detail };
   }
+  const whole = read.whole;
 
   const result = await ex.timing.measure("optimize", () =>
-    optimize(ctx, work, read.whole, headers.get("content-type") ?? "application/octet-stream"),
+    optimize(ctx, work, whole, headers.get("content-type") ?? "application/octet-stream"),
   );
-  describeResult(headers, result, read.whole);
-  ex.deps.stats.optimized(ex.site.id, result.bytes !== read.whole, result.storable);
-  const transformed: Transformed = {
-    body: streamOf(result.bytes),
-    length: result.bytes.byteLength,
-    storable: result.storable,
-  };
+  describeResult(headers, result, whole);
+  const outcome = result.retryAfter !== undefined ? "failed" : result.bytes !== whole ? "transformed" : "original";
+  ex.deps.stats.optimized(ex.site.id, outcome);
+  const transformed: Transformed = { body: streamOf(result.bytes), length: result.bytes.byteLength };
   if (result.detail) transformed.detail = result.detail;
+  if (result.retryAfter !== undefined) transformed.retryAfter = result.retryAfter;
   if (result.varyField) transformed.varyField = result.varyField;
   return transformed;
 }
@@ -97,4 +107,12 @@ export function keepOptimizedHeaders(merged: Headers, stored: Headers): void {
   }
   const etag = merged.get("etag");
   if (etag && stored.get("etag")?.startsWith("W/") && !etag.startsWith("W/")) merged.set("etag", `W/${etag}`);
+}
+
+/**
+ * An entry that stands in for a variant whose transform failed (`Tiercel-Optimize: …, retry=N`): when it
+ * expires it is fetched again whole, never revalidated, or a 304 would make the stand-in permanent.
+ */
+export function isStandIn(entry: StoredEntry): boolean {
+  return entry.headers.some(([name, value]) => name === "tiercel-optimize" && value.includes("retry="));
 }

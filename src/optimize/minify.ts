@@ -72,16 +72,27 @@ const HTML_CFG: Record<string, boolean> = {
   minify_js: true,
 };
 
-let htmlReady = false;
+let htmlExports: WebAssembly.Exports | undefined;
 
 /** Instantiates minify-html's WebAssembly once per isolate (workerd cannot use the package's ESM-integration entry). */
 function htmlEngine(): HtmlBindings {
-  if (!htmlReady) {
+  if (!htmlExports) {
     const imports = { "./index_bg.js": htmlBindings as unknown as WebAssembly.ModuleImports };
-    htmlBindings.__wbg_set_wasm(new WebAssembly.Instance(htmlWasm, imports).exports);
-    htmlReady = true;
+    htmlExports = new WebAssembly.Instance(htmlWasm, imports).exports;
+    htmlBindings.__wbg_set_wasm(htmlExports);
   }
   return htmlBindings;
+}
+
+/**
+ * Drops an instance that trapped (a stack overflow on deeply nested input leaves its memory broken for
+ * every later call). The glue caches a view of the old memory; growing that memory by 0 pages detaches
+ * the view's buffer, which makes the glue take a fresh view of the next instance's memory.
+ */
+function discardHtmlEngine(): void {
+  const memory = htmlExports?.memory;
+  if (memory instanceof WebAssembly.Memory) memory.grow(0);
+  htmlExports = undefined;
 }
 
 /**
@@ -108,6 +119,7 @@ async function minifyHtml(text: string): Promise<string> {
   try {
     minified = decoder().decode(htmlEngine().minify(new TextEncoder().encode(text), HTML_CFG));
   } catch (error) {
+    discardHtmlEngine();
     throw new OptimizeError("minify-engine-error", `HTML minifier failed: ${messageOf(error)}`);
   }
   let input: HtmlWalk;

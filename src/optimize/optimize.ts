@@ -3,7 +3,7 @@ import type { OptimizeOptions } from "../sites/schema";
 import { type MinifyKind, minify, minifyKindOf } from "./minify";
 import { chooseFormat, formatField } from "./negotiate";
 import type { ResizeRequest } from "./resize-url";
-import { IMAGE_TYPES, type ImageInfo, sniffImage } from "./sniff";
+import { IMAGE_TYPES, type ImageInfo, pixelMeaning, sniffImage } from "./sniff";
 import { type ImageEngine, type ImageJob, type ImageResult, OptimizeError, type OutputFormat } from "./types";
 
 /**
@@ -15,7 +15,11 @@ import { type ImageEngine, type ImageJob, type ImageResult, OptimizeError, type 
 export interface OptimizeLimits {
   /** Larger images are served as they are (decoding them could exceed the Worker's memory). */
   maxImageBytes: number;
-  /** Images with more pixels are served as they are: decoded RGBA is 4 bytes a pixel, per codec copy. */
+  /**
+   * Images with more pixels are served as they are by the WASM engine. Measured in workerd at 2048×2048,
+   * the WebP encoder's memory grew to 166 MB and oxipng's to 123 MB (a Worker has 128 MB); at 1 MP each
+   * stays near a quarter of that. Cloudflare's engine, which runs outside the Worker, has no such limit.
+   */
   maxImagePixels: number;
   /** Larger text assets are not minified (Terser takes seconds on large scripts). */
   maxTextBytes: number;
@@ -25,7 +29,7 @@ export interface OptimizeLimits {
 
 export const DEFAULT_OPTIMIZE_LIMITS: OptimizeLimits = {
   maxImageBytes: 10 * 1024 * 1024,
-  maxImagePixels: 4_194_304, // 2048 × 2048
+  maxImagePixels: 1_048_576, // 1 MP: 1280 × 819, 1024 × 1024
   maxTextBytes: 1024 * 1024,
   engineTimeoutMs: 20_000,
 };
@@ -55,9 +59,15 @@ export interface Optimized {
   note: string;
   /** Set when the original bytes are served instead of a transform: the Cache-Status detail. */
   detail?: string;
-  /** False after a failure: the original is served but must not be stored as the variant. */
-  storable: boolean;
+  /**
+   * Set after a failure: the original is served, and stored for at most this many seconds, so the next
+   * attempt comes that much later, never as the optimized variant.
+   */
+  retryAfter?: number;
 }
+
+/** How long the original stands in for a variant whose transform failed, before it is tried again. */
+export const FAILURE_RETRY_SECONDS = 60;
 
 type Work = { kind: "image" } | { kind: "minify"; as: MinifyKind };
 
@@ -76,8 +86,8 @@ export function inputLimit(ctx: OptimizeContext, work: Work): number {
 }
 
 /** A response the optimizer left alone because it was too large to buffer. */
-export function tooLarge(): Pick<Optimized, "note" | "detail" | "storable"> {
-  return { note: original("too-large"), detail: "optimize-too-large", storable: true };
+export function tooLarge(): Pick<Optimized, "note" | "detail"> {
+  return { note: original("too-large"), detail: "optimize-too-large" };
 }
 
 export async function optimize(
@@ -86,12 +96,11 @@ export async function optimize(
   body: Uint8Array,
   contentType: string,
 ): Promise<Optimized> {
-  const unchanged = (reason: string, storable: boolean): Optimized => ({
+  const unchanged = (reason: string): Optimized => ({
     bytes: body,
     contentType,
     note: original(reason),
     detail: `optimize-${reason}`,
-    storable,
   });
   try {
     return work.kind === "minify"
@@ -100,9 +109,16 @@ export async function optimize(
   } catch (error) {
     // An OptimizeError with a deterministic reason (unsupported input, not an image) describes the
     // variant: the original *is* its right answer and may be stored. Anything else is a failure.
-    if (error instanceof OptimizeError && DETERMINISTIC.has(error.reason)) return unchanged(error.reason, true);
+    if (error instanceof OptimizeError && DETERMINISTIC.has(error.reason)) return unchanged(error.reason);
+    // A failure (a codec error, the binding erroring, a timeout) may not happen next time: the original
+    // stands in briefly, so a failing input costs one attempt a minute, not one per request.
     const reason = error instanceof OptimizeError ? error.reason : "engine-error";
-    return { ...unchanged(reason, false), detail: "optimize-failed" };
+    return {
+      ...unchanged(reason),
+      note: `${original(reason)}, retry=${FAILURE_RETRY_SECONDS}`,
+      detail: "optimize-failed",
+      retryAfter: FAILURE_RETRY_SECONDS,
+    };
   }
 }
 
@@ -118,65 +134,68 @@ const DETERMINISTIC = new Set([
   "minify-unsafe",
   "minify-charset-unsafe",
   "lossless-unavailable",
+  "orientation",
+  "color-profile",
 ]);
 
 async function minifyBody(kind: MinifyKind, body: Uint8Array, contentType: string): Promise<Optimized> {
   const result = await minify(kind, body);
   if (!result.changed || result.bytes.byteLength >= body.byteLength) {
-    return { bytes: body, contentType, note: original("no-gain"), storable: true };
+    return { bytes: body, contentType, note: original("no-gain"), detail: "optimize-no-gain" };
   }
-  return { bytes: result.bytes, contentType, note: `minified, original=${body.byteLength}`, storable: true };
+  return { bytes: result.bytes, contentType, note: `minified, original=${body.byteLength}` };
 }
 
 async function optimizeImage(ctx: OptimizeContext, body: Uint8Array, contentType: string): Promise<Optimized> {
   const info = sniffImage(body);
   if (!info) throw new OptimizeError("not-an-image", "The body is not an image Tiercel can read");
   if (info.animated) throw new OptimizeError("animated", "Animated images are served as they are");
-  if (info.width * info.height > ctx.limits.maxImagePixels) {
-    throw new OptimizeError("too-large", `${info.width}×${info.height} is more than the pixel limit`);
-  }
   const engine = engineFor(ctx);
+  const wasm = engine === ctx.engines.wasm;
+  if (wasm) {
+    if (info.width * info.height > ctx.limits.maxImagePixels) {
+      throw new OptimizeError("too-large", `${info.width}×${info.height} is more than the pixel limit`);
+    }
+    // The WASM codecs drop EXIF and ICC data: a rotated phone photo would turn sideways, a Display P3
+    // one would lose its colours. Those are served as they are (Cloudflare's engine handles both).
+    const meaning = pixelMeaning(body, info.format);
+    if (meaning.orientation !== 1) throw new OptimizeError("orientation", "EXIF orientation would be lost");
+    if (meaning.foreignProfile) throw new OptimizeError("color-profile", "A non-sRGB colour profile would be lost");
+  }
   const plan = planImage(ctx, info, engine);
-  if (!plan.job) {
-    const result: Optimized = { bytes: body, contentType, note: original(plan.reason), storable: true };
+  const keep = (reason: string, detail = `optimize-${reason}`): Optimized => {
+    const result: Optimized = { bytes: body, contentType, note: original(reason), detail };
     if (plan.varyField) result.varyField = plan.varyField;
     return result;
-  }
-  // Candidates for this variant, all valid answers to the request; the smallest wins:
-  // - the planned job;
-  // - a PNG converted lossily to WebP, also losslessly (a PNG is often a graphic, where lossless wins);
-  // - a negotiated conversion, also the source's own format polished: a browser that takes WebP gets
-  //   WebP only where it is smaller (as Cloudflare's Polish does).
+  };
+  if (!plan.job) return keep(plan.reason);
+
+  // The planned job; with the WASM engine (whose extra attempts cost CPU, not a billed call) also:
+  // - a PNG converted lossily to WebP, losslessly (a PNG is often a graphic, where lossless wins);
+  // - a negotiated conversion, the source's own format polished: a browser that takes WebP gets WebP
+  //   only where it is smaller (as Cloudflare's Polish does).
+  // All are valid answers to the request; the smallest wins. An extra attempt that fails is dropped.
   const first: ImageJob = { ...plan.job, input: body, inputFormat: info.format };
-  const jobs: ImageJob[] = [first];
-  if (info.format === "png" && first.output === "webp" && first.mode === "lossy")
-    jobs.push({ ...first, mode: "lossless" });
-  if (plan.converted) {
+  const extra: ImageJob[] = [];
+  if (wasm && info.format === "png" && first.output === "webp" && first.mode === "lossy") {
+    extra.push({ ...first, mode: "lossless" });
+  }
+  if (wasm && plan.converted) {
     const own = planImage({ ...ctx, accept: null }, info, engine).job;
-    if (own) jobs.push({ ...own, input: body, inputFormat: info.format });
+    if (own) extra.push({ ...own, input: body, inputFormat: info.format });
   }
   let job = first;
   let transformed = await run(engine, first, ctx.limits);
-  for (const other of jobs.slice(1)) {
-    const result = await run(engine, other, ctx.limits);
-    if (result.bytes.byteLength < transformed.bytes.byteLength) {
+  for (const other of extra) {
+    const result = await run(engine, other, ctx.limits).catch(() => undefined);
+    if (result && result.bytes.byteLength < transformed.bytes.byteLength) {
       transformed = result;
       job = other;
     }
   }
   const resized = transformed.width !== info.width || transformed.height !== info.height;
   // Not smaller and not resized: the original is the better answer (and is stored as this variant).
-  if (!resized && transformed.bytes.byteLength >= body.byteLength) {
-    const result: Optimized = {
-      bytes: body,
-      contentType,
-      note: original("larger"),
-      detail: "optimize-larger",
-      storable: true,
-    };
-    if (plan.varyField) result.varyField = plan.varyField;
-    return result;
-  }
+  if (!resized && transformed.bytes.byteLength >= body.byteLength) return keep("larger");
   const params = [
     `format=${transformed.format}`,
     `from=${info.format}`,
@@ -189,7 +208,6 @@ async function optimizeImage(ctx: OptimizeContext, body: Uint8Array, contentType
     bytes: transformed.bytes,
     contentType: IMAGE_TYPES[transformed.format],
     note: params.filter(Boolean).join(", "),
-    storable: true,
   };
   if (plan.varyField) result.varyField = plan.varyField;
   return result;

@@ -1,6 +1,6 @@
 /**
  * What the optimizers take and give. The pipeline decides *whether* and *how* a response is transformed
- * (src/optimize/plan.ts); an engine only turns bytes into bytes.
+ * (src/optimize/optimize.ts); an engine only turns bytes into bytes.
  */
 
 /**

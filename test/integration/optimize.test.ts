@@ -5,6 +5,7 @@ import { OptimizeError } from "../../src/optimize/types";
 import { decodePixels, wasmImageEngine } from "../../src/optimize/wasm-images";
 import type { SiteInput } from "../../src/sites/schema";
 import { fixture, newSite, origin, putSite, send, testClock, unique } from "../support/harness";
+import { rawImageRoute, withMetadata } from "../support/images";
 
 /**
  * Optimizations through the whole Worker: real image files from a real origin, transformed once per
@@ -163,27 +164,63 @@ describe("the original, and why", { timeout: 60_000 }, () => {
     expect((await send(site.url)).headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
   });
 
-  it("on an engine failure serves the original, says so, and stores nothing as the variant", async () => {
-    const site = await imageSite({ polish: "lossy", formats: ["webp"] }, "photo.jpg", "image/jpeg");
+  it("on an engine failure serves the original, says so, and lets it stand in for a minute only", async () => {
+    const clock = testClock();
+    const site = await imageSite({ polish: "lossy", formats: ["webp"] }, "photo.jpg", "image/jpeg", {
+      etag: '"fail-1"',
+    });
     const failing = {
       ...wasmImageEngine,
       transform: async () => {
         throw new OptimizeError("engine-error", "out of memory (simulated)");
       },
     };
-    const engines = { wasm: failing };
-    const first = await send(site.url, { headers: { accept: CHROME_ACCEPT } }, { engines });
+    const broken = { engines: { wasm: failing }, now: clock.now };
+    const first = await send(site.url, { headers: { accept: CHROME_ACCEPT } }, broken);
     expect(first.status).toBe(200);
     expect(await bytesOf(first)).toEqual(site.original);
     expect(first.headers.get("content-type")).toBe("image/jpeg");
+    expect(first.headers.get("etag")).toBe('"fail-1"');
     expect(first.headers.get("cache-status")).toContain("detail=optimize-failed");
-    expect(first.headers.get("cache-status")).not.toContain("stored");
-    expect(first.headers.get("tiercel-optimize")).toBe("original, reason=engine-error");
-    // Nothing was stored: with the engine back, the next request transforms it.
-    const second = await send(site.url, { headers: { accept: CHROME_ACCEPT } });
-    expect(second.headers.get("cache-status")).toContain("fwd=miss");
-    expect(second.headers.get("content-type")).toBe("image/webp");
-    expect((await origin.hits(site.path)).hits).toBe(2);
+    expect(first.headers.get("tiercel-optimize")).toBe("original, reason=engine-error, retry=60");
+    // Within the minute the stand-in answers: no origin request, no new attempt.
+    clock.advance(30);
+    const again = await send(site.url, { headers: { accept: CHROME_ACCEPT } }, broken);
+    expect(again.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit; ttl=30/);
+    expect((await origin.hits(site.path)).hits).toBe(1);
+    // After it, the variant is fetched again whole (not revalidated, which would keep the stand-in) and,
+    // with the engine working, transformed.
+    clock.advance(31);
+    const later = await send(site.url, { headers: { accept: CHROME_ACCEPT } }, { now: clock.now });
+    expect(later.headers.get("content-type")).toBe("image/webp");
+    const seen = await origin.hits(site.path);
+    expect(seen.hits).toBe(2);
+    expect(seen.last?.headers["if-none-match"]).toBeUndefined();
+  });
+
+  it("leaves a response marked no-transform as the origin sent it (RFC 9111 §5.2.2.6)", async () => {
+    const site = await imageSite({ polish: "lossy", formats: ["webp"] }, "photo.jpg", "image/jpeg", {
+      "cache-control": "public, max-age=3600, no-transform",
+    });
+    const response = await send(site.url, { headers: { accept: CHROME_ACCEPT } });
+    expect(await bytesOf(response)).toEqual(site.original);
+    expect(response.headers.get("tiercel-optimize")).toBeNull();
+    expect(response.headers.get("cache-status")).toContain("stored");
+  });
+
+  it("serves a photo the WASM codecs would turn sideways or discolour as it is", async () => {
+    const { host } = await newSite({ optimize: { polish: "lossy", formats: ["webp"] } });
+    const photo = await fixture("demo/photo.jpg");
+    for (const [name, bytes, reason] of [
+      ["rotated", withMetadata(photo, 6), "orientation"],
+      ["p3", withMetadata(photo, 1, "Display P3"), "color-profile"],
+    ] as const) {
+      const path = `/${unique(name)}.jpg`;
+      await rawImageRoute(path, "image/jpeg", bytes);
+      const response = await send(`http://${host}${path}`, { headers: { accept: CHROME_ACCEPT } });
+      expect(await bytesOf(response), name).toEqual(bytes);
+      expect(response.headers.get("tiercel-optimize"), name).toBe(`original, reason=${reason}`);
+    }
   });
 
   it("serves images above the size limit as they are", async () => {
@@ -264,6 +301,10 @@ describe("resize URLs", { timeout: 60_000 }, () => {
       expect(response.status, options).toBe(status);
       expect(((await response.json()) as ErrorBody).error.code, options).toBe(code);
     }
+    // A format the site's engine cannot write is refused too (the wasm engine has no AVIF encoder).
+    const avif = await send(`http://${site.host}/_tiercel/image/width=320,f=avif${site.path}`);
+    expect(avif.status).toBe(400);
+    expect(((await avif.json()) as ErrorBody).error.message).toContain("format=avif");
     const noPath = await send(`http://${site.host}/_tiercel/image/width=320`);
     expect(noPath.status).toBe(400);
     expect((await origin.hits(site.path)).hits).toBe(0);
@@ -285,7 +326,7 @@ describe("resize URLs", { timeout: 60_000 }, () => {
 });
 
 describe("purges reach resized variants", { timeout: 60_000 }, () => {
-  it("a URL purge of the source image also purges its resized variants", async () => {
+  it("a URL purge of the source image also purges its resized variants, and a resize URL purges itself", async () => {
     const host = `${unique("purge-resize")}.test`;
     const headers = { authorization: "Bearer test-admin-token", "content-type": "application/json" };
     const created = await send("http://admin.test/_tiercel/api/v1/sites", {
@@ -314,6 +355,20 @@ describe("purges reach resized variants", { timeout: 60_000 }, () => {
     const after = await send(resized);
     expect(after.headers.get("cache-status")).toContain("detail=purged");
     expect(after.headers.get("cache-status")).toContain("fwd-status=200");
+
+    // A resize URL can be purged by itself too (in any spelling of its options), leaving the others.
+    const other = `http://${host}/_tiercel/image/width=160${path}`;
+    await send(other);
+    expect((await send(resized)).headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
+    const byItself = await send(`http://admin.test/_tiercel/api/v1/sites/${site.id}/purge`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ urls: [`http://${host}/_tiercel/image/w=320,fit=scale-down${path}`] }),
+    });
+    expect(byItself.status).toBe(202);
+    // (This data center also deletes the purged key at once: a plain miss here, "purged" elsewhere.)
+    expect((await send(resized)).headers.get("cache-status")).toMatch(/^Tiercel-KV; fwd=miss/);
+    expect((await send(other)).headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
   });
 });
 

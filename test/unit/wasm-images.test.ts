@@ -1,8 +1,9 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { sniffImage } from "../../src/optimize/sniff";
+import { pixelMeaning, sniffImage } from "../../src/optimize/sniff";
 import { OptimizeError } from "../../src/optimize/types";
 import { decodePixels, targetSize, wasmImageEngine } from "../../src/optimize/wasm-images";
 import { fixture } from "../support/harness";
+import { withMetadata } from "../support/images";
 
 /** The WASM engine on real image files (test/fixtures/images), checked by decoding what it writes. */
 
@@ -182,3 +183,17 @@ function meanAbsoluteError(a: Uint8ClampedArray, b: Uint8ClampedArray): number {
   for (let i = 0; i < a.length; i += 1) sum += Math.abs((a[i] ?? 0) - (b[i] ?? 0));
   return sum / a.length;
 }
+
+describe("pixelMeaning", () => {
+  it("reads EXIF orientation and tells an sRGB profile from another", () => {
+    const photo = file("photo.jpg");
+    expect(pixelMeaning(photo, "jpeg")).toEqual({ orientation: 1, foreignProfile: false });
+    expect(pixelMeaning(withMetadata(photo, 6), "jpeg")).toEqual({ orientation: 6, foreignProfile: false });
+    expect(pixelMeaning(withMetadata(photo, 1, "Display P3"), "jpeg")).toEqual({
+      orientation: 1,
+      foreignProfile: true,
+    });
+    expect(pixelMeaning(withMetadata(photo, 1, "sRGB IEC61966-2.1"), "jpeg").foreignProfile).toBe(false);
+    expect(pixelMeaning(file("banner.png"), "png")).toEqual({ orientation: 1, foreignProfile: false });
+  });
+});
