@@ -15,7 +15,7 @@ import { usePolicy } from "./policy";
 import { ServerTiming } from "./server-timing";
 import { invalidate, storeBody } from "./store";
 import { streamOf } from "./streams";
-import { isStandIn, keepOptimizedHeaders, transformResponse } from "./transform";
+import { isStandIn, keepOptimizedHeaders, originEtag, transformResponse } from "./transform";
 
 /**
  * Request fields the pipeline answers itself from whole stored objects; the origin gets unconditional,
@@ -87,7 +87,7 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
   for (const name of ANSWERED_BY_TIERCEL) headers.delete(name);
   // RFC 9111 §4.3.1: revalidate a stored response with its validators (not a failed transform's stand-in).
   const revalidating = stale && !isStandIn(stale.entry) ? stale : undefined;
-  if (revalidating?.entry.etag) headers.set("if-none-match", revalidating.entry.etag);
+  if (revalidating?.entry.etag) headers.set("if-none-match", originEtag(revalidating.entry.etag));
   if (revalidating?.entry.lastModified) headers.set("if-modified-since", revalidating.entry.lastModified);
   const conditional = revalidating !== undefined && hasValidators(revalidating.entry);
 

@@ -77,6 +77,7 @@ export async function transformResponse(
 
 /** Makes the headers describe the bytes that will be served. */
 function describeResult(headers: Headers, result: Optimized, original: Uint8Array): void {
+  const contentTypeBefore = headers.get("content-type") ?? "";
   headers.set("tiercel-optimize", result.note);
   if (result.varyField) {
     // Downstream caches (browsers, other CDNs) must keep the formats apart too.
@@ -88,9 +89,31 @@ function describeResult(headers: Headers, result: Optimized, original: Uint8Arra
   headers.set("content-type", result.contentType);
   headers.set("content-length", String(result.bytes.byteLength));
   // Other bytes, same resource: a strong validator would claim byte-for-byte identity with the origin's
-  // (RFC 9110 §8.8.1). The weak form still revalidates with the origin, which compares If-None-Match weakly.
+  // (RFC 9110 §8.8.1). A converted format is tagged too, so that a validator a client holds for the WebP
+  // never validates the JPEG another client gets at the same URL.
   const etag = headers.get("etag");
-  if (etag && !etag.startsWith("W/")) headers.set("etag", `W/${etag}`);
+  const converted = result.contentType !== contentTypeBefore;
+  if (etag) headers.set("etag", variantEtag(etag, converted ? formatOf(result.contentType) : undefined));
+}
+
+const FORMAT_TAG = /~tc\.([a-z0-9]+)"$/;
+
+/** The weak ETag of a transformed response: `W/"<origin's>"`, or `W/"<origin's>~tc.<format>"`. */
+export function variantEtag(etag: string, format: string | undefined): string {
+  const opaque = etag.replace(/^W\//, "");
+  return `W/${format ? opaque.replace(/"$/, `~tc.${format}"`) : opaque}`;
+}
+
+/**
+ * The validator to revalidate a stored response with at the origin: its ETag without Tiercel's format tag
+ * (the origin compares If-None-Match weakly, so the weak form matches its strong tag).
+ */
+export function originEtag(etag: string): string {
+  return etag.replace(FORMAT_TAG, '"');
+}
+
+function formatOf(contentType: string): string {
+  return contentType.split(";")[0]?.trim().split("/")[1] ?? "unknown";
 }
 
 /**
@@ -105,8 +128,12 @@ export function keepOptimizedHeaders(merged: Headers, stored: Headers): void {
     if (value === null) merged.delete(name);
     else merged.set(name, value);
   }
+  // A 304 may bring a new origin ETag: the stored variant's validator follows it, keeping its format tag.
   const etag = merged.get("etag");
-  if (etag && stored.get("etag")?.startsWith("W/") && !etag.startsWith("W/")) merged.set("etag", `W/${etag}`);
+  const before = stored.get("etag");
+  if (etag && before?.startsWith("W/") && etag !== before) {
+    merged.set("etag", variantEtag(etag, FORMAT_TAG.exec(before)?.[1]));
+  }
 }
 
 /**

@@ -44,7 +44,7 @@ describe("polish and format negotiation", { timeout: 60_000 }, () => {
     expect(webp.byteLength).toBeLessThan(site.original.byteLength * 0.7);
     expect(first.headers.get("content-length")).toBe(String(webp.byteLength));
     expect(first.headers.get("vary")).toBe("Accept");
-    expect(first.headers.get("etag")).toBe('W/"photo-v1"');
+    expect(first.headers.get("etag")).toBe('W/"photo-v1~tc.webp"');
     expect(first.headers.get("tiercel-optimize")).toMatch(/^format=webp, from=jpeg, quality=80, original=87992/);
     expect(first.headers.get("cache-status")).toContain("stored");
 
@@ -61,6 +61,14 @@ describe("polish and format negotiation", { timeout: 60_000 }, () => {
     expect(sniffImage(jpeg)).toMatchObject({ format: "jpeg", width: 640, height: 480 });
     expect(jpeg.byteLength).toBeLessThan(site.original.byteLength);
     expect(plain.headers.get("vary")).toBe("Accept");
+    expect(plain.headers.get("etag")).toBe('W/"photo-v1"');
+    // A validator held for the WebP (a downstream cache revalidating for a client without WebP) does not
+    // validate the JPEG: each format variant has its own.
+    const crossed = await send(site.url, { headers: { accept: "*/*", "if-none-match": 'W/"photo-v1~tc.webp"' } });
+    expect(crossed.status).toBe(200);
+    expect(crossed.headers.get("content-type")).toBe("image/jpeg");
+    const same = await send(site.url, { headers: { accept: "*/*", "if-none-match": 'W/"photo-v1"' } });
+    expect(same.status).toBe(304);
     expect((await origin.hits(site.path)).hits).toBe(2);
     const again = await send(site.url);
     expect(again.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
@@ -135,7 +143,7 @@ describe("polish and format negotiation", { timeout: 60_000 }, () => {
     const revalidated = await send(site.url, { headers: { accept: CHROME_ACCEPT } }, { now: clock.now });
     expect(revalidated.headers.get("cache-status")).toContain("fwd=stale; fwd-status=304");
     expect(revalidated.headers.get("content-type")).toBe("image/webp");
-    expect(revalidated.headers.get("etag")).toBe('W/"p1"');
+    expect(revalidated.headers.get("etag")).toBe('W/"p1~tc.webp"');
     expect(await bytesOf(revalidated)).toEqual(webp);
     const seen = await origin.hits(site.path);
     expect(seen.last?.headers["if-none-match"]).toBe('W/"p1"');
