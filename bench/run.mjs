@@ -281,21 +281,19 @@ async function warmUp(worker, instance, agent) {
   return path;
 }
 
+/** What a sample keeps of one answer. */
+function answerFields(answer) {
+  const { status, bytes, tier, ttfbMs, headersMs, totalMs } = answer;
+  return { status, bytes, tier, ttfbMs, headersMs, totalMs };
+}
+
 /** (1, 2) One miss of a fresh object through data center A, then (tier sizes) edge hits there. */
 async function missSample(worker, agent, run, size) {
   const path = objectPath(size, `${worker.name}-r${run}-${nonce()}`);
   const sample = { worker: worker.name, run, size, path };
   try {
     const first = await get(worker, worker.a, path, agent, TIMEOUT_MS.miss);
-    Object.assign(sample, {
-      status: first.status,
-      bytes: first.bytes,
-      tier: first.tier,
-      ttfbMs: first.ttfbMs,
-      headersMs: first.headersMs,
-      totalMs: first.totalMs,
-      kvPut: first.headers["x-bench-kv-put"],
-    });
+    Object.assign(sample, answerFields(first), { kvPut: first.headers["x-bench-kv-put"] });
     if (first.status !== 200 || first.bytes !== size) sample.error = `${first.status}, ${first.bytes} of ${size} bytes`;
   } catch (error) {
     sample.error = errorText(error);
@@ -335,14 +333,7 @@ async function globalSample(worker, agent, miss) {
   const before = origin.count(miss.path);
   try {
     const first = await get(worker, worker.b, miss.path, agent, TIMEOUT_MS.hit);
-    Object.assign(sample, {
-      status: first.status,
-      bytes: first.bytes,
-      tier: first.tier,
-      ttfbMs: first.ttfbMs,
-      headersMs: first.headersMs,
-      totalMs: first.totalMs,
-    });
+    Object.assign(sample, answerFields(first));
     if (first.status !== 200 || first.bytes !== miss.size) sample.error = `${first.status}, ${first.bytes} bytes`;
   } catch (error) {
     sample.error = errorText(error);
