@@ -4,6 +4,7 @@ import { type Deps, type Logger, respond } from "./core/pipeline";
 import { Stats } from "./core/stats";
 import { cloudflareImagesEngine } from "./optimize/cloudflare-images";
 import { DEFAULT_OPTIMIZE_LIMITS } from "./optimize/optimize";
+import { TransformQueue } from "./optimize/queue";
 import { isResizeUrl } from "./optimize/resize-url";
 import { wasmImageEngine } from "./optimize/wasm-images";
 import { originFactory } from "./origins";
@@ -72,6 +73,7 @@ export function platformFor(env: Env): Platform {
         ? { wasm: wasmImageEngine, cloudflare: cloudflareImagesEngine(env.IMAGES) }
         : { wasm: wasmImageEngine },
       optimizeLimits: DEFAULT_OPTIMIZE_LIMITS,
+      transformQueue: new TransformQueue(),
     };
     platforms.set(env, platform);
   }

@@ -1,4 +1,5 @@
 import type { Engines, OptimizeLimits } from "../optimize/optimize";
+import type { TransformQueue } from "../optimize/queue";
 import type { ResizeRequest } from "../optimize/resize-url";
 import type { Site } from "../sites/schema";
 import type { SiteStore } from "../sites/store";
@@ -40,6 +41,8 @@ export interface Deps {
   /** Image engines for the optimizer. */
   engines: Engines;
   optimizeLimits: OptimizeLimits;
+  /** CPU-bound transforms take turns here, one at a time per isolate. */
+  transformQueue: TransformQueue;
 }
 
 export type Logger = (event: string, fields: Record<string, unknown>) => void;

@@ -43,6 +43,7 @@ export async function transformResponse(
     ...(ex.resize ? { resize: ex.resize } : {}),
     engines: ex.deps.engines,
     limits: ex.deps.optimizeLimits,
+    queue: ex.deps.transformQueue,
   };
   const work = workFor(ctx, headers.get("content-type"));
   if (!work) return undefined;

@@ -2,6 +2,7 @@ import { withDeadline } from "../core/deadline";
 import type { OptimizeOptions } from "../sites/schema";
 import { type MinifyKind, minify, minifyKindOf } from "./minify";
 import { chooseFormat, formatField } from "./negotiate";
+import type { TransformQueue } from "./queue";
 import type { ResizeRequest } from "./resize-url";
 import { IMAGE_TYPES, type ImageInfo, pixelMeaning, sniffImage } from "./sniff";
 import { type ImageEngine, type ImageJob, type ImageResult, OptimizeError, type OutputFormat } from "./types";
@@ -42,6 +43,8 @@ export interface Engines {
 
 export interface OptimizeContext {
   options: OptimizeOptions;
+  /** Where CPU-bound transforms take turns in this isolate. */
+  queue: TransformQueue;
   /** The client's Accept header (for format negotiation). */
   accept: string | null;
   /** Present for a resize URL. */
@@ -103,9 +106,10 @@ export async function optimize(
     detail: `optimize-${reason}`,
   });
   try {
-    return work.kind === "minify"
-      ? await minifyBody(work.as, body, contentType)
-      : await optimizeImage(ctx, body, contentType);
+    if (work.kind === "minify") return await ctx.queue.run(() => minifyBody(work.as, body, contentType));
+    // Cloudflare's engine works over I/O, outside the isolate: its calls need not take turns.
+    if (engineFor(ctx) !== ctx.engines.wasm) return await optimizeImage(ctx, body, contentType);
+    return await ctx.queue.run(() => optimizeImage(ctx, body, contentType));
   } catch (error) {
     // An OptimizeError with a deterministic reason (unsupported input, not an image) describes the
     // variant: the original *is* its right answer and may be stored. Anything else is a failure.

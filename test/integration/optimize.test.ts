@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ErrorBody } from "../../src/core/errors";
+import { TransformQueue } from "../../src/optimize/queue";
 import { sniffImage } from "../../src/optimize/sniff";
 import { OptimizeError } from "../../src/optimize/types";
 import { decodePixels, wasmImageEngine } from "../../src/optimize/wasm-images";
@@ -204,6 +205,15 @@ describe("the original, and why", { timeout: 60_000 }, () => {
     const seen = await origin.hits(site.path);
     expect(seen.hits).toBe(2);
     expect(seen.last?.headers["if-none-match"]).toBeUndefined();
+  });
+
+  it("serves the original when too many transforms are already waiting in the isolate", async () => {
+    const site = await imageSite({ polish: "lossy", formats: ["webp"] }, "photo.jpg", "image/jpeg");
+    const full = new TransformQueue(0);
+    const response = await send(site.url, { headers: { accept: CHROME_ACCEPT } }, { transformQueue: full });
+    expect(await bytesOf(response)).toEqual(site.original);
+    expect(response.headers.get("tiercel-optimize")).toBe("original, reason=busy, retry=60");
+    expect(response.headers.get("cache-status")).toContain("detail=optimize-failed");
   });
 
   it("leaves a response marked no-transform as the origin sent it (RFC 9111 §5.2.2.6)", async () => {
