@@ -59,35 +59,44 @@ class PixelData implements ImageData {
   }
 }
 
-let ready: Promise<unknown> | undefined;
+/**
+ * How each codec is instantiated, from the modules bundled with the Worker (no fetch). Instances are made
+ * on first use, one codec at a time: the MozJPEG and libwebp builds each start with 16 MiB of memory, so
+ * making all of them up front would take 67 MiB of a Worker's 128 MB before the first pixel.
+ */
+const INITS = {
+  "png decode": () => initPngDecode(pngWasm),
+  "png encode": () => initPngEncode(pngWasm),
+  "jpeg decode": () => initJpegDecode(jpegDecWasm),
+  "jpeg encode": () => initJpegEncode(jpegEncWasm),
+  "webp decode": () => initWebpDecode(webpDecWasm),
+  "webp encode": () => initWebpEncode(webpEncWasm),
+  oxipng: () => initOxipng(oxipngWasm),
+  resize: () => initResize(resizeWasm),
+} satisfies Record<string, () => Promise<unknown> | void>;
 
-/** Instantiates every codec once per isolate, from the modules bundled with the Worker (no fetch). */
-function initCodecs(): Promise<unknown> {
-  if (!ready) {
+type Step = keyof typeof INITS;
+
+const ready = new Map<Step, Promise<unknown>>();
+
+function codecReady(step: Step): Promise<unknown> {
+  let init = ready.get(step);
+  if (!init) {
     const scope = globalThis as { ImageData?: unknown };
     scope.ImageData ??= PixelData;
-    ready = Promise.all([
-      initPngDecode(pngWasm),
-      initPngEncode(pngWasm),
-      initJpegDecode(jpegDecWasm),
-      initJpegEncode(jpegEncWasm),
-      initWebpDecode(webpDecWasm),
-      initWebpEncode(webpEncWasm),
-      initOxipng(oxipngWasm),
-      initResize(resizeWasm),
-    ]).catch((error) => {
-      ready = undefined;
+    init = Promise.resolve(INITS[step]()).catch((error: unknown) => {
+      ready.delete(step);
       throw error;
     });
+    ready.set(step, init);
   }
-  return ready;
+  return init;
 }
 
 export const wasmImageEngine: ImageEngine = {
   name: "wasm",
   formats: ["png", "jpeg", "webp"],
   async transform(job: ImageJob): Promise<ImageResult> {
-    await initCodecs();
     if (!this.formats.includes(job.output)) {
       throw new OptimizeError("format-unsupported", `The wasm engine cannot write ${job.output}`);
     }
@@ -110,7 +119,6 @@ async function decode(job: ImageJob): Promise<ImageData> {
 
 /** Decodes PNG, JPEG or WebP bytes to RGBA pixels (also what tests compare outputs with). */
 export async function decodePixels(bytes: Uint8Array, format: ImageFormat): Promise<ImageData> {
-  await initCodecs();
   switch (format) {
     case "png":
       return codec("png decode", () => decodePng(exact(bytes)));
@@ -193,9 +201,13 @@ function crop(image: ImageData, region: NonNullable<TargetSize["crop"]>): ImageD
   return new PixelData(out, region.width, region.height);
 }
 
-/** Runs one codec step; a codec's own exception (corrupt input, out of memory) becomes an OptimizeError. */
-async function codec<T>(step: string, run: () => Promise<T>): Promise<T> {
+/**
+ * Runs one codec step, instantiating its codec first if need be; a codec's own exception (corrupt input,
+ * out of memory) becomes an OptimizeError.
+ */
+async function codec<T>(step: Step, run: () => Promise<T>): Promise<T> {
   try {
+    await codecReady(step);
     return await run();
   } catch (error) {
     if (error instanceof OptimizeError) throw error;
