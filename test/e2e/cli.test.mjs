@@ -4,11 +4,11 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
-import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../support/free-port.mjs";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const TOKEN = "e2e-admin-token";
@@ -20,16 +20,6 @@ let origin;
 let originUrl;
 let dir;
 const hits = new Map();
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = createNetServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function cli(args, extraEnv = {}) {
   return new Promise((resolve) => {
