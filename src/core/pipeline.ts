@@ -152,7 +152,9 @@ export async function handleRequest(
   }
 
   deps.stats.record(site.id, "miss");
-  if (method === "HEAD") {
+  // A resize URL's HEAD miss makes the variant (a GET to the source, transformed and stored), so its
+  // headers describe the resized image, not the source.
+  if (method === "HEAD" && !ex.resize) {
     deps.stats.originFetch(site.id);
     // A HEAD miss asks the origin for HEAD and stores nothing, so it never leaves an empty body for GET.
     await look.stale?.body.cancel();

@@ -328,6 +328,19 @@ describe("resize URLs", { timeout: 60_000 }, () => {
     expect((await origin.hits(site.path)).hits).toBe(0);
   });
 
+  it("answers HEAD with the resized variant's headers, making it on a miss", async () => {
+    const site = await imageSite({ resize }, "photo.jpg", "image/jpeg");
+    const url = `http://${site.host}/_tiercel/image/width=200${site.path}`;
+    const head = await send(url, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("tiercel-optimize")).toContain("width=200, height=150");
+    const get = await send(url);
+    const bytes = await bytesOf(get);
+    expect(get.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
+    expect(head.headers.get("content-length")).toBe(String(bytes.byteLength));
+    expect((await origin.hits(site.path)).hits).toBe(1);
+  });
+
   it("is refused on a site that has not enabled it", async () => {
     const site = await imageSite(undefined, "photo.jpg", "image/jpeg");
     const response = await send(`http://${site.host}/_tiercel/image/width=320${site.path}`);
