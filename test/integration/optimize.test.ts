@@ -137,6 +137,8 @@ describe("polish and format negotiation", { timeout: 60_000 }, () => {
       file: "demo/photo.jpg",
       conditional: true,
       headers: { "content-type": "image/jpeg", "cache-control": "max-age=10", etag: '"p1"' },
+      // The 304 speaks of the original: its type must not replace the stored variant's.
+      notModifiedHeaders: { "content-type": "image/jpeg" },
     });
     const first = await send(site.url, { headers: { accept: CHROME_ACCEPT } }, { now: clock.now });
     const webp = await bytesOf(first);

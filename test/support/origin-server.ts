@@ -24,6 +24,8 @@ export interface RouteSpec {
   truncateAfter?: number;
   /** Answer 304 when If-None-Match matches the route's ETag header (or If-Modified-Since its Last-Modified). */
   conditional?: boolean;
+  /** Extra headers on those 304s (say a Content-Type, which some servers send). */
+  notModifiedHeaders?: Record<string, string>;
   /** Close the connection without answering. */
   hangUp?: boolean;
   /** Close the connection without answering for the first this many requests, then answer normally. */
@@ -134,6 +136,7 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
     for (const [name, value] of Object.entries(route.headers ?? {})) {
       if (name.toLowerCase() !== "content-length" && name.toLowerCase() !== "content-type") headers[name] = value;
     }
+    Object.assign(headers, route.notModifiedHeaders);
     res.writeHead(304, headers);
     return res.end();
   }
