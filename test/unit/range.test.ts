@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { contentRange, evaluateRange, type RangeValidators, sliceStream } from "../../src/core/http/range";
+import { source } from "../support/streams";
 
 const LAST_MODIFIED = "Sat, 29 Oct 1994 19:43:31 GMT";
 const STORED: RangeValidators = { etag: '"v1"', lastModified: LAST_MODIFIED };
@@ -198,35 +199,6 @@ describe("contentRange", () => {
     expect(contentRange({ kind: "unsatisfiable" }, 1000)).toBe("bytes */1000");
   });
 });
-
-interface Source {
-  stream: ReadableStream<Uint8Array>;
-  /** How many chunks the slice has pulled so far. */
-  pulls(): number;
-  /** The reason the source was cancelled with, or undefined while it has not been. */
-  cancelled(): unknown;
-}
-
-/** A source that hands out `chunks` one per pull and never reads ahead, so a test sees how far it was read. */
-function source(chunks: number[][], error?: Error): Source {
-  let pulled = 0;
-  let reason: unknown;
-  const stream = new ReadableStream<Uint8Array>(
-    {
-      pull(controller) {
-        const chunk = chunks[pulled++];
-        if (chunk) controller.enqueue(new Uint8Array(chunk));
-        else if (error) controller.error(error);
-        else controller.close();
-      },
-      cancel(why) {
-        reason = why ?? "cancelled";
-      },
-    },
-    { highWaterMark: 0 },
-  );
-  return { stream, pulls: () => pulled, cancelled: () => reason };
-}
 
 async function bytesOf(stream: ReadableStream<Uint8Array>): Promise<number[]> {
   const out: number[] = [];

@@ -1,40 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { BodyTooLargeError, concat, readAll, sha256Digest, splitPrefix, streamOf } from "../../src/core/streams";
+import { source } from "../support/streams";
 
 const bytes = (...values: number[]) => new Uint8Array(values);
 const text = (value: string) => new TextEncoder().encode(value);
-
-interface Source {
-  stream: ReadableStream<Uint8Array>;
-  /** How many chunks the consumer has pulled so far. */
-  pulls(): number;
-  /** The reason the consumer cancelled with, or undefined while it has not. */
-  cancelled(): unknown;
-}
-
-/**
- * A stream that hands out `chunks` one per pull and never reads ahead (high-water mark 0), so the test can
- * see how far a consumer has read. With `error`, it fails after the last chunk instead of closing.
- */
-function source(chunks: Uint8Array[], error?: Error): Source {
-  let pulled = 0;
-  let reason: unknown;
-  const stream = new ReadableStream<Uint8Array>(
-    {
-      pull(controller) {
-        const chunk = chunks[pulled++];
-        if (chunk) controller.enqueue(chunk);
-        else if (error) controller.error(error);
-        else controller.close();
-      },
-      cancel(why) {
-        reason = why ?? "cancelled";
-      },
-    },
-    { highWaterMark: 0 },
-  );
-  return { stream, pulls: () => pulled, cancelled: () => reason };
-}
 
 async function chunksOf(stream: ReadableStream<Uint8Array>): Promise<number[][]> {
   const out: number[][] = [];
