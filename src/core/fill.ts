@@ -191,7 +191,7 @@ async function storeAndAnswer(
   // The site's optimizations (or a resize URL) replace the body, once, before it is stored.
   let body = response.body;
   let optimizeDetail: string | undefined;
-  const transformed = await transformResponse(ex, response.status, headers, body, declared);
+  const transformed = await transformResponse(ex, response.status, headers, body, declared, responseCc);
   if (transformed) {
     body = transformed.body;
     declared = transformed.length;

@@ -1,3 +1,4 @@
+import { engineFor } from "../optimize/optimize";
 import { isResizeUrl, parseResizeUrl, type ResizeRequest } from "../optimize/resize-url";
 import { loopCount } from "../origins/hygiene";
 import { objectSegments } from "../origins/path";
@@ -80,8 +81,7 @@ export async function handleRequest(
     const parsed = parseResizeUrl(url, site.optimize);
     resize = parsed.request;
     url = parsed.source;
-    const engine =
-      site.optimize.engine === "cloudflare" && deps.engines.cloudflare ? deps.engines.cloudflare : deps.engines.wasm;
+    const engine = engineFor({ options: site.optimize, engines: deps.engines });
     if (resize.format !== "auto" && !engine.formats.includes(resize.format)) {
       throw new TiercelError(
         "bad_resize_options",

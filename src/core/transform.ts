@@ -2,7 +2,7 @@ import { inputLimit, type Optimized, optimize, tooLarge, workFor } from "../opti
 import type { StoredEntry } from "./entry";
 import { TiercelError } from "./errors";
 import type { Exchange } from "./exchange";
-import { parseCacheControl } from "./http/cache-control";
+import type { CacheControl } from "./http/cache-control";
 import { readAtMost, streamOf } from "./streams";
 
 /**
@@ -32,11 +32,12 @@ export async function transformResponse(
   headers: Headers,
   body: ReadableStream<Uint8Array>,
   declared: number | undefined,
+  cc: CacheControl,
 ): Promise<Transformed | undefined> {
   // Only whole, unencoded 200s: a 206 is a part, an error page is not the asset, an encoded body is opaque.
   if (status !== 200 || headers.has("content-encoding")) return undefined;
   // RFC 9111 §5.2.2.6: an intermediary must not transform a response marked no-transform.
-  if (parseCacheControl(headers.get("cache-control")).noTransform) return undefined;
+  if (cc.noTransform) return undefined;
   const ctx = {
     options: ex.site.optimize,
     accept: ex.request.headers.get("accept"),

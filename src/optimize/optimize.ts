@@ -226,7 +226,8 @@ async function run(engine: ImageEngine, job: ImageJob, limits: OptimizeLimits): 
   }
 }
 
-function engineFor(ctx: OptimizeContext): ImageEngine {
+/** The engine a site's images go to: Cloudflare's when asked for and bound, else the WASM codecs. */
+export function engineFor(ctx: Pick<OptimizeContext, "options" | "engines">): ImageEngine {
   return ctx.options.engine === "cloudflare" && ctx.engines.cloudflare ? ctx.engines.cloudflare : ctx.engines.wasm;
 }
 
