@@ -10,7 +10,7 @@ import { endToEndHeaders } from "./http/headers";
 import { whyNotStorable } from "./http/storable";
 import { parseVary } from "./http/vary";
 import { selectingValues, variantKey } from "./keys";
-import type { Found, Lookup } from "./lookup";
+import { type Found, type Lookup, readChecked } from "./lookup";
 import { usePolicy } from "./policy";
 import { ServerTiming } from "./server-timing";
 import { invalidate, storeBody } from "./store";
@@ -62,7 +62,7 @@ export async function refreshInBackground(ex: Exchange, stale: Found): Promise<v
   const flight = deps.collapser.begin(ex.baseKey);
   try {
     const tier = deps.tiers[stale.tier];
-    const again = tier ? await tier.get(stale.key) : null;
+    const again = tier ? await readChecked(tier, stale.key, deps) : null;
     const look: Lookup = again
       ? {
           stale: { ...again, tier: stale.tier, key: stale.key, member: { cache: "background" }, index: stale.index },

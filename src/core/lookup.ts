@@ -5,6 +5,7 @@ import { describe, type Exchange } from "./exchange";
 import { variantKey } from "./keys";
 import { purgeState } from "./purge";
 import type { CachedObject, Tier } from "./tier";
+import { type DamagedEntryError, verifiedBody } from "./verified-body";
 
 /** An entry found in a tier, with the key it lives under (the variant's key for a response that varies). */
 export interface Found {
@@ -93,13 +94,36 @@ async function readThroughIndex(
   ex: Exchange,
   result: Lookup,
 ): Promise<(CachedObject & { key: string; index?: StoredEntry["variants"] }) | null> {
-  const found = await tier.get(ex.baseKey);
+  const found = await readChecked(tier, ex.baseKey, ex.deps);
   if (!found) return null;
   const variants = found.entry.variants;
   if (!variants) return { ...found, key: ex.baseKey };
   await found.body.cancel();
   result.index ??= variants;
   const key = await variantKey(ex.baseKey, variants.fields, variants.nonce, ex.request.headers);
-  const variant = await tier.get(key);
+  const variant = await readChecked(tier, key, ex.deps);
   return variant && { ...variant, key, index: variants };
+}
+
+/**
+ * Reads one entry from a tier with its body checked against its record as it streams (length always, the
+ * SHA-256 digest where one is recorded; see verified-body.ts). A body found damaged errors, never ends as if
+ * whole, and the entry is deleted from that tier in the background, so the next request refills it. Every
+ * read of an entry from a tier goes through here.
+ */
+export async function readChecked(
+  tier: Tier,
+  key: string,
+  deps: Pick<Exchange["deps"], "waitUntil" | "log" | "tierTimeoutMs">,
+): Promise<CachedObject | null> {
+  const found = await tier.get(key);
+  if (!found) return null;
+  const drop = (error: DamagedEntryError) => {
+    deps.log("tier.damaged", { tier: tier.name, key, damage: error.damage, error: describe(error) });
+    const deleting = withDeadline(tier.delete(key), deps.tierTimeoutMs, `${tier.name} delete`).catch((failure) => {
+      deps.log("tier.skipped", { tier: tier.name, op: "delete", key, error: describe(failure) });
+    });
+    deps.waitUntil(deleting);
+  };
+  return { entry: found.entry, body: verifiedBody(found.body, found.entry, drop) };
 }

@@ -92,7 +92,12 @@ export function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
 
 /** `sha-256=:<base64>:` (RFC 9530 §2 syntax) of a buffer. */
 export async function sha256Digest(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return sha256Field(await crypto.subtle.digest("SHA-256", bytes));
+}
+
+/** A raw SHA-256 digest as `sha-256=:<base64>:` (RFC 9530 §2, an sf-binary). */
+export function sha256Field(raw: ArrayBuffer): string {
+  const digest = new Uint8Array(raw);
   let binary = "";
   for (const byte of digest) binary += String.fromCharCode(byte);
   return `sha-256=:${btoa(binary)}:`;

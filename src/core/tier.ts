@@ -15,6 +15,10 @@ export interface CachedObject {
  * `put` is all or nothing: when the body is a stream that errors (a body that broke off, or one whose
  * length check failed), the put rejects and a later `get` finds the previous entry or nothing, never a
  * partial body. A streamed body is `entry.length` bytes long.
+ *
+ * `get` hands back the bytes as they are stored, unchecked: whoever reads an entry checks its body against
+ * the record (`readChecked` in lookup.ts), so the check lives in one place for every tier. A tier that finds
+ * damage only it can see (a missing part) errors the body with a `DamagedEntryError`.
  */
 export interface Tier {
   /** Short name used in Cache-Status, Server-Timing and logs: "edge", "kv". */

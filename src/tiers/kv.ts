@@ -1,6 +1,7 @@
 import { isStoredEntry, type StoredEntry } from "../core/entry";
 import { concat, readAll, splitPrefix, streamOf } from "../core/streams";
 import type { CachedObject, Tier } from "../core/tier";
+import { DamagedEntryError } from "../core/verified-body";
 
 /**
  * Tier 2: Workers KV, global and persistent.
@@ -155,7 +156,10 @@ function chunkedBody(kv: KVNamespace, keyOf: (i: number) => string, count: numbe
         if (!current) {
           if (index >= count) return controller.close();
           const value = await kv.get(keyOf(index++), "stream");
-          if (value === null) return controller.error(new Error(`chunk ${index - 1} of ${count} is missing`));
+          if (value === null) {
+            // Damage only this tier can see: the reader drops the entry (see core/verified-body.ts).
+            return controller.error(new DamagedEntryError("missing-part", `chunk ${index - 1} of ${count} is missing`));
+          }
           current = value.getReader();
         }
         const { done, value } = await current.read();

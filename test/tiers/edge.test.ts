@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { edgeTier } from "../../src/tiers/edge";
 import {
   bytesOf,
+  checkedReads,
   describeTierContract,
   entryFor,
   patternBytes,
@@ -129,20 +130,79 @@ describe("edge tier", () => {
       expect(await tier.get(key)).toBeNull();
     });
 
-    for (const [what, size] of [
-      ["shorter", 19_999],
-      ["longer", 20_001],
+    for (const [what, size, damage] of [
+      ["shorter", 19_999, "short"],
+      ["longer", 20_001, "long"],
     ] as const) {
-      it(`errors the body rather than serving one ${what} than its record says`, async () => {
+      it(`errors a read of a body ${what} than its record says, and drops the entry`, async () => {
         const cache = await caches.open(cacheName);
         const key = uniqueKey();
         const { tier, bodyUrl } = await putStreamed(cache, key, patternBytes(20_000));
         await cache.put(bodyUrl, new Response(patternBytes(size), { headers: { "cache-control": "max-age=60" } }));
 
-        const found = await tier.get(key);
-        if (found) await expect(bytesOf(found.body)).rejects.toThrow();
+        const reads = checkedReads();
+        const found = await reads.read(tier, key);
+        await expect(bytesOf(found?.body)).rejects.toMatchObject({ name: "DamagedEntryError", damage });
+        await reads.settled();
+        expect(reads.damages()).toEqual([damage]);
+        expect(await tier.get(key)).toBeNull();
       });
     }
+  });
+
+  describe("reads a damaged buffered entry (body in the envelope) as an error and drops it", () => {
+    /** Puts an entry, then rewrites its envelope with `damage(body)` as the body and the same record. */
+    async function damaged(damage: (body: Uint8Array) => Uint8Array) {
+      const cache = await caches.open(cacheName);
+      const tier = edgeTier(cache, { keyHost });
+      const key = uniqueKey();
+      const body = patternBytes(30_000);
+      const entry = await entryFor(body);
+      await tier.put(key, entry, body, 60);
+      const envelope = await cache.match(envelopeUrl(key));
+      expect(envelope).toBeDefined();
+      await envelope?.body?.cancel();
+      await cache.put(envelopeUrl(key), new Response(damage(body), { headers: envelope?.headers }));
+      return { tier, key, body };
+    }
+
+    const flipped = (body: Uint8Array) => {
+      const copy = body.slice();
+      copy[12_345] = (copy[12_345] ?? 0) ^ 0x01;
+      return copy;
+    };
+    const damages: [string, (body: Uint8Array) => Uint8Array, string][] = [
+      ["one byte short", (body) => body.slice(0, -1), "short"],
+      ["cut in half", (body) => body.slice(0, 15_000), "short"],
+      ["one byte longer", (body) => new Uint8Array([...body, 0]), "long"],
+      ["one bit flipped (the digest catches it)", flipped, "digest"],
+      ["empty", () => new Uint8Array(0), "short"],
+    ];
+    for (const [what, damage, kind] of damages) {
+      it(`${what}`, async () => {
+        const { tier, key } = await damaged(damage);
+        // Unchecked, the tier hands back what it holds: this is the damage a client would have been served.
+        const raw = await tier.get(key);
+        expect(sameBytes(await bytesOf(raw?.body), damage(patternBytes(30_000)))).toBe(true);
+
+        const reads = checkedReads();
+        const found = await reads.read(tier, key);
+        await expect(bytesOf(found?.body)).rejects.toMatchObject({ name: "DamagedEntryError", damage: kind });
+        await reads.settled();
+        expect(reads.damages()).toEqual([kind]);
+        expect(await tier.get(key)).toBeNull();
+      });
+    }
+
+    it("serves an intact entry through the same check untouched, and keeps it", async () => {
+      const { tier, key, body } = await damaged((b) => b);
+      const reads = checkedReads();
+      const found = await reads.read(tier, key);
+      expect(sameBytes(await bytesOf(found?.body), body)).toBe(true);
+      await reads.settled();
+      expect(reads.damages()).toEqual([]);
+      expect(await tier.get(key)).not.toBeNull();
+    });
   });
 
   it("keeps tiers with different key hosts apart in one cache", async () => {

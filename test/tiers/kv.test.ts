@@ -4,6 +4,7 @@ import type { StoredEntry } from "../../src/core/entry";
 import { KV_METADATA_LIMIT, kvTier } from "../../src/tiers/kv";
 import {
   bytesOf,
+  checkedReads,
   describeTierContract,
   entryFor,
   patternBytes,
@@ -238,6 +239,42 @@ describe("kv tier", () => {
       if (found) await expect(bytesOf(found.body)).rejects.toThrow();
     });
 
+    for (const [what, damage, kind] of [
+      ["missing", async (chunk: string) => env.CACHE_KV.delete(chunk), "missing-part"],
+      [
+        "one byte short",
+        async (chunk: string) => {
+          const value = new Uint8Array((await env.CACHE_KV.get(chunk, "arrayBuffer")) ?? new ArrayBuffer(0));
+          await env.CACHE_KV.put(chunk, value.subarray(0, -1));
+        },
+        "short",
+      ],
+      [
+        "one byte longer",
+        async (chunk: string) => {
+          const value = new Uint8Array((await env.CACHE_KV.get(chunk, "arrayBuffer")) ?? new ArrayBuffer(0));
+          await env.CACHE_KV.put(chunk, new Uint8Array([...value, 7]));
+        },
+        "long",
+      ],
+    ] as const) {
+      it(`drops an entry whose middle chunk is ${what}, erroring the read`, async () => {
+        const key = uniqueKey();
+        const body = patternBytes(2 * chunkSize + 10);
+        await chunked.put(key, await entryFor(body, { digest: "" }), body, 60);
+        const keys = await chunkKeys(key);
+        expect(keys).toHaveLength(3);
+        await damage(keys.find((k) => k.endsWith("/1")) ?? "");
+
+        const reads = checkedReads();
+        const found = await reads.read(chunked, key);
+        await expect(bytesOf(found?.body)).rejects.toMatchObject({ name: "DamagedEntryError", damage: kind });
+        await reads.settled();
+        expect(reads.damages()).toEqual([kind]);
+        expect(await chunked.get(key)).toBeNull();
+      });
+    }
+
     it("reads a rewritten entry's new chunks, not the old ones", async () => {
       const key = uniqueKey();
       const oldBody = patternBytes(2 * chunkSize + 1);
@@ -250,6 +287,43 @@ describe("kv tier", () => {
       expect(found?.entry).toStrictEqual(newEntry);
       expect(sameBytes(await bytesOf(found?.body), newBody)).toBe(true);
     });
+  });
+
+  describe("reads a damaged value as an error and drops the entry", () => {
+    const flipped = (value: Uint8Array) => {
+      const copy = value.slice();
+      const last = copy.byteLength - 1;
+      copy[last] = (copy[last] ?? 0) ^ 0x80;
+      return copy;
+    };
+    const damages: [string, (value: Uint8Array) => Uint8Array, string][] = [
+      ["one byte short", (value) => value.subarray(0, -1), "short"],
+      ["one byte longer", (value) => new Uint8Array([...value, 0]), "long"],
+      ["its last byte changed (the digest catches it)", flipped, "digest"],
+    ];
+    for (const [layout, headers] of [
+      ["in metadata", [["content-type", "text/plain"]]],
+      ["framed in the value", [["x-long", "f".repeat(2000)]]],
+    ] as const) {
+      for (const [what, damage, kind] of damages) {
+        it(`with its record ${layout}: ${what}`, async () => {
+          const key = uniqueKey();
+          const body = patternBytes(5000);
+          await tier.put(key, await entryFor(body, { headers: headers.map(([n, v]) => [n, v]) }), body, 60);
+          const stored = await raw(key);
+          await env.CACHE_KV.put(prefix + key, damage(stored.value ?? new Uint8Array(0)), {
+            metadata: stored.metadata,
+          });
+
+          const reads = checkedReads();
+          const found = await reads.read(tier, key);
+          await expect(bytesOf(found?.body)).rejects.toMatchObject({ name: "DamagedEntryError", damage: kind });
+          await reads.settled();
+          expect(reads.damages()).toEqual([kind]);
+          expect((await raw(key)).value).toBeNull();
+        });
+      }
+    }
   });
 
   describe("reads what it did not write as a miss or an error, never as a record", () => {

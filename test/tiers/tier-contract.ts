@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { StoredEntry } from "../../src/core/entry";
+import { readChecked } from "../../src/core/lookup";
 import type { Tier } from "../../src/core/tier";
 
 /**
@@ -524,4 +525,29 @@ export function sameBytes(actual: Uint8Array | undefined, expected: Uint8Array):
 async function digestOf(body: Uint8Array): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", body));
   return `sha-256=:${btoa(String.fromCharCode(...digest))}:`;
+}
+
+/**
+ * Reads entries the way the pipeline does (`readChecked`: the body checked against its record, a damaged
+ * entry deleted in the background), with the background work and the log kept for the test to look at.
+ */
+export function checkedReads() {
+  const pending: Promise<unknown>[] = [];
+  const logged: { event: string; fields: Record<string, unknown> }[] = [];
+  const deps = {
+    waitUntil: (work: Promise<unknown>) => {
+      pending.push(work);
+    },
+    log: (event: string, fields: Record<string, unknown>) => {
+      logged.push({ event, fields });
+    },
+    tierTimeoutMs: 5_000,
+  };
+  return {
+    read: (tier: Tier, key: string) => readChecked(tier, key, deps),
+    /** Waits for every background delete started so far. */
+    settled: () => Promise.all(pending),
+    /** The damage reports logged (`tier.damaged`), by kind. */
+    damages: () => logged.filter((l) => l.event === "tier.damaged").map((l) => l.fields.damage),
+  };
 }

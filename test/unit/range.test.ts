@@ -282,6 +282,36 @@ describe("sliceStream (RFC 9110 §14.1.2)", () => {
     );
   });
 
+  describe("with readToEnd (a stored body that checks itself as it ends)", () => {
+    it("reads the source to its end before closing, and delivers the same bytes", async () => {
+      const src = source(HUNDRED);
+      expect(await bytesOf(sliceStream(src.stream, 3, 14, { readToEnd: true }))).toEqual(span(3, 14));
+      expect(src.pulls()).toBe(11);
+      expect(src.cancelled()).toBeUndefined();
+    });
+
+    it("errors, without the range's last piece, when the source fails after the range", async () => {
+      const src = source(HUNDRED.slice(0, 4), new Error("digest mismatch"));
+      const reader = sliceStream(src.stream, 3, 14, { readToEnd: true }).getReader();
+      const received: number[] = [];
+      const failure = (async () => {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) return;
+          received.push(...value);
+        }
+      })();
+      await expect(failure).rejects.toThrow("digest mismatch");
+      // Bytes 3..9 went out; 10..14, the piece holding the range's end, never did.
+      expect(received).toEqual(span(3, 9));
+    });
+
+    it("without it, the same failing source after the range ends the slice cleanly (nothing read past it)", async () => {
+      const src = source(HUNDRED.slice(0, 4), new Error("digest mismatch"));
+      expect(await bytesOf(sliceStream(src.stream, 3, 14))).toEqual(span(3, 14));
+    });
+  });
+
   it.each([
     [-1, 5],
     [5, 4],

@@ -73,11 +73,17 @@ export function contentRange(
  * `start` are dropped as they arrive, and the source is cancelled as soon as `end` has been delivered, so
  * the rest of a large object is never read. A source that ends before `end` errors the slice rather than
  * let a short body pass for the promised range.
+ *
+ * With `readToEnd`, the source is read to its end (the bytes after `end` dropped) before the piece holding
+ * `end` is delivered and the slice closes, so a source that checks itself as it ends (a stored body checked
+ * against its record's length and digest) can still error the slice: the client never gets the whole range
+ * from a body that turned out damaged.
  */
 export function sliceStream(
   stream: ReadableStream<Uint8Array>,
   start: number,
   end: number,
+  { readToEnd = false }: { readToEnd?: boolean } = {},
 ): ReadableStream<Uint8Array> {
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
     throw new RangeError(`invalid byte range ${start}-${end}`);
@@ -103,6 +109,13 @@ export function sliceStream(
             Math.max(0, start - chunkStart),
             Math.min(value.byteLength, end + 1 - chunkStart),
           );
+          if (offset > end && readToEnd) {
+            // A read that fails from here on errors the slice before its last piece is out.
+            for (let rest = await reader.read(); !rest.done; rest = await reader.read());
+            controller.enqueue(piece);
+            controller.close();
+            return;
+          }
           controller.enqueue(piece);
           if (offset > end) {
             controller.close();

@@ -1,0 +1,138 @@
+import { sha256Field } from "./streams";
+
+/**
+ * Checking a body read back from a tier against its record as it streams, so a damaged entry (bytes lost,
+ * added or changed in storage) is never served as a clean, complete answer. Web Streams only, plus the
+ * runtime's streaming SHA-256 (see `verifiedBody`).
+ */
+
+/** How a stored body failed its record. */
+export type Damage = "short" | "long" | "digest" | "missing-part" | "bad-record";
+
+/**
+ * A stored body that does not match its record. Tiers raise it too, for damage only they can see (a KV
+ * chunk that is gone), so that the reader drops the entry the same way.
+ */
+export class DamagedEntryError extends Error {
+  override readonly name = "DamagedEntryError";
+
+  constructor(
+    readonly damage: Damage,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What the record says the body is. */
+export interface ExpectedBody {
+  /** Bytes, exactly. */
+  length: number;
+  /** `sha-256=:<base64>:`, or "" (or another algorithm) when there is none to check. */
+  digest: string;
+}
+
+/** RFC 9530 §2 field syntax for a SHA-256 digest, the only algorithm Tiercel records. */
+const SHA_256 = /^sha-256=:[A-Za-z0-9+/]{43}=:$/;
+
+/**
+ * Passes `source` through unchanged while checking it against `expected`: more bytes than `length` error
+ * the stream on the chunk that overruns (which is not passed on), fewer error it at the end, and when a
+ * SHA-256 digest is recorded the bytes must hash to it. The chunk that completes `length` is held back
+ * until the source has ended and every check has passed: a consumer that counts bytes (a client that was
+ * told `Content-Length`) therefore never receives a whole-looking body that was not, it sees an error.
+ *
+ * On damage the stream errors with a `DamagedEntryError` and `onDamaged` is called once, with that error; a
+ * source that itself errors with a `DamagedEntryError` counts as damage too. Any other source error is passed
+ * on as it is (a tier read that failed midway says nothing about the stored bytes), and cancelling cancels the
+ * source; neither calls `onDamaged`.
+ *
+ * The digest costs one SHA-256 pass over the body, computed as it streams with `crypto.DigestStream` (the
+ * Workers runtime's incremental hash, an extension of Web Crypto): no copy of the body is kept, only the
+ * held-back chunk. Digests are recorded for buffered bodies only (up to the 4 MiB buffer), so that is the
+ * most one hit ever hashes.
+ */
+export function verifiedBody(
+  source: ReadableStream<Uint8Array>,
+  expected: ExpectedBody,
+  onDamaged: (error: DamagedEntryError) => void,
+): ReadableStream<Uint8Array> {
+  const { length } = expected;
+  const reader = source.getReader();
+  const hasher = SHA_256.test(expected.digest) ? new crypto.DigestStream("SHA-256") : undefined;
+  // The digest promise rejects when the hash is abandoned (damage, a source error, a cancel): not a failure.
+  hasher?.digest.catch(() => {});
+  const hash = hasher?.getWriter();
+  let received = 0;
+  let held: Uint8Array | undefined;
+  let reported = false;
+
+  const damaged = (error: DamagedEntryError): DamagedEntryError => {
+    if (!reported) {
+      reported = true;
+      onDamaged(error);
+    }
+    hash?.abort(error).catch(() => {});
+    return error;
+  };
+
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!Number.isSafeInteger(length) || length < 0) {
+        const error = damaged(new DamagedEntryError("bad-record", `the record's length ${length} is not a length`));
+        await reader.cancel(error).catch(() => {});
+        throw error;
+      }
+      // Each pull enqueues a chunk, closes or throws (which errors the stream): never returns with nothing.
+      for (;;) {
+        let result: ReadableStreamReadResult<Uint8Array>;
+        try {
+          result = await reader.read();
+        } catch (error) {
+          if (error instanceof DamagedEntryError) damaged(error);
+          else hash?.abort(error).catch(() => {});
+          throw error;
+        }
+        if (result.done) {
+          if (received < length) {
+            throw damaged(new DamagedEntryError("short", `stored body ended after ${received} of ${length} bytes`));
+          }
+          if (hash && hasher) {
+            await hash.close();
+            const actual = sha256Field(await hasher.digest);
+            if (actual !== expected.digest) {
+              throw damaged(
+                new DamagedEntryError("digest", `stored body hashes to ${actual}, its record says ${expected.digest}`),
+              );
+            }
+          }
+          if (held) controller.enqueue(held);
+          controller.close();
+          return;
+        }
+        const chunk = result.value;
+        if (chunk.byteLength === 0) continue;
+        received += chunk.byteLength;
+        if (received > length) {
+          const error = damaged(
+            new DamagedEntryError("long", `stored body is longer than its record's ${length} bytes`),
+          );
+          await reader.cancel(error).catch(() => {});
+          throw error;
+        }
+        // Hashed before it is handed on: a consumer may transfer the buffer once it has it.
+        if (hash) await hash.write(chunk);
+        if (received === length) {
+          held = chunk;
+          continue;
+        }
+        controller.enqueue(chunk);
+        return;
+      }
+    },
+    cancel(reason) {
+      hash?.abort(reason).catch(() => {});
+      return reader.cancel(reason);
+    },
+  });
+}
