@@ -6,6 +6,7 @@ import { TiercelError, withDiagnostics } from "./errors";
 import { describe, type Exchange } from "./exchange";
 import { parseCacheControl } from "./http/cache-control";
 import { freshenHeaders } from "./http/conditional";
+import { passOn } from "./http/content-coding";
 import { endToEndHeaders } from "./http/headers";
 import { whyNotStorable } from "./http/storable";
 import { parseVary } from "./http/vary";
@@ -179,13 +180,17 @@ async function storeAndAnswer(
 
   // Worth storing: allowed, and useful for some time — fresh, within a stale window, or revalidatable.
   const useless = use.noCache && !hasValidators(entry);
-  const notStored = reason ?? (useless ? "no-cache" : retentionOf(entry, responseTime) <= 0 ? "stale" : undefined);
+  // The origins decode gzip and deflate; a body still labelled with a coding is one Tiercel cannot decode
+  // (br, compress, zstd, several codings): the tiers hold identity bodies only, so it passes unstored.
+  const coded = headers.has("content-encoding") ? "content-coding" : undefined;
+  const notStored =
+    reason ?? coded ?? (useless ? "no-cache" : retentionOf(entry, responseTime) <= 0 ? "stale" : undefined);
   if (notStored || response.body === null) {
     flight?.settle({ kind: "none" });
     status.forwarded(response.status, false, `not-stored-${notStored ?? "empty"}`);
     headers.set("cache-status", status.toString());
     headers.set("server-timing", timing.toString());
-    return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+    return passOn(response.body, { status: response.status, statusText: response.statusText, headers });
   }
 
   // The site's optimizations (or a resize URL) replace the body, once, before it is stored.

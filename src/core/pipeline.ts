@@ -10,6 +10,7 @@ import { errorResponse, TiercelError, withDiagnostics } from "./errors";
 import { type Deps, describe, type Exchange } from "./exchange";
 import { answerContext, fromOrigin, refreshInBackground } from "./fill";
 import { normalizeHost } from "./host";
+import { passOn } from "./http/content-coding";
 import { endToEndHeaders } from "./http/headers";
 import { cacheKey, keyPartsFor } from "./keys";
 import { lookupTiers } from "./lookup";
@@ -222,7 +223,7 @@ async function forward(
   headers.set("cache-status", status.toString());
   headers.set("server-timing", timing.toString());
   const body = request.method === "HEAD" ? null : response.body;
-  return new Response(body, { status: response.status, statusText: response.statusText, headers });
+  return passOn(body, { status: response.status, statusText: response.statusText, headers });
 }
 
 function refuse(error: unknown, deps: Deps, timing: ServerTiming, request: Request): Response {

@@ -1,3 +1,4 @@
+import { ACCEPTED_CODINGS } from "../core/http/content-coding";
 import { endToEndHeaders } from "../core/http/headers";
 import type { Origin, OriginRequest } from "../core/origin";
 import type { HttpOriginConfig } from "../sites/schema";
@@ -90,6 +91,8 @@ export function httpOrigin(options: HttpOriginOptions): Origin {
       const clientIp = request.headers.get("cf-connecting-ip");
       if (clientIp) headers.set("x-forwarded-for", clientIp);
       headers.set("x-forwarded-proto", request.url.protocol.replace(":", ""));
+      // Only the codings Tiercel decodes, whatever the client accepts: what is stored is the identity form.
+      headers.set("accept-encoding", ACCEPTED_CODINGS);
       // RFC 8586: say this request went through Tiercel, so an origin that points back is caught.
       const loop = request.headers.get("cdn-loop");
       headers.set("cdn-loop", loop ? `${loop}, ${LOOP_TOKEN}` : LOOP_TOKEN);

@@ -1,4 +1,5 @@
 import { TiercelError } from "../core/errors";
+import { decodeContent } from "../core/http/content-coding";
 
 /**
  * The one way Tiercel talks to an origin: redirects never followed, a deadline for the response headers,
@@ -10,7 +11,10 @@ export interface UpstreamOptions {
   /** Longest pause between two body chunks, in milliseconds. */
   bodyIdleMs: number;
   /** How the request is sent: the global `fetch` unless an origin needs its own transport (see socket-fetch). */
-  fetch?: (request: Request, init: { signal: AbortSignal; redirect: "manual" }) => Promise<Response>;
+  fetch?: (
+    request: Request,
+    init: { signal: AbortSignal; redirect: "manual"; encodeResponseBody: "manual" },
+  ) => Promise<Response>;
 }
 
 /** Methods that may be repeated when sent without a body (RFC 9110 §9.2.2). */
@@ -23,8 +27,15 @@ export async function fetchUpstream(request: Request, options: UpstreamOptions):
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), options.headersTimeoutMs);
     try {
-      const response = await doFetch(request, { signal: controller.signal, redirect: "manual" });
-      return withIdleLimit(response, options.bodyIdleMs);
+      // The body as the origin coded it, in both connect modes: workerd's fetch() would decode gzip and br
+      // itself but keep the coded Content-Encoding and Content-Length, the socket client decodes nothing.
+      // Tiercel then decodes what it can, one way for every origin (see core/http/content-coding.ts).
+      const response = await doFetch(request, {
+        signal: controller.signal,
+        redirect: "manual",
+        encodeResponseBody: "manual",
+      });
+      return decodeContent(withIdleLimit(response, options.bodyIdleMs));
     } catch (cause) {
       if (controller.signal.aborted) {
         throw new TiercelError(

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 
 /**
  * A real HTTP origin on loopback for the workerd tests. It counts every request per path, remembers the
@@ -38,6 +39,13 @@ export interface RouteSpec {
   raw?: string;
   /** The body is this file, relative to test/fixtures/, or `demo/<name>` from demo/assets/ (real images). */
   file?: string;
+  /**
+   * Compress the body with this content coding (Content-Encoding, Vary: Accept-Encoding, and the coded
+   * length as Content-Length) when the request's Accept-Encoding lists it, or always with `encodeAlways`
+   * (a careless origin). `truncateAfter`, `stallAfter` and `chunked` then apply to the coded bytes.
+   */
+  encode?: "gzip" | "br" | "deflate";
+  encodeAlways?: boolean;
 }
 
 export interface SeenRequest {
@@ -140,13 +148,14 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
     res.writeHead(304, headers);
     return res.end();
   }
-  const payload =
+  const plain =
     route.file !== undefined
       ? await readFile(fixturePath(route.file))
       : route.size !== undefined
         ? Buffer.from("0123456789".repeat(Math.ceil(route.size / 10)).slice(0, route.size))
         : Buffer.from((route.body ?? "").replaceAll("{hit}", String(count)));
   const headers: Record<string, string | string[]> = { "x-origin-hit": String(count), ...route.headers };
+  const payload = encoded(route, req, headers, plain);
   if (!route.chunked && !Object.keys(headers).some((h) => h.toLowerCase() === "content-length")) {
     headers["content-length"] = String(payload.byteLength);
   }
@@ -171,6 +180,25 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
     return;
   }
   res.end(payload);
+}
+
+/** The body in the route's content coding, if it has one and the request accepts it (or the origin is careless). */
+function encoded(
+  route: RouteSpec,
+  req: IncomingMessage,
+  headers: Record<string, string | string[]>,
+  plain: Buffer,
+): Buffer {
+  if (!route.encode) return plain;
+  headers.vary = "Accept-Encoding";
+  const accepted = String(req.headers["accept-encoding"] ?? "")
+    .split(",")
+    .map((coding) => coding.split(";")[0]?.trim().toLowerCase());
+  if (!route.encodeAlways && !accepted.includes(route.encode)) return plain;
+  headers["content-encoding"] = route.encode;
+  if (route.encode === "gzip") return gzipSync(plain);
+  if (route.encode === "br") return brotliCompressSync(plain);
+  return deflateSync(plain);
 }
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/", import.meta.url));

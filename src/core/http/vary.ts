@@ -1,9 +1,9 @@
 /**
  * Vary (RFC 9110 §12.5.5; RFC 9111 §4.1).
  *
- * Deliberate deviation: `Accept-Encoding` is not treated as a selecting header. The Workers runtime asks
- * origins for gzip/brotli, decodes what it receives, and encodes again for each client according to that
- * client's own Accept-Encoding, so the representation Tiercel stores is the same whichever encoding the
+ * Deliberate deviation: `Accept-Encoding` is not treated as a selecting header. Every origin request
+ * carries Tiercel's own Accept-Encoding, never the client's, and what is stored is the decoded identity
+ * form (see content-coding.ts), so the representation Tiercel stores is the same whichever encoding the
  * client asked for.
  */
 export type VaryFields = "*" | string[];
