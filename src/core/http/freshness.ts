@@ -85,8 +85,21 @@ export function currentAge(initialAge: number, responseTime: number, now: number
   return initialAge + Math.max(0, (now - responseTime) / 1000);
 }
 
-/** §5.1: Age is a non-negative delta-seconds; an invalid value is ignored. */
+/** RFC 9111 §1.2.2: the largest delta-seconds a cache needs to represent. */
+const DELTA_CAP = 2 ** 31;
+
+/**
+ * §5.1: Age is one non-negative delta-seconds. Two cases the RFC leaves open are read so that the answer is
+ * never fresher than it may be:
+ * - several values (`Age: 7200, 0`, or several field lines, which Headers joins with ", "): the first one
+ *   counts, as the value the nearest cache on the way sent;
+ * - an invalid first value (negative, fractional, not a number, empty): §5.1 would have it ignored, which
+ *   reads an answer of unknown age as brand new; Tiercel takes it as the largest age instead (§1.2.2's
+ *   2^31), so the answer is stale on arrival and is used only after a validation.
+ */
 function parseAgeHeader(value: string | null): number {
-  if (value === null || !/^\s*[0-9]+\s*$/.test(value)) return 0;
-  return Math.min(Number(value), 2 ** 31);
+  if (value === null) return 0;
+  const first = value.split(",")[0]?.trim() ?? "";
+  if (!/^[0-9]+$/.test(first)) return DELTA_CAP;
+  return Math.min(Number(first), DELTA_CAP);
 }
