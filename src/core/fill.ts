@@ -180,16 +180,17 @@ async function storeAndAnswer(
   // Worth storing: allowed, and useful for some time — fresh, within a stale window, or revalidatable.
   const useless = use.noCache && !hasValidators(entry);
   const notStored = reason ?? (useless ? "no-cache" : retentionOf(entry, responseTime) <= 0 ? "stale" : undefined);
-  if (notStored || response.body === null) {
+  if (notStored) {
     flight?.settle({ kind: "none" });
-    status.forwarded(response.status, false, `not-stored-${notStored ?? "empty"}`);
+    status.forwarded(response.status, false, `not-stored-${notStored}`);
     headers.set("cache-status", status.toString());
     headers.set("server-timing", timing.toString());
     return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
   }
 
   // The site's optimizations (or a resize URL) replace the body, once, before it is stored.
-  let body = response.body;
+  // A null body (204, 205, or an origin that sent none) is stored as an empty one, in every tier.
+  let body = response.body ?? streamOf(new Uint8Array(0));
   let optimizeDetail: string | undefined;
   const transformed = await transformResponse(ex, response.status, headers, body, declared, responseCc);
   if (transformed) {

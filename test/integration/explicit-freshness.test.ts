@@ -79,3 +79,91 @@ describe("Age, dates and limits (issue 12 §3)", () => {
     expect((await origin.hits(path)).hits).toBe(1);
   });
 });
+
+describe("every final status with explicit freshness (issue 12 §2, RFC 9111 §3)", () => {
+  const headersFor = (status: number): Record<string, string> =>
+    status === 303 ? { location: "/elsewhere" } : { "content-type": "text/plain" };
+
+  it.each([204, 299, 303, 400, 403, 500, 503])(
+    "stores a %i with max-age and answers it from the cache",
+    async (status) => {
+      const { host } = await newSite();
+      const path = `/${unique(`status-${status}`)}`;
+      const body = status === 204 ? undefined : "answer {hit}";
+      await origin.route(path, {
+        status,
+        ...(body ? { body } : {}),
+        headers: { ...headersFor(status), "cache-control": "max-age=60" },
+      });
+      const first = await send(`http://${host}${path}`);
+      expect(first.status).toBe(status);
+      expect(first.headers.get("cache-status")).toContain("stored");
+      const second = await send(`http://${host}${path}`);
+      expect(second.status).toBe(status);
+      expect(second.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
+      expect(await second.text()).toBe(body ? "answer 1" : "");
+      expect((await origin.hits(path)).hits).toBe(1);
+    },
+  );
+
+  it.each([299, 303, 400, 403, 500, 503])("does not store a %i without explicit freshness", async (status) => {
+    const { host } = await newSite({ cache: { staleWhileRevalidate: 60, staleIfError: 60 } });
+    const path = `/${unique(`status-none-${status}`)}`;
+    const lastModified = HTTP_DATE(Date.now() - 86_400_000);
+    await origin.route(path, {
+      status,
+      body: "answer {hit}",
+      headers: { ...headersFor(status), "last-modified": lastModified },
+    });
+    await send(`http://${host}${path}`);
+    const second = await send(`http://${host}${path}`);
+    expect(second.status).toBe(status);
+    expect(second.headers.get("cache-status")).toContain("not-stored");
+    expect((await origin.hits(path)).hits).toBe(2);
+  });
+
+  it("stores a 204's null body in both tiers and answers it from KV once the edge forgets it", async () => {
+    const { host, id } = await newSite();
+    const path = `/${unique("no-content")}`;
+    await origin.route(path, { status: 204, headers: { "cache-control": "max-age=60", "x-kind": "empty" } });
+    await send(`http://${host}${path}`);
+    await evictEdge(id, path);
+    const kv = await send(`http://${host}${path}`);
+    expect(kv.status).toBe(204);
+    expect(kv.headers.get("cache-status")).toMatch(/Tiercel-KV; hit/);
+    expect(kv.headers.get("x-kind")).toBe("empty");
+    expect(kv.body).toBeNull();
+    expect((await origin.hits(path)).hits).toBe(1);
+  });
+
+  it("never lets a stored 503 outlive its freshness: no edgeTtl, no stale windows, the working origin answers", async () => {
+    const { host } = await newSite({ cache: { edgeTtl: 3600, staleWhileRevalidate: 600, staleIfError: 600 } });
+    const path = `/${unique("error-fresh-only")}`;
+    await origin.route(path, {
+      status: 503,
+      body: "down {hit}",
+      headers: { "cache-control": "max-age=10, stale-while-revalidate=600" },
+    });
+    const clock = testClock();
+    await send(`http://${host}${path}`, undefined, { now: clock.now });
+    clock.advance(5);
+    const cached = await send(`http://${host}${path}`, undefined, { now: clock.now });
+    expect(cached.status).toBe(503);
+    expect(await cached.text()).toBe("down 1");
+    clock.advance(10);
+    await origin.route(path, { body: "up {hit}", headers: { "cache-control": "max-age=60" } });
+    const recovered = await send(`http://${host}${path}`, undefined, { now: clock.now });
+    expect(recovered.status).toBe(200);
+    expect(await recovered.text()).toBe("up 2");
+  });
+
+  it("keeps negative caching: a 404 with a long max-age lives for the site's negativeTtl", async () => {
+    const { host } = await newSite({ cache: { negativeTtl: 30 } });
+    const path = `/${unique("negative")}`;
+    await origin.route(path, { status: 404, body: "missing {hit}", headers: { "cache-control": "max-age=3600" } });
+    const clock = testClock();
+    await send(`http://${host}${path}`, undefined, { now: clock.now });
+    clock.advance(40);
+    expect(await (await send(`http://${host}${path}`, undefined, { now: clock.now })).text()).toBe("missing 2");
+  });
+});

@@ -136,10 +136,14 @@ describe("freshnessLifetime", () => {
       expect(lifetime({ date: httpDate(T), "last-modified": httpDate(T - 1000 * SECOND) }, status)).toBe(0);
     });
 
-    it("applies to any status when the response is marked public (RFC 9111 §4.2.2)", () => {
+    it("applies to a non-error status when the response is marked public (RFC 9111 §4.2.2)", () => {
       const headers = { "cache-control": "public", date: httpDate(T), "last-modified": httpDate(T - 1000 * SECOND) };
       expect(lifetime(headers, 302)).toBe(100);
-      expect(lifetime(headers, 500)).toBe(100);
+    });
+
+    it.each([400, 500, 503])("does not make a public error %i fresh by a guess (stricter than §4.2.2)", (status) => {
+      const headers = { "cache-control": "public", date: httpDate(T), "last-modified": httpDate(T - 1000 * SECOND) };
+      expect(lifetime(headers, status)).toBe(0);
     });
 
     it("is not used when Expires is present, even when invalid (RFC 9111 §4.2.2)", () => {

@@ -44,9 +44,10 @@ export function freshnessLifetime({ status, headers, cc, responseTime }: Freshne
 /**
  * §4.2.2: heuristic freshness only for a heuristically cacheable status or a response marked `public`,
  * and only without explicit expiration. Tiercel uses the customary 10% of the time since Last-Modified.
+ * Stricter: `public` allows a heuristic only below 400, so an error page is never made fresh by a guess.
  */
 function heuristicLifetime(status: number, headers: Headers, cc: CacheControl, responseTime: number): number {
-  if (!HEURISTICALLY_CACHEABLE.has(status) && !cc.public) return 0;
+  if (!HEURISTICALLY_CACHEABLE.has(status) && !(cc.public && status < 400)) return 0;
   const lastModified = parseHttpDate(headers.get("last-modified"));
   if (lastModified === undefined) return 0;
   const date = parseHttpDate(headers.get("date")) ?? responseTime;
