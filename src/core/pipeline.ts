@@ -11,6 +11,7 @@ import { type Deps, describe, type Exchange } from "./exchange";
 import { answerContext, fromOrigin, refreshInBackground } from "./fill";
 import { normalizeHost } from "./host";
 import { endToEndHeaders } from "./http/headers";
+import { consumedTargetedFields } from "./http/targeted";
 import { cacheKey, keyPartsFor } from "./keys";
 import { lookupTiers } from "./lookup";
 import { ServerTiming } from "./server-timing";
@@ -218,7 +219,7 @@ async function forward(
     throw withDiagnostics(error, status, timing);
   }
   status.forwarded(response.status, false, detail);
-  const headers = endToEndHeaders(response.headers);
+  const headers = endToEndHeaders(response.headers, consumedTargetedFields(site.cache.targetedFields));
   headers.set("cache-status", status.toString());
   headers.set("server-timing", timing.toString());
   const body = request.method === "HEAD" ? null : response.body;

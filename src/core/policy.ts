@@ -1,6 +1,6 @@
 import type { CachePolicy } from "../sites/schema";
 import type { CacheControl } from "./http/cache-control";
-import { freshnessLifetime } from "./http/freshness";
+import { freshnessLifetime, hasExplicitExpiration } from "./http/freshness";
 
 /**
  * How long Tiercel may use a stored response, resolved once when it is stored: the origin's freshness
@@ -36,7 +36,7 @@ export function usePolicy(
   let lifetime: number;
   if (NEGATIVE_STATUSES.has(input.status)) {
     // Negative caching: 404/410 live for the site's negativeTtl at most, whatever the origin says.
-    const explicit = cc.sMaxAge !== undefined || cc.maxAge !== undefined || input.headers.has("expires");
+    const explicit = hasExplicitExpiration(input.headers, cc);
     lifetime = explicit ? Math.min(freshnessLifetime(input), site.negativeTtl) : site.negativeTtl;
   } else if (input.status >= 400) {
     // Other errors are stored only with explicit freshness (RFC 9111 §3), for exactly that long: the site's

@@ -167,3 +167,132 @@ describe("every final status with explicit freshness (issue 12 §2, RFC 9111 §3
     expect(await (await send(`http://${host}${path}`, undefined, { now: clock.now })).text()).toBe("missing 2");
   });
 });
+
+describe("targeted cache control (issue 12 §1, RFC 9213)", () => {
+  it("stores a response whose CDN-Cache-Control allows it despite Cache-Control: no-store, and passes both on", async () => {
+    const { host } = await newSite();
+    const path = `/${unique("cdn-cc")}`;
+    await origin.route(path, {
+      body: "v{hit}",
+      headers: { "cache-control": "no-store", "cdn-cache-control": "max-age=60" },
+    });
+    const first = await send(`http://${host}${path}`);
+    expect(first.headers.get("cache-status")).toContain("stored");
+    const hit = await send(`http://${host}${path}`);
+    expect(await hit.text()).toBe("v1");
+    expect(hit.headers.get("cache-control")).toBe("no-store");
+    expect(hit.headers.get("cdn-cache-control")).toBe("max-age=60");
+    expect((await origin.hits(path)).hits).toBe(1);
+  });
+
+  it("does not store a response whose Tiercel-Cache-Control says no-store despite Cache-Control: max-age=600, and strips it", async () => {
+    const { host } = await newSite();
+    const path = `/${unique("tiercel-cc")}`;
+    await origin.route(path, {
+      body: "v{hit}",
+      headers: { "cache-control": "max-age=600", "tiercel-cache-control": "no-store" },
+    });
+    const first = await send(`http://${host}${path}`);
+    expect(first.headers.get("cache-status")).toContain("not-stored-no-store");
+    expect(first.headers.get("cache-control")).toBe("max-age=600");
+    expect(first.headers.get("tiercel-cache-control")).toBeNull();
+    expect(await (await send(`http://${host}${path}`)).text()).toBe("v2");
+  });
+
+  it("prefers Tiercel-Cache-Control over CDN-Cache-Control, and never shows it to clients on hits", async () => {
+    const { host } = await newSite();
+    const path = `/${unique("both-targeted")}`;
+    await origin.route(path, {
+      body: "v{hit}",
+      headers: { "cdn-cache-control": "no-store", "tiercel-cache-control": "max-age=60" },
+    });
+    await send(`http://${host}${path}`);
+    const hit = await send(`http://${host}${path}`);
+    expect(await hit.text()).toBe("v1");
+    expect(hit.headers.get("tiercel-cache-control")).toBeNull();
+    expect(hit.headers.get("cdn-cache-control")).toBe("no-store");
+  });
+
+  it("ignores an invalid targeted field as a whole and uses Cache-Control (RFC 9213 §2.1)", async () => {
+    const { host } = await newSite();
+    const stored = `/${unique("invalid-targeted")}`;
+    const refused = `/${unique("invalid-targeted-nostore")}`;
+    // Upper-case keys and a trailing comma are not a Structured Fields Dictionary.
+    await origin.route(stored, {
+      body: "v{hit}",
+      headers: { "cache-control": "max-age=60", "tiercel-cache-control": "No-Store" },
+    });
+    await origin.route(refused, {
+      body: "v{hit}",
+      headers: { "cache-control": "no-store", "cdn-cache-control": "max-age=60," },
+    });
+    await send(`http://${host}${stored}`);
+    expect(await (await send(`http://${host}${stored}`)).text()).toBe("v1");
+    await send(`http://${host}${refused}`);
+    expect(await (await send(`http://${host}${refused}`)).text()).toBe("v2");
+  });
+
+  it("replaces Expires too: a targeted max-age=10 wins over an Expires an hour away (RFC 9213 §2.2)", async () => {
+    const { host } = await newSite();
+    const path = `/${unique("targeted-expires")}`;
+    const clock = testClock();
+    await origin.route(path, {
+      body: "v{hit}",
+      headers: {
+        date: HTTP_DATE(clock.now()),
+        expires: HTTP_DATE(clock.now() + 3_600_000),
+        "cdn-cache-control": "max-age=10",
+      },
+    });
+    await send(`http://${host}${path}`, undefined, { now: clock.now });
+    clock.advance(20);
+    expect(await (await send(`http://${host}${path}`, undefined, { now: clock.now })).text()).toBe("v2");
+  });
+
+  it("keeps the site's edgeTtl above a targeted field (edgeTtl > targeted > Cache-Control)", async () => {
+    const { host } = await newSite({ cache: { edgeTtl: 300 } });
+    const path = `/${unique("targeted-edgettl")}`;
+    await origin.route(path, { body: "v{hit}", headers: { "cdn-cache-control": "max-age=10" } });
+    const clock = testClock();
+    await send(`http://${host}${path}`, undefined, { now: clock.now });
+    clock.advance(200);
+    expect(await (await send(`http://${host}${path}`, undefined, { now: clock.now })).text()).toBe("v1");
+  });
+
+  it("never serves stale what a targeted must-revalidate forbids, whatever the site's stale-if-error", async () => {
+    const { host } = await newSite({ cache: { staleIfError: 600 } });
+    const path = `/${unique("targeted-mustreval")}`;
+    await origin.route(path, {
+      body: "v1",
+      headers: { "cache-control": "max-age=10", "cdn-cache-control": "max-age=10, must-revalidate" },
+    });
+    const clock = testClock();
+    await send(`http://${host}${path}`, undefined, { now: clock.now });
+    clock.advance(20);
+    await origin.route(path, { status: 503, body: "down" });
+    expect((await send(`http://${host}${path}`, undefined, { now: clock.now })).status).toBe(503);
+  });
+
+  it("obeys only the fields the site lists: with targetedFields [] CDN-Cache-Control changes nothing", async () => {
+    const { host } = await newSite({ cache: { targetedFields: [] } });
+    const path = `/${unique("targeted-off")}`;
+    await origin.route(path, {
+      body: "v{hit}",
+      headers: { "cache-control": "no-store", "cdn-cache-control": "max-age=60" },
+    });
+    await send(`http://${host}${path}`);
+    expect(await (await send(`http://${host}${path}`)).text()).toBe("v2");
+  });
+
+  it("strips Tiercel-Cache-Control from uncached methods' answers too", async () => {
+    const { host } = await newSite();
+    const path = `/${unique("targeted-post")}`;
+    await origin.route(path, {
+      body: "ok",
+      headers: { "tiercel-cache-control": "no-store", "cdn-cache-control": "no-store" },
+    });
+    const response = await send(`http://${host}${path}`, { method: "POST", body: "x" });
+    expect(response.headers.get("tiercel-cache-control")).toBeNull();
+    expect(response.headers.get("cdn-cache-control")).toBe("no-store");
+  });
+});

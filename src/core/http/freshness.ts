@@ -29,7 +29,8 @@ export function freshnessLifetime({ status, headers, cc, responseTime }: Freshne
   if (cc.sMaxAge !== undefined) return validOrStale(cc.sMaxAge);
   // §4.2.1: "If the max-age response directive is present, use its value".
   if (cc.maxAge !== undefined) return validOrStale(cc.maxAge);
-  const expiresHeader = headers.get("expires");
+  // RFC 9213 §2.2: directives from a targeted field replace Expires as well as Cache-Control.
+  const expiresHeader = cc.targeted ? null : headers.get("expires");
   if (expiresHeader !== null) {
     // §5.3: "A cache recipient MUST interpret invalid date formats, especially the value "0", as
     // representing a time in the past (i.e., 'already expired')."
@@ -53,6 +54,11 @@ function heuristicLifetime(status: number, headers: Headers, cc: CacheControl, r
   const date = parseHttpDate(headers.get("date")) ?? responseTime;
   const sinceModified = Math.max(0, (date - lastModified) / 1000);
   return Math.min(HEURISTIC_CAP_SECONDS, Math.floor(sinceModified / 10));
+}
+
+/** Explicit expiration (RFC 9111 §4.2.1): s-maxage, max-age or Expires — not Expires under a targeted field. */
+export function hasExplicitExpiration(headers: Headers, cc: CacheControl): boolean {
+  return cc.sMaxAge !== undefined || cc.maxAge !== undefined || (!cc.targeted && headers.has("expires"));
 }
 
 function validOrStale(seconds: number): number {

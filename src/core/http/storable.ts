@@ -1,4 +1,5 @@
 import type { CacheControl } from "./cache-control";
+import { hasExplicitExpiration } from "./freshness";
 import type { VaryFields } from "./vary";
 
 /**
@@ -59,8 +60,7 @@ export function whyNotStorable(input: StorableInput): NotStorableReason | null {
   // RFC 9110 §12.5.5: Vary: * can never be matched (other selecting headers are keyed as variants).
   if (input.vary === "*") return "vary";
   // §3: the response has explicit expiration, is public, or has a status cacheable by default.
-  const explicit =
-    responseCc.maxAge !== undefined || responseCc.sMaxAge !== undefined || input.responseHeaders.has("expires");
+  const explicit = hasExplicitExpiration(input.responseHeaders, responseCc);
   // Stricter: `public` stands in for explicit freshness only below 400, so no error is stored without it.
   const publicOk = responseCc.public && input.status < 400;
   if (!explicit && !publicOk && !CACHEABLE_BY_DEFAULT.has(input.status)) return "no-expiration";
