@@ -296,3 +296,23 @@ describe("targeted cache control (issue 12 §1, RFC 9213)", () => {
     expect(response.headers.get("cdn-cache-control")).toBe("no-store");
   });
 });
+
+describe("fills with many readers", () => {
+  it("collapses 20 concurrent misses of a 204 and of a 503 with max-age into one origin request each", async () => {
+    const { host } = await newSite();
+    for (const status of [204, 503]) {
+      const path = `/${unique(`many-${status}`)}`;
+      await origin.route(path, {
+        status,
+        delayMs: 200,
+        ...(status === 204 ? {} : { body: "busy" }),
+        headers: { "cdn-cache-control": "max-age=60", "cache-control": "no-store" },
+      });
+      const answers = await Promise.all(Array.from({ length: 20 }, () => send(`http://${host}${path}`)));
+      expect(answers.map((answer) => answer.status)).toEqual(Array(20).fill(status));
+      expect(answers.every((answer) => answer.headers.get("cache-control") === "no-store")).toBe(true);
+      expect((await origin.hits(path)).hits).toBe(1);
+      expect((await send(`http://${host}${path}`)).headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
+    }
+  });
+});
