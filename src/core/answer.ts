@@ -3,6 +3,7 @@ import type { CacheStatus } from "./cache-status";
 import { entryAge, entryHeaders, type StoredEntry } from "./entry";
 import { isNotModified, notModifiedHeaders } from "./http/conditional";
 import { contentRange, evaluateRange, sliceStream } from "./http/range";
+import { consumedTargetedFields } from "./http/targeted";
 import type { ServerTiming } from "./server-timing";
 
 /** Statuses whose responses never have a body (RFC 9110 §6.4.1). */
@@ -23,6 +24,8 @@ export interface AnswerContext {
  */
 export function answerFromEntry(entry: StoredEntry, body: ReadableStream<Uint8Array>, ctx: AnswerContext): Response {
   const headers = entryHeaders(entry);
+  // Fields aimed at Tiercel alone stay with it (RFC 9213); CDN-Cache-Control is passed on.
+  for (const name of consumedTargetedFields(ctx.policy.targetedFields)) headers.delete(name);
   // RFC 9111 §5.1: a response served from a cache carries Age.
   headers.set("age", String(entryAge(entry, ctx.now)));
   if (ctx.policy.browserTtl !== undefined) headers.set("cache-control", `public, max-age=${ctx.policy.browserTtl}`);

@@ -9,6 +9,7 @@ import { freshenHeaders } from "./http/conditional";
 import { passOn } from "./http/content-coding";
 import { endToEndHeaders } from "./http/headers";
 import { whyNotStorable } from "./http/storable";
+import { consumedTargetedFields, responseDirectives } from "./http/targeted";
 import { parseVary } from "./http/vary";
 import { selectingValues, variantKey } from "./keys";
 import { type Found, type Lookup, readChecked } from "./lookup";
@@ -150,7 +151,10 @@ async function storeAndAnswer(
   const headers = endToEndHeaders(response.headers);
   // The site may opt in to storing responses that set cookies, without the cookie (for every client).
   if (site.cache.stripSetCookie) headers.delete("set-cookie");
-  const responseCc = parseCacheControl(headers.get("cache-control"));
+  // Tiercel's own directives: a targeted field's (RFC 9213) or Cache-Control's; no-transform is read from
+  // Cache-Control too, since clients get that field and transforming against it would break it for them.
+  const responseCc = responseDirectives(headers, site.cache.targetedFields);
+  const clientCc = parseCacheControl(headers.get("cache-control"));
   const vary = parseVary(headers.get("vary"));
   const reason = whyNotStorable({
     method: "GET",
@@ -185,18 +189,23 @@ async function storeAndAnswer(
   const coded = headers.has("content-encoding") ? "content-coding" : undefined;
   const notStored =
     reason ?? coded ?? (useless ? "no-cache" : retentionOf(entry, responseTime) <= 0 ? "stale" : undefined);
-  if (notStored || response.body === null) {
+  if (notStored) {
     flight?.settle({ kind: "none" });
-    status.forwarded(response.status, false, `not-stored-${notStored ?? "empty"}`);
+    status.forwarded(response.status, false, `not-stored-${notStored}`);
+    for (const name of consumedTargetedFields(site.cache.targetedFields)) headers.delete(name);
     headers.set("cache-status", status.toString());
     headers.set("server-timing", timing.toString());
     return passOn(response.body, { status: response.status, statusText: response.statusText, headers });
   }
 
   // The site's optimizations (or a resize URL) replace the body, once, before it is stored.
-  let body = response.body;
+  // A null body (204, 205, or an origin that sent none) is stored as an empty one, in every tier.
+  let body = response.body ?? streamOf(new Uint8Array(0));
   let optimizeDetail: string | undefined;
-  const transformed = await transformResponse(ex, response.status, headers, body, declared, responseCc);
+  const transformed = await transformResponse(ex, response.status, headers, body, declared, {
+    ...clientCc,
+    noTransform: clientCc.noTransform || responseCc.noTransform,
+  });
   if (transformed) {
     body = transformed.body;
     declared = transformed.length;
@@ -246,7 +255,7 @@ async function refreshFromNotModified(
   const headers = freshenHeaders(stored, notModified);
   keepOptimizedHeaders(headers, stored);
   if (site.cache.stripSetCookie) headers.delete("set-cookie");
-  const cc = parseCacheControl(headers.get("cache-control"));
+  const cc = responseDirectives(headers, site.cache.targetedFields);
   const use = usePolicy({ status: stale.entry.status, headers, cc, responseTime }, site.cache);
   // The 304 may have made the response unstorable (no-store, private, Set-Cookie): then the stored entry
   // goes, and this answer is the last one it gives.

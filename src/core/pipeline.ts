@@ -12,6 +12,7 @@ import { answerContext, fromOrigin, refreshInBackground } from "./fill";
 import { normalizeHost } from "./host";
 import { passOn } from "./http/content-coding";
 import { endToEndHeaders } from "./http/headers";
+import { consumedTargetedFields } from "./http/targeted";
 import { cacheKey, keyPartsFor } from "./keys";
 import { lookupTiers } from "./lookup";
 import { ServerTiming } from "./server-timing";
@@ -219,7 +220,7 @@ async function forward(
     throw withDiagnostics(error, status, timing);
   }
   status.forwarded(response.status, false, detail);
-  const headers = endToEndHeaders(response.headers);
+  const headers = endToEndHeaders(response.headers, consumedTargetedFields(site.cache.targetedFields));
   headers.set("cache-status", status.toString());
   headers.set("server-timing", timing.toString());
   const body = request.method === "HEAD" ? null : response.body;

@@ -1,6 +1,6 @@
 import type { CachePolicy } from "../sites/schema";
 import type { CacheControl } from "./http/cache-control";
-import { freshnessLifetime } from "./http/freshness";
+import { freshnessLifetime, hasExplicitExpiration } from "./http/freshness";
 
 /**
  * How long Tiercel may use a stored response, resolved once when it is stored: the origin's freshness
@@ -36,19 +36,29 @@ export function usePolicy(
   let lifetime: number;
   if (NEGATIVE_STATUSES.has(input.status)) {
     // Negative caching: 404/410 live for the site's negativeTtl at most, whatever the origin says.
-    const explicit = cc.sMaxAge !== undefined || cc.maxAge !== undefined || input.headers.has("expires");
+    const explicit = hasExplicitExpiration(input.headers, cc);
     lifetime = explicit ? Math.min(freshnessLifetime(input), site.negativeTtl) : site.negativeTtl;
+  } else if (input.status >= 400) {
+    // Other errors are stored only with explicit freshness (RFC 9111 §3), for exactly that long: the site's
+    // edgeTtl is meant for content, and must not turn an origin's `max-age=5` on a 503 into an hour.
+    lifetime = freshnessLifetime(input);
   } else {
     lifetime = site.edgeTtl ?? freshnessLifetime(input);
   }
+  // A stored error other than 404/410 is used only while fresh — never served stale while it is refreshed or
+  // when the origin fails — so it cannot hide an origin that works again for longer than its freshness.
+  const errorOnlyFresh = input.status >= 400 && !NEGATIVE_STATUSES.has(input.status);
   const mustRevalidate = cc.mustRevalidate || cc.proxyRevalidate;
   // RFC 9111 §5.2.2.10: s-maxage "incorporates the semantics of the proxy-revalidate directive", so the
   // site's default stale windows do not apply to it; stale directives the origin sends beside it still do.
   const defaults = cc.sMaxAge === undefined;
   return {
     lifetime,
-    swr: mustRevalidate ? 0 : windowOf(cc.staleWhileRevalidate, defaults ? site.staleWhileRevalidate : 0),
-    sie: mustRevalidate ? 0 : windowOf(cc.staleIfError, defaults ? site.staleIfError : 0),
+    swr:
+      mustRevalidate || errorOnlyFresh
+        ? 0
+        : windowOf(cc.staleWhileRevalidate, defaults ? site.staleWhileRevalidate : 0),
+    sie: mustRevalidate || errorOnlyFresh ? 0 : windowOf(cc.staleIfError, defaults ? site.staleIfError : 0),
     mustRevalidate,
     noCache: cc.noCache !== false,
   };

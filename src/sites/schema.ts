@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { TiercelError } from "../core/errors";
+import { DEFAULT_TARGETED_FIELDS } from "../core/http/targeted";
 
 /**
  * The site config schema, version 1. Config read from KV is untrusted input: it is parsed here, once,
@@ -79,6 +80,18 @@ const cachePolicy = z.strictObject({
   negativeTtl: seconds.default(60),
   /** Store responses that set cookies, with their Set-Cookie removed (otherwise they are never stored). */
   stripSetCookie: z.boolean().default(false),
+  /**
+   * Targeted cache-control fields (RFC 9213) Tiercel obeys, most specific first: the first one present with
+   * a valid value replaces Cache-Control and Expires for Tiercel. All but CDN-Cache-Control are stripped
+   * from what clients get. `[]` turns targeted fields off.
+   */
+  targetedFields: z
+    .array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/, "must be a header field name"))
+    .max(8)
+    .refine((names) => !names.some((name) => name.toLowerCase() === "cache-control"), {
+      message: "must not list Cache-Control itself",
+    })
+    .default([...DEFAULT_TARGETED_FIELDS]),
 });
 
 export type CachePolicy = z.output<typeof cachePolicy>;

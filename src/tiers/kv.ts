@@ -19,6 +19,12 @@ export const KV_METADATA_LIMIT = 1024;
 const KV_VALUE_LIMIT = 25 * 1024 * 1024;
 /** KV's smallest expirationTtl. */
 const KV_MIN_TTL = 60;
+/**
+ * The longest expirationTtl Tiercel asks for: a year. KV refuses a TTL past a signed 32-bit integer (a
+ * lifetime of max-age=2147483648, RFC 9111 §1.2.2's cap, is past it), and a tier may drop an entry sooner
+ * than its retention anyway; a longer-lived entry is simply fetched again after a year.
+ */
+export const KV_MAX_TTL = 31_536_000;
 
 type Chunks = { n: number; id: string };
 type KvMetadata = ({ e: StoredEntry } | { f: number }) & { c?: Chunks };
@@ -63,7 +69,7 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
     },
 
     async put(key: string, entry: StoredEntry, body: Uint8Array | ReadableStream<Uint8Array>, retention: number) {
-      const expirationTtl = Math.max(KV_MIN_TTL, Math.ceil(retention));
+      const expirationTtl = Math.min(KV_MAX_TTL, Math.max(KV_MIN_TTL, Math.ceil(retention)));
       let chunks: Chunks | undefined;
       // Every KV value is written from a buffer of at most `chunkSize` bytes: a put from a stream that
       // breaks off must never leave a partial value behind, and memory stays bounded by the chunk size.

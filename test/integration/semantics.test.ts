@@ -406,12 +406,13 @@ describe("stale responses (RFC 5861)", () => {
     const clock = testClock();
     await send(`http://${host}${path}`, undefined, { now: clock.now });
     clock.advance(20);
-    await origin.route(path, { status: 503, body: "busy", headers: { "cache-control": "max-age=60" } });
+    // No explicit freshness: an error with one would be stored (issue 12 §2, test/integration/explicit-freshness).
+    await origin.route(path, { status: 503, body: "busy" });
     expect(await (await send(`http://${host}${path}`, undefined, { now: clock.now })).text()).toBe("good");
     clock.advance(100);
     const error = await send(`http://${host}${path}`, undefined, { now: clock.now });
     expect(error.status).toBe(503);
-    expect(error.headers.get("cache-status")).toContain("not-stored-status");
+    expect(error.headers.get("cache-status")).toContain("not-stored-no-expiration");
   });
 });
 

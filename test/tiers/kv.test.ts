@@ -1,7 +1,7 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { StoredEntry } from "../../src/core/entry";
-import { KV_METADATA_LIMIT, kvTier } from "../../src/tiers/kv";
+import { KV_MAX_TTL, KV_METADATA_LIMIT, kvTier } from "../../src/tiers/kv";
 import {
   bytesOf,
   checkedReads,
@@ -181,6 +181,22 @@ describe("kv tier", () => {
     const expiration = listed.keys[0]?.expiration ?? Number.NaN;
     expect(expiration).toBeGreaterThanOrEqual(before + 3601);
     expect(expiration).toBeLessThanOrEqual(after + 3601);
+  });
+
+  it("stores an entry whose retention is beyond any TTL KV accepts, keeping it for the longest it allows", async () => {
+    // max-age=2147483648 (RFC 9111 §1.2.2's cap) plus a day of revalidation keep: more than KV takes.
+    const key = uniqueKey();
+    const body = utf8("a very long lifetime");
+    const entry = await entryFor(body);
+    const before = Math.floor(Date.now() / 1000);
+    await tier.put(key, entry, body, 2 ** 31 + 86_400);
+    const after = Math.floor(Date.now() / 1000);
+
+    expect((await tier.get(key))?.entry).toStrictEqual(entry);
+    const listed = await env.CACHE_KV.list({ prefix: prefix + key });
+    const expiration = listed.keys[0]?.expiration ?? Number.NaN;
+    expect(expiration).toBeGreaterThanOrEqual(before + KV_MAX_TTL);
+    expect(expiration).toBeLessThanOrEqual(after + KV_MAX_TTL);
   });
 
   it("keeps tiers with different prefixes apart in one namespace", async () => {

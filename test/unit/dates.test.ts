@@ -13,6 +13,15 @@ describe("parseHttpDate (RFC 9110 §5.6.7)", () => {
   });
 
   it.each([
+    ["lower-case IMF-fixdate", "sun, 06 nov 1994 08:49:37 gmt"],
+    ["upper-case IMF-fixdate", "SUN, 06 NOV 1994 08:49:37 GMT"],
+    ["mixed-case RFC 850", "SUNDAY, 06-nOv-94 08:49:37 Gmt"],
+    ["lower-case asctime", "sun nov  6 08:49:37 1994"],
+  ])("accepts %s: names are matched case-insensitively, as §5.6.7 lets a recipient be lenient", (_, value) => {
+    expect(parseHttpDate(value)).toBe(expected);
+  });
+
+  it.each([
     ["a bare year", "2100"],
     ["an ISO date", "2100-01-01"],
     ["a loose date", "Jan 1 2100"],

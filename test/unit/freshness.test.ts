@@ -136,10 +136,14 @@ describe("freshnessLifetime", () => {
       expect(lifetime({ date: httpDate(T), "last-modified": httpDate(T - 1000 * SECOND) }, status)).toBe(0);
     });
 
-    it("applies to any status when the response is marked public (RFC 9111 §4.2.2)", () => {
+    it("applies to a non-error status when the response is marked public (RFC 9111 §4.2.2)", () => {
       const headers = { "cache-control": "public", date: httpDate(T), "last-modified": httpDate(T - 1000 * SECOND) };
       expect(lifetime(headers, 302)).toBe(100);
-      expect(lifetime(headers, 500)).toBe(100);
+    });
+
+    it.each([400, 500, 503])("does not make a public error %i fresh by a guess (stricter than §4.2.2)", (status) => {
+      const headers = { "cache-control": "public", date: httpDate(T), "last-modified": httpDate(T - 1000 * SECOND) };
+      expect(lifetime(headers, status)).toBe(0);
     });
 
     it("is not used when Expires is present, even when invalid (RFC 9111 §4.2.2)", () => {
@@ -186,13 +190,25 @@ describe("correctedInitialAge (RFC 9111 §4.2.3)", () => {
   });
 
   it.each([
+    ["a list", "7200, 0", 7200],
+    ["a list whose later members are invalid", "30, soon", 30],
+    ["several field lines, as Headers joins them", "100, 5", 100],
+  ])("reads the first value of %s, never a later smaller one (RFC 9111 §5.1)", (_, age, expected) => {
+    expect(initialAge({ age }, T, T)).toBe(expected);
+  });
+
+  it.each([
     ["negative", "-5"],
     ["fractional", "1.5"],
     ["not a number", "soon"],
-    ["a list", "10, 20"],
-  ])("ignores an invalid (%s) Age (RFC 9111 §5.1)", (_, age) => {
-    expect(initialAge({ age }, T - 2 * SECOND, T)).toBe(2);
-  });
+    ["empty", ""],
+    ["a list with an invalid first member", "soon, 0"],
+  ])(
+    "takes an invalid (%s) Age as the largest age, so it never makes an answer fresher (RFC 9111 §1.2.2)",
+    (_, age) => {
+      expect(initialAge({ age }, T - 2 * SECOND, T)).toBeGreaterThanOrEqual(2 ** 31);
+    },
+  );
 
   it("caps a huge Age at 2^31 (RFC 9111 §1.2.2)", () => {
     expect(initialAge({ age: "99999999999999" }, T, T)).toBe(2 ** 31);

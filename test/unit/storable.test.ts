@@ -60,12 +60,38 @@ describe("whyNotStorable", () => {
       expect(why({ status: 206, response: { "cache-control": "max-age=60" } })).toBe("status");
     });
 
-    it.each([100, 201, 304, 400, 403, 405, 500, 502, 503, 504])(
-      "does not store status %i, even with max-age (stricter than RFC 9111 §3)",
+    it.each([201, 202, 205, 299, 303, 400, 403, 405, 414, 500, 501, 502, 503, 504, 599])(
+      "stores status %i with explicit freshness: any final status it understands (RFC 9111 §3)",
+      (status) => {
+        expect(why({ status, response: { "cache-control": "max-age=60" } })).toBeNull();
+        expect(why({ status, response: { expires: "Thu, 01 Jan 2099 00:00:00 GMT" } })).toBeNull();
+      },
+    );
+
+    it.each([100, 103, 304])(
+      "does not store status %i, which is not a final response to store (RFC 9111 §3)",
       (status) => {
         expect(why({ status, response: { "cache-control": "max-age=60, public" } })).toBe("status");
       },
     );
+
+    it.each([201, 299, 302, 303, 307, 400, 403, 405, 414, 500, 501, 503])(
+      "does not store status %i without explicit freshness: not heuristically cacheable here (RFC 9111 §3)",
+      (status) => {
+        expect(why({ status, response: { "last-modified": "Thu, 01 Jan 2015 00:00:00 GMT" } })).toBe("no-expiration");
+      },
+    );
+
+    it.each([400, 403, 500, 503])(
+      "does not let public stand in for freshness on error %i (stricter than §3)",
+      (status) => {
+        expect(why({ status, response: { "cache-control": "public" } })).toBe("no-expiration");
+      },
+    );
+
+    it("still stores a public 302 without explicit freshness (RFC 9111 §3)", () => {
+      expect(why({ status: 302, response: { "cache-control": "public" } })).toBeNull();
+    });
   });
 
   describe("no-store", () => {

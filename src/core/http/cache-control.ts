@@ -24,6 +24,11 @@ export interface CacheControl {
   staleWhileRevalidate?: number;
   /** RFC 5861 §4 */
   staleIfError?: number;
+  /**
+   * Set when the directives come from a targeted field (RFC 9213), to its lower-case name: then Expires is
+   * ignored too (§2.2).
+   */
+  targeted?: string;
 }
 
 const DELTA_CAP = 2 ** 31;

@@ -4,6 +4,9 @@
  * undefined for an absent or invalid date, which each field's rules then treat as absent or in the past
  * (RFC 9111 §5.3: an invalid Expires means "already expired"). `Date.parse` is not used: it accepts "2100",
  * ISO dates and other time zones, which would turn a malformed Expires into decades of freshness.
+ * Names of days, months and GMT are matched without regard to case: the grammar's literals are
+ * case-sensitive, but §5.6.7 lets a recipient be lenient, and `expires: sun, 06 nov 1994 08:49:37 gmt`
+ * means exactly one instant (read strictly it would be invalid, i.e. already expired).
  */
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const DAY = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)";
@@ -12,11 +15,11 @@ const MONTH = `(${MONTHS.join("|")})`;
 const TIME = "(\\d{2}):(\\d{2}):(\\d{2})";
 
 /** Sun, 06 Nov 1994 08:49:37 GMT */
-const IMF_FIXDATE = new RegExp(`^${DAY}, (\\d{2}) ${MONTH} (\\d{4}) ${TIME} GMT$`);
+const IMF_FIXDATE = new RegExp(`^${DAY}, (\\d{2}) ${MONTH} (\\d{4}) ${TIME} GMT$`, "i");
 /** Sunday, 06-Nov-94 08:49:37 GMT */
-const RFC_850 = new RegExp(`^${LONG_DAY}, (\\d{2})-${MONTH}-(\\d{2}) ${TIME} GMT$`);
+const RFC_850 = new RegExp(`^${LONG_DAY}, (\\d{2})-${MONTH}-(\\d{2}) ${TIME} GMT$`, "i");
 /** Sun Nov  6 08:49:37 1994 */
-const ASCTIME = new RegExp(`^${DAY} ${MONTH} ([ \\d]\\d) ${TIME} (\\d{4})$`);
+const ASCTIME = new RegExp(`^${DAY} ${MONTH} ([ \\d]\\d) ${TIME} (\\d{4})$`, "i");
 
 export function parseHttpDate(value: string | null | undefined): number | undefined {
   if (!value) return undefined;
@@ -45,7 +48,7 @@ function build(
   minute: string | undefined,
   second: string | undefined,
 ): number | undefined {
-  const m = MONTHS.indexOf(month ?? "");
+  const m = MONTHS.findIndex((name) => name.toLowerCase() === month?.toLowerCase());
   const [y, d, h, min, s] = [year, day, hour, minute, second].map((part) => Number(part?.trim()));
   if (m < 0 || [y, d, h, min, s].some((n) => n === undefined || Number.isNaN(n))) return undefined;
   const ms = Date.UTC(y as number, m, d as number, h as number, min as number, s as number);

@@ -29,7 +29,8 @@ export function freshnessLifetime({ status, headers, cc, responseTime }: Freshne
   if (cc.sMaxAge !== undefined) return validOrStale(cc.sMaxAge);
   // §4.2.1: "If the max-age response directive is present, use its value".
   if (cc.maxAge !== undefined) return validOrStale(cc.maxAge);
-  const expiresHeader = headers.get("expires");
+  // RFC 9213 §2.2: directives from a targeted field replace Expires as well as Cache-Control.
+  const expiresHeader = cc.targeted ? null : headers.get("expires");
   if (expiresHeader !== null) {
     // §5.3: "A cache recipient MUST interpret invalid date formats, especially the value "0", as
     // representing a time in the past (i.e., 'already expired')."
@@ -44,14 +45,20 @@ export function freshnessLifetime({ status, headers, cc, responseTime }: Freshne
 /**
  * §4.2.2: heuristic freshness only for a heuristically cacheable status or a response marked `public`,
  * and only without explicit expiration. Tiercel uses the customary 10% of the time since Last-Modified.
+ * Stricter: `public` allows a heuristic only below 400, so an error page is never made fresh by a guess.
  */
 function heuristicLifetime(status: number, headers: Headers, cc: CacheControl, responseTime: number): number {
-  if (!HEURISTICALLY_CACHEABLE.has(status) && !cc.public) return 0;
+  if (!HEURISTICALLY_CACHEABLE.has(status) && !(cc.public && status < 400)) return 0;
   const lastModified = parseHttpDate(headers.get("last-modified"));
   if (lastModified === undefined) return 0;
   const date = parseHttpDate(headers.get("date")) ?? responseTime;
   const sinceModified = Math.max(0, (date - lastModified) / 1000);
   return Math.min(HEURISTIC_CAP_SECONDS, Math.floor(sinceModified / 10));
+}
+
+/** Explicit expiration (RFC 9111 §4.2.1): s-maxage, max-age or Expires — not Expires under a targeted field. */
+export function hasExplicitExpiration(headers: Headers, cc: CacheControl): boolean {
+  return cc.sMaxAge !== undefined || cc.maxAge !== undefined || (!cc.targeted && headers.has("expires"));
 }
 
 function validOrStale(seconds: number): number {
@@ -85,8 +92,21 @@ export function currentAge(initialAge: number, responseTime: number, now: number
   return initialAge + Math.max(0, (now - responseTime) / 1000);
 }
 
-/** §5.1: Age is a non-negative delta-seconds; an invalid value is ignored. */
+/** RFC 9111 §1.2.2: the largest delta-seconds a cache needs to represent. */
+const DELTA_CAP = 2 ** 31;
+
+/**
+ * §5.1: Age is one non-negative delta-seconds. Two cases the RFC leaves open are read so that the answer is
+ * never fresher than it may be:
+ * - several values (`Age: 7200, 0`, or several field lines, which Headers joins with ", "): the first one
+ *   counts, as the value the nearest cache on the way sent;
+ * - an invalid first value (negative, fractional, not a number, empty): §5.1 would have it ignored, which
+ *   reads an answer of unknown age as brand new; Tiercel takes it as the largest age instead (§1.2.2's
+ *   2^31), so the answer is stale on arrival and is used only after a validation.
+ */
 function parseAgeHeader(value: string | null): number {
-  if (value === null || !/^\s*[0-9]+\s*$/.test(value)) return 0;
-  return Math.min(Number(value), 2 ** 31);
+  if (value === null) return 0;
+  const first = value.split(",")[0]?.trim() ?? "";
+  if (!/^[0-9]+$/.test(first)) return DELTA_CAP;
+  return Math.min(Number(first), DELTA_CAP);
 }
