@@ -1,7 +1,7 @@
 import { answerFromEntry } from "./answer";
 import { CacheStatus } from "./cache-status";
 import type { Flight, Shared } from "./collapse";
-import { buildEntry, entryHeaders, hasValidators, retentionOf, withinStaleIfError } from "./entry";
+import { buildEntry, entryHeaders, hasValidators, retentionOf, withinGrace, withinStaleIfError } from "./entry";
 import { TiercelError, withDiagnostics } from "./errors";
 import { describe, type Exchange } from "./exchange";
 import { parseCacheControl } from "./http/cache-control";
@@ -101,7 +101,16 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
   } catch (error) {
     settle({ kind: "none" });
     const failed = error instanceof TiercelError ? error.status : 502;
-    if (stale && withinStaleIfError(stale.entry, deps.now())) return serveStaleOnError(ex, stale, failed);
+    const now = deps.now();
+    if (stale && withinStaleIfError(stale.entry, now, stale.softPurgedAt)) {
+      return serveStaleOnError(ex, stale, failed, "stale-if-error");
+    }
+    // RFC 9111 §4.2.4: a cache disconnected from the origin may serve stale, unless prohibited, for at most
+    // the site's grace. Only when the origin could not be reached: an origin that answers (even 5xx) is
+    // not "disconnected", and a refused config (auth, forbidden address) is not an outage.
+    if (stale && cannotReach(error) && withinGrace(stale.entry, site.cache.grace, now, stale.softPurgedAt)) {
+      return serveStaleOnError(ex, stale, failed, "origin-unreachable");
+    }
     await stale?.body.cancel();
     const code = error instanceof TiercelError ? error.code : "origin_error";
     status.add({ cache: "Tiercel", fwd: "miss", detail: code });
@@ -110,10 +119,10 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
   const responseTime = deps.now();
 
   // RFC 5861 §4: a 5xx from the origin may be answered with a stale response within stale-if-error.
-  if (response.status >= 500 && stale && withinStaleIfError(stale.entry, responseTime)) {
+  if (response.status >= 500 && stale && withinStaleIfError(stale.entry, responseTime, stale.softPurgedAt)) {
     await response.body?.cancel();
     settle({ kind: "none" });
-    return serveStaleOnError(ex, stale, response.status);
+    return serveStaleOnError(ex, stale, response.status, "stale-if-error");
   }
 
   if (response.status === 304) {
@@ -199,7 +208,7 @@ async function storeAndAnswer(
     if (transformed.varyField) fields = [...fields, transformed.varyField].sort();
     if (transformed.retryAfter !== undefined) {
       // The transform failed: the original stands in for the variant briefly, then it is tried again.
-      use = { ...use, lifetime: Math.min(use.lifetime, transformed.retryAfter), swr: 0, sie: 0 };
+      use = { ...use, lifetime: Math.min(use.lifetime, transformed.retryAfter), swr: 0, sie: 0, grace: 0 };
     }
     entry = entryFor(fields, declared);
   }
@@ -293,11 +302,26 @@ async function refreshFromNotModified(
   return answerFromEntry(entry, client, answerContext(ex));
 }
 
-/** RFC 5861 §4: the origin failed; a stale response within stale-if-error is served instead. */
-function serveStaleOnError(ex: Exchange, stale: Found, failedStatus: number): Response {
+/**
+ * The origin failed; a stale response is served instead: within stale-if-error (RFC 5861 §4), or within
+ * grace when the origin could not be reached (RFC 9111 §4.2.4). `detail` says which.
+ */
+function serveStaleOnError(
+  ex: Exchange,
+  stale: Found,
+  failedStatus: number,
+  detail: "stale-if-error" | "origin-unreachable",
+): Response {
   stale.member.fwd = "stale";
-  ex.status.forwarded(failedStatus, false, "stale-if-error");
+  ex.status.forwarded(failedStatus, false, detail);
   return answerFromEntry(stale.entry, stale.body, answerContext(ex));
+}
+
+/** Failures that mean the origin could not be reached: refused or reset connections, no answer in time. */
+const UNREACHABLE = new Set(["origin_unreachable", "origin_timeout", "origin_bad_response"]);
+
+function cannotReach(error: unknown): boolean {
+  return error instanceof TiercelError && UNREACHABLE.has(error.code);
 }
 
 /** What a collapsed waiter does with the leader's outcome; null when it must go to the origin itself. */

@@ -3,7 +3,7 @@ import { withDeadline } from "./deadline";
 import { isFresh, type StoredEntry } from "./entry";
 import { describe, type Exchange } from "./exchange";
 import { variantKey } from "./keys";
-import { purgeState } from "./purge";
+import { purgeState, softPurgedAt } from "./purge";
 import type { CachedObject, Tier } from "./tier";
 
 /** An entry found in a tier, with the key it lives under (the variant's key for a response that varies). */
@@ -14,8 +14,10 @@ export interface Found {
   tier: number;
   key: string;
   member: CacheStatusMember;
-  /** Soft-purged: to be served stale while it is revalidated. */
+  /** Soft-purged: to be served stale while it is revalidated (within the site's grace). */
   softPurged?: boolean;
+  /** When the soft purge that made it stale happened (epoch ms). */
+  softPurgedAt?: number;
   /** The variant index it was found through, in its own tier. */
   index?: StoredEntry["variants"];
 }
@@ -75,6 +77,7 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
       continue;
     }
     const candidate: Found = { ...found, tier: index, key: found.key, member, softPurged: purge === "soft" };
+    if (purge === "soft") candidate.softPurgedAt = softPurgedAt(found.entry, ex.site.purges);
     if (purge === "none" && isFresh(found.entry, deps.now())) {
       if (result.stale) result.stale.body.cancel().catch(() => {});
       result.fresh = candidate;

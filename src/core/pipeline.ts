@@ -5,7 +5,7 @@ import { objectSegments } from "../origins/path";
 import type { Site } from "../sites/schema";
 import { answerFromEntry } from "./answer";
 import { CacheStatus } from "./cache-status";
-import { entryTtl, withinStaleWhileRevalidate } from "./entry";
+import { entryTtl, withinGrace, withinStaleWhileRevalidate } from "./entry";
 import { errorResponse, TiercelError, withDiagnostics } from "./errors";
 import { type Deps, describe, type Exchange } from "./exchange";
 import { answerContext, fromOrigin, refreshInBackground } from "./fill";
@@ -138,8 +138,17 @@ export async function handleRequest(
     return answerFromEntry(found.entry, body, answerContext(ex));
   }
 
-  const softPurged = look.stale?.softPurged === true && !look.stale.entry.mustRevalidate && !look.stale.entry.noCache;
-  if (look.stale && (softPurged || withinStaleWhileRevalidate(look.stale.entry, deps.now()))) {
+  // A soft-purged entry is stale from the purge on: served at once (and refreshed) within its
+  // stale-while-revalidate window or the site's grace, both counted from the purge; past them it is
+  // revalidated like any stale entry, so it is never served longer than an entry that was not purged.
+  const purgedAt = look.stale?.softPurgedAt;
+  const now = deps.now();
+  const softPurged =
+    look.stale !== undefined &&
+    purgedAt !== undefined &&
+    (withinGrace(look.stale.entry, site.cache.grace, now, purgedAt) ||
+      withinStaleWhileRevalidate(look.stale.entry, now, purgedAt));
+  if (look.stale && (softPurged || (purgedAt === undefined && withinStaleWhileRevalidate(look.stale.entry, now)))) {
     // RFC 5861 §3: serve stale at once, refresh once in the background (a soft purge does the same).
     const stale = look.stale;
     deps.stats.record(site.id, "stale", stale.entry.length);

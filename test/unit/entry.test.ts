@@ -15,7 +15,7 @@ import type { UsePolicy } from "../../src/core/policy";
 const T = Date.UTC(2024, 0, 15, 12, 0, 0);
 const SECOND = 1000;
 const DIGEST = "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:";
-const USE: UsePolicy = { lifetime: 60, swr: 0, sie: 0, mustRevalidate: false, noCache: false };
+const USE: UsePolicy = { lifetime: 60, swr: 0, sie: 0, mustRevalidate: false, noCache: false, grace: 0 };
 
 function input(headers: HeadersInit, overrides: Partial<EntryInput> = {}): EntryInput {
   return {
@@ -84,7 +84,7 @@ describe("buildEntry", () => {
   });
 
   it("takes the lifetime, stale windows and revalidation flags from the use policy", () => {
-    const use: UsePolicy = { lifetime: 600, swr: 30, sie: 300, mustRevalidate: true, noCache: true };
+    const use: UsePolicy = { lifetime: 600, swr: 30, sie: 300, mustRevalidate: true, noCache: true, grace: 0 };
     // The response's own Cache-Control does not override the policy resolved for it.
     const e = buildEntry(input({ "cache-control": "max-age=5" }, { use }));
     expect(e).toMatchObject({ lifetime: 600, swr: 30, sie: 300, mustRevalidate: true, noCache: true });
