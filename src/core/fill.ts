@@ -188,7 +188,10 @@ async function storeAndAnswer(
 
   // Worth storing: allowed, and useful for some time — fresh, within a stale window, or revalidatable.
   const useless = use.noCache && !hasValidators(entry);
-  const notStored = reason ?? (useless ? "no-cache" : retentionOf(entry, responseTime) <= 0 ? "stale" : undefined);
+  // Grace alone does not make a response worth storing: one already stale on arrival (max-age=0) would
+  // cost a tier write on every request for an answer used only in an outage.
+  const stale = retentionOf({ ...entry, grace: 0 }, responseTime) <= 0;
+  const notStored = reason ?? (useless ? "no-cache" : stale ? "stale" : undefined);
   if (notStored || response.body === null) {
     flight?.settle({ kind: "none" });
     status.forwarded(response.status, false, `not-stored-${notStored ?? "empty"}`);

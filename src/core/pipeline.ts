@@ -11,7 +11,7 @@ import { type Deps, describe, type Exchange } from "./exchange";
 import { answerContext, fromOrigin, refreshInBackground } from "./fill";
 import { normalizeHost } from "./host";
 import { endToEndHeaders } from "./http/headers";
-import { cacheKey, keyPartsFor } from "./keys";
+import { cacheKey, keyedUrl, keyPartsFor } from "./keys";
 import { lookupTiers } from "./lookup";
 import { ServerTiming } from "./server-timing";
 import { invalidate, storeBody } from "./store";
@@ -102,7 +102,10 @@ export async function handleRequest(
     return forward(request, url, site, deps, timing, status);
   }
 
-  const ex: Exchange = { request, url, site, deps, timing, status: new CacheStatus(), baseKey };
+  // What is cached, and what the origin is asked for it, carry only the keyed query (the site's query
+  // policy): the same string in both, so a response can never be stored under a query it was not made for.
+  const keyed = keyedUrl(site, url);
+  const ex: Exchange = { request, url: keyed, site, deps, timing, status: new CacheStatus(), baseKey };
   if (resize) {
     ex.resize = resize;
     ex.sourceKey = await cacheKey(keyPartsFor(site, url));
@@ -167,7 +170,7 @@ export async function handleRequest(
     deps.stats.originFetch(site.id);
     // A HEAD miss asks the origin for HEAD and stores nothing, so it never leaves an empty body for GET.
     await look.stale?.body.cancel();
-    return forward(request, url, site, deps, timing, ex.status, "not-stored-method");
+    return forward(request, keyed, site, deps, timing, ex.status, "not-stored-method");
   }
   return fromOrigin(ex, look);
 }
