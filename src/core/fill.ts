@@ -16,6 +16,7 @@ import { ServerTiming } from "./server-timing";
 import { invalidate, storeBody } from "./store";
 import { streamOf } from "./streams";
 import { isStandIn, keepOptimizedHeaders, originEtag, transformResponse } from "./transform";
+import { admitVariant, variantId } from "./variant-cap";
 
 /**
  * Request fields the pipeline answers itself from whole stored objects; the origin gets unconditional,
@@ -217,8 +218,20 @@ async function storeAndAnswer(
   }
 
   const sameIndex = look.index && sameFields(look.index.fields, fields) ? look.index : undefined;
-  const index = fields.length > 0 ? (sameIndex ?? { fields, nonce: crypto.randomUUID() }) : undefined;
+  let index = fields.length > 0 ? (sameIndex ?? { fields, nonce: crypto.randomUUID() }) : undefined;
   const key = index ? await variantKey(ex.baseKey, fields, index.nonce, request.headers) : ex.baseKey;
+  const values = JSON.stringify(selectingValues(fields, request.headers));
+  if (index) {
+    // One URL holds at most the site's maxVariants variants; past it, new ones pass through unstored.
+    const id = await variantId(values);
+    const admitted = admitVariant(ex.baseKey, index, id, site.cache.maxVariants);
+    if (!admitted) {
+      flight?.settle({ kind: "none" });
+      status.forwarded(response.status, false, "not-stored-variants");
+      return answerFromEntry(entry, body, answerContext(ex));
+    }
+    index = admitted;
+  }
   const { client, outcome, settled, storing } = storeBody(
     ex,
     {
@@ -228,7 +241,7 @@ async function storeAndAnswer(
       verify: false,
       tiers: deps.tiers,
       index,
-      values: JSON.stringify(selectingValues(fields, request.headers)),
+      values,
     },
     body,
   );
