@@ -30,6 +30,12 @@ export interface StoredEntry {
   mustRevalidate: boolean;
   /** no-cache: validated before every use. */
   noCache: boolean;
+  /**
+   * Grace in seconds (the site's `cache.grace` when it was stored, 0 when a directive forbids serving it
+   * stale): how long past expiry it may answer when the origin cannot be reached. Absent in records
+   * written before grace existed, which then get none.
+   */
+  grace?: number;
   etag?: string;
   lastModified?: string;
   /** Selecting request headers (lower case, sorted); empty when the response does not vary. */
@@ -45,7 +51,15 @@ export interface StoredEntry {
    * under `variantKey(key, fields, nonce, request)`. An index has no body. A new nonce (after an
    * invalidation) orphans every variant stored under the old one.
    */
-  variants?: { fields: string[]; nonce: string };
+  variants?: VariantIndex;
+}
+
+/** The variant index stored at the base key of a response that varies. */
+export interface VariantIndex {
+  fields: string[];
+  nonce: string;
+  /** Short ids of the variants stored under this nonce, for the site's `maxVariants` cap. */
+  seen?: string[];
 }
 
 /** Headers never stored: Age is recomputed on every answer, Content-Length from the stored body. */
@@ -78,6 +92,7 @@ export function buildEntry(input: EntryInput): StoredEntry {
     sie: input.use.sie,
     mustRevalidate: input.use.mustRevalidate,
     noCache: input.use.noCache,
+    grace: input.use.grace,
     vary: input.vary,
     tags: parseTags(input.headers),
     length: input.length,
@@ -105,15 +120,38 @@ export function isFresh(entry: StoredEntry, now: number): boolean {
   return !entry.noCache && entryTtl(entry, now) > 0;
 }
 
+/**
+ * Seconds an entry has been stale at `now` (negative while fresh). A soft purge makes an entry stale from
+ * the purge on, so its stale windows count from the purge when that came before its expiry.
+ */
+export function stalenessOf(entry: StoredEntry, now: number, softPurgedAt?: number): number {
+  const expired = -entryTtl(entry, now);
+  return softPurgedAt === undefined ? expired : Math.max(expired, (now - softPurgedAt) / 1000);
+}
+
 /** Stale, but within stale-while-revalidate: may be served while it is refreshed (RFC 5861 §3). */
-export function withinStaleWhileRevalidate(entry: StoredEntry, now: number): boolean {
-  return !entry.noCache && !entry.mustRevalidate && -entryTtl(entry, now) < entry.swr;
+export function withinStaleWhileRevalidate(entry: StoredEntry, now: number, softPurgedAt?: number): boolean {
+  return !entry.noCache && !entry.mustRevalidate && stalenessOf(entry, now, softPurgedAt) < entry.swr;
 }
 
 /** Stale, but within stale-if-error: may be served when the origin fails (RFC 5861 §4). */
-export function withinStaleIfError(entry: StoredEntry, now: number): boolean {
+export function withinStaleIfError(entry: StoredEntry, now: number, softPurgedAt?: number): boolean {
   // RFC 9111 §4.2.4: never stale when must-revalidate or no-cache forbid it.
-  return !entry.mustRevalidate && !entry.noCache && -entryTtl(entry, now) < entry.sie;
+  return !entry.mustRevalidate && !entry.noCache && stalenessOf(entry, now, softPurgedAt) < entry.sie;
+}
+
+/**
+ * Stale, but within grace: may answer when the origin cannot be reached (RFC 9111 §4.2.4 lets a cache
+ * that is disconnected from the origin serve stale unless prohibited). The bound is the smaller of the
+ * grace stored with the entry and the site's current `grace`, so lowering the setting takes effect at once.
+ */
+export function withinGrace(entry: StoredEntry, siteGrace: number, now: number, softPurgedAt?: number): boolean {
+  return !entry.mustRevalidate && !entry.noCache && stalenessOf(entry, now, softPurgedAt) < graceOf(entry, siteGrace);
+}
+
+/** The grace that applies to an entry under the site's current setting, in seconds. */
+export function graceOf(entry: StoredEntry, siteGrace: number): number {
+  return Math.min(entry.grace ?? 0, siteGrace);
 }
 
 export function hasValidators(entry: StoredEntry): boolean {
@@ -125,7 +163,12 @@ export function hasValidators(entry: StoredEntry): boolean {
  * still be useful stale — served within a stale window, or revalidated if it has validators.
  */
 export function retentionOf(entry: StoredEntry, now: number): number {
-  const useful = Math.max(entry.swr, entry.sie, hasValidators(entry) && !entry.variants ? REVALIDATION_KEEP : 0);
+  const useful = Math.max(
+    entry.swr,
+    entry.sie,
+    entry.grace ?? 0,
+    hasValidators(entry) && !entry.variants ? REVALIDATION_KEEP : 0,
+  );
   return entryTtl(entry, now) + useful;
 }
 
@@ -171,6 +214,7 @@ export function isStoredEntry(value: unknown): value is StoredEntry {
     [e.requestTime, e.responseTime, e.storedAt, e.initialAge, e.lifetime, e.swr, e.sie, e.length].every(
       (n) => typeof n === "number" && Number.isFinite(n),
     ) &&
+    (e.grace === undefined || (typeof e.grace === "number" && Number.isFinite(e.grace))) &&
     Array.isArray(e.vary) &&
     Array.isArray(e.tags) &&
     typeof e.digest === "string"

@@ -1,7 +1,7 @@
 import { answerFromEntry } from "./answer";
 import { CacheStatus } from "./cache-status";
 import type { Flight, Shared } from "./collapse";
-import { buildEntry, entryHeaders, hasValidators, retentionOf, withinStaleIfError } from "./entry";
+import { buildEntry, entryHeaders, hasValidators, retentionOf, withinGrace, withinStaleIfError } from "./entry";
 import { TiercelError, withDiagnostics } from "./errors";
 import { describe, type Exchange } from "./exchange";
 import { parseCacheControl } from "./http/cache-control";
@@ -18,6 +18,7 @@ import { ServerTiming } from "./server-timing";
 import { invalidate, storeBody } from "./store";
 import { streamOf } from "./streams";
 import { isStandIn, keepOptimizedHeaders, originEtag, transformResponse } from "./transform";
+import { admitVariant, variantId } from "./variant-cap";
 
 /**
  * Request fields the pipeline answers itself from whole stored objects; the origin gets unconditional,
@@ -103,7 +104,16 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
   } catch (error) {
     settle({ kind: "none" });
     const failed = error instanceof TiercelError ? error.status : 502;
-    if (stale && withinStaleIfError(stale.entry, deps.now())) return serveStaleOnError(ex, stale, failed);
+    const now = deps.now();
+    if (stale && withinStaleIfError(stale.entry, now, stale.softPurgedAt)) {
+      return serveStaleOnError(ex, stale, failed, "stale-if-error");
+    }
+    // RFC 9111 §4.2.4: a cache disconnected from the origin may serve stale, unless prohibited, for at most
+    // the site's grace. Only when the origin could not be reached: an origin that answers (even 5xx) is
+    // not "disconnected", and a refused config (auth, forbidden address) is not an outage.
+    if (stale && cannotReach(error) && withinGrace(stale.entry, site.cache.grace, now, stale.softPurgedAt)) {
+      return serveStaleOnError(ex, stale, failed, "origin-unreachable");
+    }
     await stale?.body.cancel();
     const code = error instanceof TiercelError ? error.code : "origin_error";
     status.add({ cache: "Tiercel", fwd: "miss", detail: code });
@@ -112,10 +122,10 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
   const responseTime = deps.now();
 
   // RFC 5861 §4: a 5xx from the origin may be answered with a stale response within stale-if-error.
-  if (response.status >= 500 && stale && withinStaleIfError(stale.entry, responseTime)) {
+  if (response.status >= 500 && stale && withinStaleIfError(stale.entry, responseTime, stale.softPurgedAt)) {
     await response.body?.cancel();
     settle({ kind: "none" });
-    return serveStaleOnError(ex, stale, response.status);
+    return serveStaleOnError(ex, stale, response.status, "stale-if-error");
   }
 
   if (response.status === 304) {
@@ -187,8 +197,10 @@ async function storeAndAnswer(
   // The origins decode gzip and deflate; a body still labelled with a coding is one Tiercel cannot decode
   // (br, compress, zstd, several codings): the tiers hold identity bodies only, so it passes unstored.
   const coded = headers.has("content-encoding") ? "content-coding" : undefined;
-  const notStored =
-    reason ?? coded ?? (useless ? "no-cache" : retentionOf(entry, responseTime) <= 0 ? "stale" : undefined);
+  // Grace alone does not make a response worth storing: one already stale on arrival (max-age=0) would
+  // cost a tier write on every request for an answer used only in an outage.
+  const stale = retentionOf({ ...entry, grace: 0 }, responseTime) <= 0;
+  const notStored = reason ?? coded ?? (useless ? "no-cache" : stale ? "stale" : undefined);
   if (notStored) {
     flight?.settle({ kind: "none" });
     status.forwarded(response.status, false, `not-stored-${notStored}`);
@@ -213,14 +225,26 @@ async function storeAndAnswer(
     if (transformed.varyField) fields = [...fields, transformed.varyField].sort();
     if (transformed.retryAfter !== undefined) {
       // The transform failed: the original stands in for the variant briefly, then it is tried again.
-      use = { ...use, lifetime: Math.min(use.lifetime, transformed.retryAfter), swr: 0, sie: 0 };
+      use = { ...use, lifetime: Math.min(use.lifetime, transformed.retryAfter), swr: 0, sie: 0, grace: 0 };
     }
     entry = entryFor(fields, declared);
   }
 
   const sameIndex = look.index && sameFields(look.index.fields, fields) ? look.index : undefined;
-  const index = fields.length > 0 ? (sameIndex ?? { fields, nonce: crypto.randomUUID() }) : undefined;
+  let index = fields.length > 0 ? (sameIndex ?? { fields, nonce: crypto.randomUUID() }) : undefined;
   const key = index ? await variantKey(ex.baseKey, fields, index.nonce, request.headers) : ex.baseKey;
+  const values = JSON.stringify(selectingValues(fields, request.headers));
+  if (index) {
+    // One URL holds at most the site's maxVariants variants; past it, new ones pass through unstored.
+    const id = await variantId(values);
+    const admitted = admitVariant(ex.baseKey, index, id, site.cache.maxVariants);
+    if (!admitted) {
+      flight?.settle({ kind: "none" });
+      status.forwarded(response.status, false, "not-stored-variants");
+      return answerFromEntry(entry, body, answerContext(ex));
+    }
+    index = admitted;
+  }
   const { client, outcome, settled, storing } = storeBody(
     ex,
     {
@@ -230,7 +254,7 @@ async function storeAndAnswer(
       verify: false,
       tiers: deps.tiers,
       index,
-      values: JSON.stringify(selectingValues(fields, request.headers)),
+      values,
     },
     body,
   );
@@ -307,11 +331,26 @@ async function refreshFromNotModified(
   return answerFromEntry(entry, client, answerContext(ex));
 }
 
-/** RFC 5861 §4: the origin failed; a stale response within stale-if-error is served instead. */
-function serveStaleOnError(ex: Exchange, stale: Found, failedStatus: number): Response {
+/**
+ * The origin failed; a stale response is served instead: within stale-if-error (RFC 5861 §4), or within
+ * grace when the origin could not be reached (RFC 9111 §4.2.4). `detail` says which.
+ */
+function serveStaleOnError(
+  ex: Exchange,
+  stale: Found,
+  failedStatus: number,
+  detail: "stale-if-error" | "origin-unreachable",
+): Response {
   stale.member.fwd = "stale";
-  ex.status.forwarded(failedStatus, false, "stale-if-error");
+  ex.status.forwarded(failedStatus, false, detail);
   return answerFromEntry(stale.entry, stale.body, answerContext(ex));
+}
+
+/** Failures that mean the origin could not be reached: refused or reset connections, no answer in time. */
+const UNREACHABLE = new Set(["origin_unreachable", "origin_timeout", "origin_bad_response"]);
+
+function cannotReach(error: unknown): boolean {
+  return error instanceof TiercelError && UNREACHABLE.has(error.code);
 }
 
 /** What a collapsed waiter does with the leader's outcome; null when it must go to the origin itself. */

@@ -13,7 +13,10 @@ export interface CacheKeyParts {
   variant?: string;
   /** The request path as the runtime parsed it (percent-encoding kept as received). */
   path: string;
-  /** The exact query string, `?` included, or "" when there is none. Order and encoding are kept. */
+  /**
+   * The query string after the site's query policy (`keyedQuery`), `?` included, or "" when none is left.
+   * The kept parameters keep their order (unless the policy sorts) and their encoding.
+   */
   query: string;
   /** For a resize URL: its options in canonical form (the path is then the source image's). */
   transform?: string;
@@ -21,7 +24,7 @@ export interface CacheKeyParts {
 
 import { formatFieldValue, isFormatField } from "../optimize/negotiate";
 import { OPTIMIZER_VERSION } from "../optimize/types";
-import type { OptimizeOptions } from "../sites/schema";
+import type { OptimizeOptions, QueryPolicy } from "../sites/schema";
 
 const KEY_FORMAT = "tiercel/key/2";
 
@@ -34,20 +37,69 @@ export async function cacheKey(parts: CacheKeyParts): Promise<string> {
   return toHex(new Uint8Array(digest));
 }
 
-export function keyPartsFor(
-  site: { id: string; generation: number; optimize: OptimizeOptions },
-  url: URL,
-  transform?: string,
-): CacheKeyParts {
+/** What `keyPartsFor` reads of a site. */
+export interface KeyedSite {
+  id: string;
+  generation: number;
+  optimize: OptimizeOptions;
+  origin: { kind: "http" | "s3" };
+  cache: { query?: QueryPolicy | undefined };
+}
+
+export function keyPartsFor(site: KeyedSite, url: URL, transform?: string): CacheKeyParts {
   const parts: CacheKeyParts = {
     siteId: site.id,
     generation: site.generation,
     variant: variantOf(site.optimize),
     path: url.pathname,
-    query: url.search,
+    query: keyedQuery(url.search, queryPolicyOf(site)),
   };
   if (transform !== undefined) parts.transform = transform;
   return parts;
+}
+
+/**
+ * The site's query policy: its `cache.query`, else `none` for a bucket (which never receives a query, so
+ * `?r=<random>` cannot make new keys) and `all` for an http backend (whose answer may depend on any of it).
+ */
+export function queryPolicyOf(site: Pick<KeyedSite, "origin" | "cache">): QueryPolicy {
+  return site.cache.query ?? (site.origin.kind === "s3" ? "none" : "all");
+}
+
+/**
+ * The query that takes part in the key, and the one the origin receives (the same string, so the two can
+ * never disagree): all of it as received, none, or the allow-listed parameters. Names are compared after
+ * decoding (`+` as space, as forms encode it), exactly and case-sensitively; each kept parameter keeps its
+ * original encoding and, unless the policy sorts, its place. Sorting is by decoded name and stable, so
+ * repeated names keep their relative order (which can matter to the origin).
+ */
+export function keyedQuery(search: string, policy: QueryPolicy): string {
+  if (policy === "all") return search;
+  if (policy === "none") return "";
+  const allowed = new Set(policy.allow);
+  const kept = search
+    .replace(/^\?/, "")
+    .split("&")
+    .filter((pair) => pair !== "")
+    .map((pair) => ({ pair, name: decodeName(pair.split("=")[0] ?? "") }))
+    .filter(({ name }) => allowed.has(name));
+  if (policy.sort) kept.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return kept.length > 0 ? `?${kept.map(({ pair }) => pair).join("&")}` : "";
+}
+
+function decodeName(raw: string): string {
+  try {
+    return decodeURIComponent(raw.replaceAll("+", " "));
+  } catch {
+    return raw;
+  }
+}
+
+/** The URL with its query reduced to the keyed one: what the origin is asked for. */
+export function keyedUrl(site: Pick<KeyedSite, "origin" | "cache">, url: URL): URL {
+  const keyed = new URL(url);
+  keyed.search = keyedQuery(url.search, queryPolicyOf(site));
+  return keyed;
 }
 
 /** Site configs are parsed once and reused, so the variant is computed once per config, not per request. */

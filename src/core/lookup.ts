@@ -3,7 +3,7 @@ import { withDeadline } from "./deadline";
 import { isFresh, type StoredEntry } from "./entry";
 import { describe, type Exchange } from "./exchange";
 import { variantKey } from "./keys";
-import { purgeState } from "./purge";
+import { purgeState, softPurgedAt } from "./purge";
 import type { CachedObject, Tier } from "./tier";
 import { type DamagedEntryError, verifiedBody } from "./verified-body";
 
@@ -15,8 +15,10 @@ export interface Found {
   tier: number;
   key: string;
   member: CacheStatusMember;
-  /** Soft-purged: to be served stale while it is revalidated. */
+  /** Soft-purged: to be served stale while it is revalidated (within the site's grace). */
   softPurged?: boolean;
+  /** When the soft purge that made it stale happened (epoch ms). */
+  softPurgedAt?: number;
   /** The variant index it was found through, in its own tier. */
   index?: StoredEntry["variants"];
 }
@@ -76,6 +78,7 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
       continue;
     }
     const candidate: Found = { ...found, tier: index, key: found.key, member, softPurged: purge === "soft" };
+    if (purge === "soft") candidate.softPurgedAt = softPurgedAt(found.entry, ex.site.purges);
     if (purge === "none" && isFresh(found.entry, deps.now())) {
       if (result.stale) result.stale.body.cancel().catch(() => {});
       result.fresh = candidate;

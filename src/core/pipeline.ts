@@ -5,7 +5,7 @@ import { objectSegments } from "../origins/path";
 import type { Site } from "../sites/schema";
 import { answerFromEntry } from "./answer";
 import { CacheStatus } from "./cache-status";
-import { entryTtl, withinStaleWhileRevalidate } from "./entry";
+import { entryTtl, withinGrace, withinStaleWhileRevalidate } from "./entry";
 import { errorResponse, TiercelError, withDiagnostics } from "./errors";
 import { type Deps, describe, type Exchange } from "./exchange";
 import { answerContext, fromOrigin, refreshInBackground } from "./fill";
@@ -13,7 +13,7 @@ import { normalizeHost } from "./host";
 import { passOn } from "./http/content-coding";
 import { endToEndHeaders } from "./http/headers";
 import { consumedTargetedFields } from "./http/targeted";
-import { cacheKey, keyPartsFor } from "./keys";
+import { cacheKey, keyedUrl, keyPartsFor } from "./keys";
 import { lookupTiers } from "./lookup";
 import { ServerTiming } from "./server-timing";
 import { invalidate, storeBody } from "./store";
@@ -104,7 +104,10 @@ export async function handleRequest(
     return forward(request, url, site, deps, timing, status);
   }
 
-  const ex: Exchange = { request, url, site, deps, timing, status: new CacheStatus(), baseKey };
+  // What is cached, and what the origin is asked for it, carry only the keyed query (the site's query
+  // policy): the same string in both, so a response can never be stored under a query it was not made for.
+  const keyed = keyedUrl(site, url);
+  const ex: Exchange = { request, url: keyed, site, deps, timing, status: new CacheStatus(), baseKey };
   if (resize) {
     ex.resize = resize;
     ex.sourceKey = await cacheKey(keyPartsFor(site, url));
@@ -140,8 +143,17 @@ export async function handleRequest(
     return answerFromEntry(found.entry, body, answerContext(ex));
   }
 
-  const softPurged = look.stale?.softPurged === true && !look.stale.entry.mustRevalidate && !look.stale.entry.noCache;
-  if (look.stale && (softPurged || withinStaleWhileRevalidate(look.stale.entry, deps.now()))) {
+  // A soft-purged entry is stale from the purge on: served at once (and refreshed) within its
+  // stale-while-revalidate window or the site's grace, both counted from the purge; past them it is
+  // revalidated like any stale entry, so it is never served longer than an entry that was not purged.
+  const purgedAt = look.stale?.softPurgedAt;
+  const now = deps.now();
+  const softPurged =
+    look.stale !== undefined &&
+    purgedAt !== undefined &&
+    (withinGrace(look.stale.entry, site.cache.grace, now, purgedAt) ||
+      withinStaleWhileRevalidate(look.stale.entry, now, purgedAt));
+  if (look.stale && (softPurged || (purgedAt === undefined && withinStaleWhileRevalidate(look.stale.entry, now)))) {
     // RFC 5861 §3: serve stale at once, refresh once in the background (a soft purge does the same).
     const stale = look.stale;
     deps.stats.record(site.id, "stale", stale.entry.length);
@@ -160,7 +172,7 @@ export async function handleRequest(
     deps.stats.originFetch(site.id);
     // A HEAD miss asks the origin for HEAD and stores nothing, so it never leaves an empty body for GET.
     await look.stale?.body.cancel();
-    return forward(request, url, site, deps, timing, ex.status, "not-stored-method");
+    return forward(request, keyed, site, deps, timing, ex.status, "not-stored-method");
   }
   return fromOrigin(ex, look);
 }

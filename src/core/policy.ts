@@ -20,6 +20,11 @@ export interface UsePolicy {
   mustRevalidate: boolean;
   /** no-cache: every use needs a successful validation first (RFC 9111 §5.2.2.4). */
   noCache: boolean;
+  /**
+   * Grace in seconds: how long past expiry the response may answer when the origin cannot be reached
+   * (RFC 9111 §4.2.4); 0 when a directive forbids serving it stale.
+   */
+  grace: number;
 }
 
 /** Statuses stored for `negativeTtl` (negative caching). */
@@ -61,6 +66,10 @@ export function usePolicy(
     sie: mustRevalidate || errorOnlyFresh ? 0 : windowOf(cc.staleIfError, defaults ? site.staleIfError : 0),
     mustRevalidate,
     noCache: cc.noCache !== false,
+    // RFC 9111 §4.2.4: "A cache MUST NOT generate a stale response if it is prohibited by an explicit
+    // in-protocol directive (e.g., by a no-cache response directive, a must-revalidate response directive,
+    // or an applicable s-maxage or proxy-revalidate response directive)".
+    grace: mustRevalidate || cc.noCache !== false || cc.sMaxAge !== undefined ? 0 : site.grace,
   };
 }
 

@@ -26,3 +26,15 @@ export function purgeState(entry: StoredEntry, purges: Site["purges"], ...urlKey
   }
   return "none";
 }
+
+/**
+ * When the earliest soft purge that reached the entry happened (epoch ms), or undefined when none did: the
+ * entry counts as stale from then on, so its stale windows and grace are measured from it.
+ */
+export function softPurgedAt(entry: StoredEntry, purges: Site["purges"]): number | undefined {
+  const fetched = entry.requestTime;
+  const times = entry.tags.map((tag) => purges.softTags[tag]);
+  times.push(purges.softAll);
+  const applying = times.filter((time): time is number => time !== undefined && fetched <= time);
+  return applying.length > 0 ? Math.min(...applying) : undefined;
+}

@@ -1,6 +1,6 @@
 import type { Shared } from "./collapse";
 import { withDeadline } from "./deadline";
-import { retentionOf, type StoredEntry } from "./entry";
+import { retentionOf, type StoredEntry, type VariantIndex } from "./entry";
 import { describe, type Exchange } from "./exchange";
 import { REVALIDATION_KEEP } from "./policy";
 import { fanOut, verifyLength } from "./stream-fanout";
@@ -19,7 +19,7 @@ export interface StoreTarget {
   verify: boolean;
   tiers: Tier[];
   /** For a response that varies: the index to write at the base key. */
-  index?: { fields: string[]; nonce: string };
+  index?: VariantIndex;
   /** The selecting values of the request that produced it, for collapsed waiters. */
   values: string;
 }
@@ -210,6 +210,6 @@ function indexRetention(retention: number): number {
 }
 
 /** The record stored at the base key of a response that varies: no headers, no body, just the index. */
-function indexEntry(entry: StoredEntry, index: { fields: string[]; nonce: string }): StoredEntry {
+function indexEntry(entry: StoredEntry, index: VariantIndex): StoredEntry {
   return { ...entry, headers: [], length: 0, digest: "", tags: [], variants: index };
 }

@@ -3,7 +3,8 @@ import { decodeContent } from "../core/http/content-coding";
 
 /**
  * The one way Tiercel talks to an origin: redirects never followed, a deadline for the response headers,
- * an idle limit on the body, and one retry when the connection fails for a request that can be repeated.
+ * an idle limit on the body, and one retry when the connection fails for a request that can be repeated
+ * (never once the origin has started answering).
  */
 export interface UpstreamOptions {
   /** Deadline for the response headers, in milliseconds. */
@@ -47,6 +48,10 @@ export async function fetchUpstream(request: Request, options: UpstreamOptions):
           },
         );
       }
+      // An origin that had already started answering (part of a response head came back, then the
+      // connection broke or the head was malformed) is not asked again: it did receive the request, and a
+      // second copy of it would only double the load on an origin that is already failing.
+      if (cause instanceof TiercelError && cause.code === "origin_bad_response") throw cause;
       if (!retryable || attempt >= 2) {
         throw new TiercelError("origin_unreachable", 502, "The origin could not be reached", { cause });
       }

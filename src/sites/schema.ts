@@ -92,9 +92,31 @@ const cachePolicy = z.strictObject({
       message: "must not list Cache-Control itself",
     })
     .default([...DEFAULT_TARGETED_FIELDS]),
+  /**
+   * Grace: how long past its expiry a stored response may still answer when the origin cannot be reached
+   * (refused, reset, timed out), unless its directives forbid serving it stale (RFC 9111 §4.2.4). Also
+   * bounds how long a soft-purged entry is served while it is refreshed. One day by default.
+   */
+  grace: seconds.default(86_400),
+  /**
+   * Which query parameters take part in the key and reach the origin: `all` (exactly as received), `none`,
+   * or an allow-list, optionally sorted by name. Unset: `none` for bucket origins, `all` for http ones.
+   */
+  query: z
+    .union([
+      z.enum(["all", "none"]),
+      z.strictObject({
+        allow: z.array(z.string().min(1, "must not be empty").max(256)).min(1).max(64),
+        sort: z.boolean().default(false),
+      }),
+    ])
+    .optional(),
+  /** Most variants one URL may have under Vary; past it, new variants are answered unstored. */
+  maxVariants: z.number().int().min(0).max(128).default(32),
 });
 
 export type CachePolicy = z.output<typeof cachePolicy>;
+export type QueryPolicy = NonNullable<CachePolicy["query"]>;
 export type OptimizeOptions = z.output<typeof optimize>;
 
 /** Requests that skip the cache and go straight to the origin. */

@@ -372,7 +372,8 @@ describe("stale responses (RFC 5861)", () => {
   });
 
   it("serves stale within stale-if-error on a 5xx, a timeout or a refused connection, and not after (§4)", async () => {
-    const { host, id } = await newSite();
+    // Grace off, so that only the stale-if-error window counts (grace.test.ts covers grace).
+    const { host, id } = await newSite({ cache: { grace: 0 } });
     const path = `/${unique("sie")}`;
     await origin.route(path, { body: "good", headers: { "cache-control": "max-age=10, stale-if-error=100" } });
     const clock = testClock();
@@ -389,7 +390,11 @@ describe("stale responses (RFC 5861)", () => {
     const onHangUp = await send(`http://${host}${path}`, undefined, { now: clock.now });
     expect(await onHangUp.text()).toBe("good");
 
-    await putSite(host, { id, origin: { kind: "http", url: "http://127.0.0.1:9", allowPrivate: true } });
+    await putSite(host, {
+      id,
+      origin: { kind: "http", url: "http://127.0.0.1:9", allowPrivate: true },
+      cache: { grace: 0 },
+    });
     const onRefused = await send(`http://${host}${path}`, undefined, { now: clock.now });
     expect(await onRefused.text()).toBe("good");
     expect(onRefused.headers.get("cache-status")).toContain("fwd-status=502");

@@ -29,6 +29,8 @@ export interface RouteSpec {
   notModifiedHeaders?: Record<string, string>;
   /** Close the connection without answering. */
   hangUp?: boolean;
+  /** Reset the connection (TCP RST) without answering. */
+  reset?: boolean;
   /** Close the connection without answering for the first this many requests, then answer normally. */
   hangUpTimes?: number;
   /** Send the headers and this many bytes of the body, then go silent (without closing). */
@@ -133,6 +135,10 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
   if (route.delayMs) await new Promise((r) => setTimeout(r, route.delayMs));
   if (route.hangUp || (route.hangUpTimes !== undefined && count <= route.hangUpTimes)) {
     req.socket.destroy();
+    return;
+  }
+  if (route.reset) {
+    req.socket.resetAndDestroy();
     return;
   }
   if (route.raw !== undefined) {

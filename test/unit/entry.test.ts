@@ -7,15 +7,20 @@ import {
   entryTtl,
   isFresh,
   isStoredEntry,
+  retentionOf,
   type StoredEntry,
+  stalenessOf,
+  withinGrace,
+  withinStaleIfError,
 } from "../../src/core/entry";
 import type { UsePolicy } from "../../src/core/policy";
+import { softPurgedAt } from "../../src/core/purge";
 
 /** A fixed instant (2024-01-15T12:00:00Z); every other time is an offset from it. */
 const T = Date.UTC(2024, 0, 15, 12, 0, 0);
 const SECOND = 1000;
 const DIGEST = "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:";
-const USE: UsePolicy = { lifetime: 60, swr: 0, sie: 0, mustRevalidate: false, noCache: false };
+const USE: UsePolicy = { lifetime: 60, swr: 0, sie: 0, mustRevalidate: false, noCache: false, grace: 0 };
 
 function input(headers: HeadersInit, overrides: Partial<EntryInput> = {}): EntryInput {
   return {
@@ -84,7 +89,7 @@ describe("buildEntry", () => {
   });
 
   it("takes the lifetime, stale windows and revalidation flags from the use policy", () => {
-    const use: UsePolicy = { lifetime: 600, swr: 30, sie: 300, mustRevalidate: true, noCache: true };
+    const use: UsePolicy = { lifetime: 600, swr: 30, sie: 300, mustRevalidate: true, noCache: true, grace: 0 };
     // The response's own Cache-Control does not override the policy resolved for it.
     const e = buildEntry(input({ "cache-control": "max-age=5" }, { use }));
     expect(e).toMatchObject({ lifetime: 600, swr: 30, sie: 300, mustRevalidate: true, noCache: true });
@@ -250,5 +255,38 @@ describe("isStoredEntry", () => {
     ["a missing digest", { digest: undefined }],
   ])("rejects a record with %s", (_, change) => {
     expect(isStoredEntry({ ...valid, ...change })).toBe(false);
+  });
+});
+
+describe("grace and soft purges (RFC 9111 §4.2.4)", () => {
+  it("serves within the smaller of the stored grace and the site's, never when prohibited", () => {
+    const e = entry(60, 0, { grace: 100 });
+    expect(withinGrace(e, 86_400, T + 150 * SECOND)).toBe(true);
+    expect(withinGrace(e, 86_400, T + 170 * SECOND)).toBe(false);
+    expect(withinGrace(e, 30, T + 100 * SECOND)).toBe(false);
+    expect(withinGrace(entry(60, 0, { grace: 100, mustRevalidate: true }), 86_400, T + 61 * SECOND)).toBe(false);
+    expect(withinGrace(entry(60, 0, { grace: 100, noCache: true }), 86_400, T + 61 * SECOND)).toBe(false);
+    // A record written before grace existed has none.
+    const { grace: _, ...old } = e;
+    expect(withinGrace(old, 86_400, T + 61 * SECOND)).toBe(false);
+  });
+
+  it("keeps an entry in the tiers for its grace too", () => {
+    expect(retentionOf(entry(60, 0, { grace: 1000 }), T)).toBe(1060);
+  });
+
+  it("counts staleness from a soft purge that came before expiry", () => {
+    const e = entry(3600, 0, { sie: 100 });
+    expect(stalenessOf(e, T + 50 * SECOND)).toBe(-3550);
+    expect(stalenessOf(e, T + 50 * SECOND, T + 20 * SECOND)).toBe(30);
+    expect(withinStaleIfError(e, T + 150 * SECOND)).toBe(true);
+    expect(withinStaleIfError(e, T + 150 * SECOND, T + 20 * SECOND)).toBe(false);
+  });
+
+  it("finds the earliest soft purge that reached the entry", () => {
+    const e = { ...entry(60, 0), tags: ["a", "b"] };
+    const purges = { urls: {}, tags: {}, softTags: { a: T + 5000, b: T + 3000, c: T }, softAll: T - 10_000 };
+    expect(softPurgedAt(e, purges)).toBe(T + 3000);
+    expect(softPurgedAt(e, { urls: {}, tags: {}, softTags: {} })).toBeUndefined();
   });
 });

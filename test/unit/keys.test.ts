@@ -1,6 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { type CacheKeyParts, cacheKey, keyPartsFor, optionsVariant, selectingValues } from "../../src/core/keys";
-import type { OptimizeOptions } from "../../src/sites/schema";
+import {
+  type CacheKeyParts,
+  cacheKey,
+  keyedQuery,
+  keyedUrl,
+  keyPartsFor,
+  optionsVariant,
+  queryPolicyOf,
+  selectingValues,
+} from "../../src/core/keys";
+import { type OptimizeOptions, parseSite } from "../../src/sites/schema";
 
 describe("cacheKey", () => {
   it("is 64 lower-case hex characters (SHA-256)", async () => {
@@ -69,6 +78,8 @@ const site = (
   id,
   generation,
   optimize,
+  origin: { kind: "http" as const },
+  cache: {},
 });
 
 describe("keyPartsFor", () => {
@@ -167,5 +178,54 @@ describe("format negotiation in variant keys", () => {
     expect(values("*/*")).toEqual([[field, "original"]]);
     expect(values("image/*")).toEqual([[field, "original"]]);
     expect(values(null)).toEqual([[field, "original"]]);
+  });
+});
+
+describe("keyedQuery (the site's query policy)", () => {
+  const search = "?utm_source=x&b=2&a=%31&a=0&r=abc";
+
+  it("keeps everything as received under all, and nothing under none", () => {
+    expect(keyedQuery(search, "all")).toBe(search);
+    expect(keyedQuery(search, "none")).toBe("");
+  });
+
+  it("keeps only allow-listed names, in place, with their encoding and repeats", () => {
+    expect(keyedQuery(search, { allow: ["a", "b"], sort: false })).toBe("?b=2&a=%31&a=0");
+    expect(keyedQuery("?utm_source=x", { allow: ["a"], sort: false })).toBe("");
+    expect(keyedQuery("", { allow: ["a"], sort: false })).toBe("");
+  });
+
+  it("compares decoded names, exactly and case-sensitively", () => {
+    expect(keyedQuery("?my%20name=1&my+name=2&My+Name=3&a&=4", { allow: ["my name", "a"], sort: false })).toBe(
+      "?my%20name=1&my+name=2&a",
+    );
+  });
+
+  it("sorts by name, stably, when asked", () => {
+    expect(keyedQuery("?b=2&a=2&c=1&a=1", { allow: ["a", "b"], sort: true })).toBe("?a=2&a=1&b=2");
+  });
+
+  it("defaults to none for bucket sites and all for http sites, and keyPartsFor applies it", async () => {
+    const bucket = { ...site("s"), origin: { kind: "s3" as const } };
+    expect(queryPolicyOf(bucket)).toBe("none");
+    expect(queryPolicyOf(site("s"))).toBe("all");
+    const busted = await cacheKey(keyPartsFor(bucket, new URL("https://example.com/p.jpg?r=1")));
+    expect(await cacheKey(keyPartsFor(bucket, new URL("https://example.com/p.jpg?r=2")))).toBe(busted);
+    expect(await cacheKey(keyPartsFor(bucket, new URL("https://example.com/p.jpg")))).toBe(busted);
+    const listed = { ...site("s"), cache: { query: { allow: ["v"], sort: false } } };
+    expect(keyPartsFor(listed, new URL("https://example.com/p?v=3&r=9")).query).toBe("?v=3");
+    expect(keyedUrl(listed, new URL("https://example.com/p?r=9&v=3")).href).toBe("https://example.com/p?v=3");
+  });
+
+  it("is validated where the config enters", () => {
+    const base = { id: "site-query-1", origin: { kind: "http", url: "https://example.com" } };
+    expect(parseSite({ ...base, cache: { query: { allow: ["v"] } } }, "t").cache.query).toEqual({
+      allow: ["v"],
+      sort: false,
+    });
+    expect(() => parseSite({ ...base, cache: { query: "some" } }, "t")).toThrow(/cache\.query/);
+    expect(() => parseSite({ ...base, cache: { query: { allow: [] } } }, "t")).toThrow(/cache\.query\.allow/);
+    expect(() => parseSite({ ...base, cache: { grace: -1 } }, "t")).toThrow(/cache\.grace/);
+    expect(parseSite(base, "t").cache).toMatchObject({ grace: 86_400, maxVariants: 32 });
   });
 });
