@@ -23,6 +23,8 @@ export interface AnswerContext {
  */
 export function answerFromEntry(entry: StoredEntry, body: ReadableStream<Uint8Array>, ctx: AnswerContext): Response {
   const headers = entryHeaders(entry);
+  // Content-Range is Tiercel's to set, from the request's Range: one stored by older code is never passed on.
+  headers.delete("content-range");
   // RFC 9111 §5.1: a response served from a cache carries Age.
   headers.set("age", String(entryAge(entry, ctx.now)));
   if (ctx.policy.browserTtl !== undefined) headers.set("cache-control", `public, max-age=${ctx.policy.browserTtl}`);

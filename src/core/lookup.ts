@@ -2,6 +2,7 @@ import type { CacheStatusMember } from "./cache-status";
 import { withDeadline } from "./deadline";
 import { isFresh, type StoredEntry } from "./entry";
 import { describe, type Exchange } from "./exchange";
+import { whyNotServable } from "./http/shareable";
 import { variantKey } from "./keys";
 import { purgeState } from "./purge";
 import type { CachedObject, Tier } from "./tier";
@@ -74,6 +75,22 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
       member.detail = "purged";
       continue;
     }
+    const unservable = whyNotServable(
+      {
+        status: found.entry.status,
+        location: storedField(found.entry, "location"),
+        allowOrigin: storedField(found.entry, "access-control-allow-origin"),
+        vary: found.entry.vary,
+      },
+      { url: ex.url, siteHosts: ex.site.hosts, origin: ex.request.headers.get("origin") },
+    );
+    if (unservable) {
+      // Never served, not even stale: as good as absent; the fill decides afresh.
+      await found.body.cancel();
+      member.fwd = "miss";
+      member.detail = unservable;
+      continue;
+    }
     const candidate: Found = { ...found, tier: index, key: found.key, member, softPurged: purge === "soft" };
     if (purge === "none" && isFresh(found.entry, deps.now())) {
       if (result.stale) result.stale.body.cancel().catch(() => {});
@@ -102,4 +119,9 @@ async function readThroughIndex(
   const key = await variantKey(ex.baseKey, variants.fields, variants.nonce, ex.request.headers);
   const variant = await tier.get(key);
   return variant && { ...variant, key, index: variants };
+}
+
+/** A stored response field (names are stored in lower case), or null. */
+function storedField(entry: StoredEntry, name: string): string | null {
+  return entry.headers.find(([field]) => field === name)?.[1] ?? null;
 }

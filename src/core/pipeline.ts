@@ -9,6 +9,7 @@ import { entryTtl, withinStaleWhileRevalidate } from "./entry";
 import { errorResponse, TiercelError, withDiagnostics } from "./errors";
 import { type Deps, describe, type Exchange } from "./exchange";
 import { answerContext, fromOrigin, refreshInBackground } from "./fill";
+import { forwardedHeaders, withoutIgnoredCookies } from "./forwarding";
 import { normalizeHost } from "./host";
 import { endToEndHeaders } from "./http/headers";
 import { cacheKey, keyPartsFor } from "./keys";
@@ -102,7 +103,17 @@ export async function handleRequest(
     return forward(request, url, site, deps, timing, status);
   }
 
-  const ex: Exchange = { request, url, site, deps, timing, status: new CacheStatus(), baseKey };
+  // From here on the request is one answered through the cache: the cookies the site ignores are gone
+  // before keys, lookups, storing rules or the origin see it (bypass rules above saw them all).
+  const ex: Exchange = {
+    request: withoutIgnoredCookies(request, site.cache.ignoreCookies),
+    url,
+    site,
+    deps,
+    timing,
+    status: new CacheStatus(),
+    baseKey,
+  };
   if (resize) {
     ex.resize = resize;
     ex.sourceKey = await cacheKey(keyPartsFor(site, url));
@@ -158,7 +169,10 @@ export async function handleRequest(
     deps.stats.originFetch(site.id);
     // A HEAD miss asks the origin for HEAD and stores nothing, so it never leaves an empty body for GET.
     await look.stale?.body.cancel();
-    return forward(request, url, site, deps, timing, ex.status, "not-stored-method");
+    // It gets the same headers a GET's fill would, so it describes what a GET is answered with.
+    const selecting = [...(look.index?.fields ?? []), ...(look.stale?.entry.vary ?? [])];
+    const { upstream } = forwardedHeaders(ex.request.headers, site.cache.requestHeaders, selecting);
+    return forward(ex.request, url, site, deps, timing, ex.status, "not-stored-method", upstream);
   }
   return fromOrigin(ex, look);
 }
@@ -207,11 +221,12 @@ async function forward(
   timing: ServerTiming,
   status: CacheStatus,
   detail?: string,
+  upstream = request.headers,
 ): Promise<Response> {
   let response: Response;
   try {
     response = await timing.measure("origin", () =>
-      deps.originFor(site).fetch({ method: request.method, url, headers: request.headers, body: request.body }),
+      deps.originFor(site).fetch({ method: request.method, url, headers: upstream, body: request.body }),
     );
   } catch (error) {
     if (error instanceof TiercelError) status.add({ cache: "Tiercel", fwd: "miss", detail: error.code });
