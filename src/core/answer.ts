@@ -26,6 +26,8 @@ export function answerFromEntry(entry: StoredEntry, body: ReadableStream<Uint8Ar
   const headers = entryHeaders(entry);
   // Fields aimed at Tiercel alone stay with it (RFC 9213); CDN-Cache-Control is passed on.
   for (const name of consumedTargetedFields(ctx.policy.targetedFields)) headers.delete(name);
+  // Content-Range is Tiercel's to set, from the request's Range: one stored by older code is never passed on.
+  headers.delete("content-range");
   // RFC 9111 §5.1: a response served from a cache carries Age.
   headers.set("age", String(entryAge(entry, ctx.now)));
   if (ctx.policy.browserTtl !== undefined) headers.set("cache-control", `public, max-age=${ctx.policy.browserTtl}`);

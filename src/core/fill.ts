@@ -4,10 +4,12 @@ import type { Flight, Shared } from "./collapse";
 import { buildEntry, entryHeaders, hasValidators, retentionOf, withinGrace, withinStaleIfError } from "./entry";
 import { TiercelError, withDiagnostics } from "./errors";
 import { describe, type Exchange } from "./exchange";
+import { forwardedHeaders } from "./forwarding";
 import { parseCacheControl } from "./http/cache-control";
 import { freshenHeaders } from "./http/conditional";
 import { passOn } from "./http/content-coding";
 import { endToEndHeaders } from "./http/headers";
+import { whyNotShareable, withCorsOrigin } from "./http/shareable";
 import { whyNotStorable } from "./http/storable";
 import { consumedTargetedFields, responseDirectives } from "./http/targeted";
 import { parseVary } from "./http/vary";
@@ -86,7 +88,10 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
   const settle = (outcome: Shared) => flight?.settle(outcome);
   const stale = look.stale;
 
-  const headers = new Headers(request.headers);
+  // Only the site's allow-list, the known selecting fields and credentials reach the origin (forwarding.ts);
+  // a variant stored from the answer is keyed by what was sent.
+  const selecting = [...(look.index?.fields ?? []), ...(stale?.entry.vary ?? [])];
+  const { keying, upstream: headers } = forwardedHeaders(request.headers, site.cache.requestHeaders, selecting);
   for (const name of ANSWERED_BY_TIERCEL) headers.delete(name);
   // RFC 9111 §4.3.1: revalidate a stored response with its validators (not a failed transform's stand-in).
   const revalidating = stale && !isStandIn(stale.entry) ? stale : undefined;
@@ -141,11 +146,11 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
       );
     }
     await response.body?.cancel();
-    return refreshFromNotModified(ex, look, stale, response.headers, requestTime, responseTime, flight);
+    return refreshFromNotModified(ex, look, stale, response.headers, keying, requestTime, responseTime, flight);
   }
 
   await stale?.body.cancel();
-  return storeAndAnswer(ex, look, response, requestTime, responseTime, flight);
+  return storeAndAnswer(ex, look, response, keying, requestTime, responseTime, flight);
 }
 
 /** A full response from the origin: stored if it may be, and answered while it streams. */
@@ -153,6 +158,7 @@ async function storeAndAnswer(
   ex: Exchange,
   look: Lookup,
   response: Response,
+  keying: Headers,
   requestTime: number,
   responseTime: number,
   flight: Flight | undefined,
@@ -166,15 +172,29 @@ async function storeAndAnswer(
   const responseCc = responseDirectives(headers, site.cache.targetedFields);
   const clientCc = parseCacheControl(headers.get("cache-control"));
   const vary = parseVary(headers.get("vary"));
-  const reason = whyNotStorable({
-    method: "GET",
-    requestHeaders: request.headers,
-    requestCc: parseCacheControl(request.headers.get("cache-control")),
-    status: response.status,
-    responseHeaders: headers,
-    responseCc,
-    vary,
-  });
+  // An answer that allows one origin by name is keyed by the request's Origin, as if it said Vary: Origin.
+  let fields = vary === "*" ? [] : withCorsOrigin(vary, headers);
+  if (vary !== "*" && fields.length > vary.length) headers.append("vary", "Origin");
+  const reason =
+    whyNotStorable({
+      method: "GET",
+      requestHeaders: request.headers,
+      requestCc: parseCacheControl(request.headers.get("cache-control")),
+      status: response.status,
+      responseHeaders: headers,
+      responseCc,
+      vary,
+    }) ??
+    whyNotShareable({
+      requestHeaders: keying,
+      url: ex.url,
+      siteHosts: site.hosts,
+      status: response.status,
+      responseHeaders: headers,
+      responseCc,
+      vary: fields,
+      cookies: site.cache.cookies,
+    });
   let use = usePolicy({ status: response.status, headers, cc: responseCc, responseTime }, site.cache);
   const entryFor = (fields: string[], length: number | undefined) =>
     buildEntry({
@@ -188,7 +208,6 @@ async function storeAndAnswer(
       digest: "",
       use,
     });
-  let fields = vary === "*" ? [] : vary;
   let declared = declaredLength(headers);
   let entry = entryFor(fields, declared);
 
@@ -232,8 +251,8 @@ async function storeAndAnswer(
 
   const sameIndex = look.index && sameFields(look.index.fields, fields) ? look.index : undefined;
   let index = fields.length > 0 ? (sameIndex ?? { fields, nonce: crypto.randomUUID() }) : undefined;
-  const key = index ? await variantKey(ex.baseKey, fields, index.nonce, request.headers) : ex.baseKey;
-  const values = JSON.stringify(selectingValues(fields, request.headers));
+  const key = index ? await variantKey(ex.baseKey, fields, index.nonce, keying) : ex.baseKey;
+  const values = JSON.stringify(selectingValues(fields, keying));
   if (index) {
     // One URL holds at most the site's maxVariants variants; past it, new ones pass through unstored.
     const id = await variantId(values);
@@ -270,6 +289,7 @@ async function refreshFromNotModified(
   look: Lookup,
   stale: Found,
   notModified: Headers,
+  keying: Headers,
   requestTime: number,
   responseTime: number,
   flight: Flight | undefined,
@@ -283,15 +303,26 @@ async function refreshFromNotModified(
   const use = usePolicy({ status: stale.entry.status, headers, cc, responseTime }, site.cache);
   // The 304 may have made the response unstorable (no-store, private, Set-Cookie): then the stored entry
   // goes, and this answer is the last one it gives.
-  const reason = whyNotStorable({
-    method: "GET",
-    requestHeaders: ex.request.headers,
-    requestCc: parseCacheControl(ex.request.headers.get("cache-control")),
-    status: stale.entry.status,
-    responseHeaders: headers,
-    responseCc: cc,
-    vary: stale.entry.vary,
-  });
+  const reason =
+    whyNotStorable({
+      method: "GET",
+      requestHeaders: ex.request.headers,
+      requestCc: parseCacheControl(ex.request.headers.get("cache-control")),
+      status: stale.entry.status,
+      responseHeaders: headers,
+      responseCc: cc,
+      vary: stale.entry.vary,
+    }) ??
+    whyNotShareable({
+      requestHeaders: keying,
+      url: ex.url,
+      siteHosts: site.hosts,
+      status: stale.entry.status,
+      responseHeaders: headers,
+      responseCc: cc,
+      vary: stale.entry.vary,
+      cookies: site.cache.cookies,
+    });
   // The merged headers carry the 304's Date and Age, from which the refreshed age is computed (§4.2.3).
   const entry = buildEntry({
     status: stale.entry.status,
@@ -320,7 +351,7 @@ async function refreshFromNotModified(
       verify: entry.digest !== "",
       tiers: deps.tiers,
       index: look.index,
-      values: JSON.stringify(selectingValues(stale.entry.vary, ex.request.headers)),
+      values: JSON.stringify(selectingValues(stale.entry.vary, keying)),
     },
     stale.body,
   );

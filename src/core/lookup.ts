@@ -2,6 +2,7 @@ import type { CacheStatusMember } from "./cache-status";
 import { withDeadline } from "./deadline";
 import { isFresh, type StoredEntry } from "./entry";
 import { describe, type Exchange } from "./exchange";
+import { whyNotServable } from "./http/shareable";
 import { variantKey } from "./keys";
 import { purgeState, softPurgedAt } from "./purge";
 import type { CachedObject, Tier } from "./tier";
@@ -77,6 +78,22 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
       member.detail = "purged";
       continue;
     }
+    const unservable = whyNotServable(
+      {
+        status: found.entry.status,
+        location: storedField(found.entry, "location"),
+        allowOrigin: storedField(found.entry, "access-control-allow-origin"),
+        vary: found.entry.vary,
+      },
+      { url: ex.url, siteHosts: ex.site.hosts, origin: ex.request.headers.get("origin") },
+    );
+    if (unservable) {
+      // Never served, not even stale: as good as absent; the fill decides afresh.
+      await found.body.cancel();
+      member.fwd = "miss";
+      member.detail = unservable;
+      continue;
+    }
     const candidate: Found = { ...found, tier: index, key: found.key, member, softPurged: purge === "soft" };
     if (purge === "soft") candidate.softPurgedAt = softPurgedAt(found.entry, ex.site.purges);
     if (purge === "none" && isFresh(found.entry, deps.now())) {
@@ -129,4 +146,9 @@ export async function readChecked(
     deps.waitUntil(deleting);
   };
   return { entry: found.entry, body: verifiedBody(found.body, found.entry, drop) };
+}
+
+/** A stored response field (names are stored in lower case), or null. */
+function storedField(entry: StoredEntry, name: string): string | null {
+  return entry.headers.find(([field]) => field === name)?.[1] ?? null;
 }

@@ -9,6 +9,7 @@ import { entryTtl, withinGrace, withinStaleWhileRevalidate } from "./entry";
 import { errorResponse, TiercelError, withDiagnostics } from "./errors";
 import { type Deps, describe, type Exchange } from "./exchange";
 import { answerContext, fromOrigin, refreshInBackground } from "./fill";
+import { forwardedHeaders, withoutIgnoredCookies } from "./forwarding";
 import { normalizeHost } from "./host";
 import { passOn } from "./http/content-coding";
 import { endToEndHeaders } from "./http/headers";
@@ -106,8 +107,18 @@ export async function handleRequest(
 
   // What is cached, and what the origin is asked for it, carry only the keyed query (the site's query
   // policy): the same string in both, so a response can never be stored under a query it was not made for.
+  // From here on the request is one answered through the cache: the cookies the site ignores are gone
+  // before keys, lookups, storing rules or the origin see it (bypass rules above saw them all).
   const keyed = keyedUrl(site, url);
-  const ex: Exchange = { request, url: keyed, site, deps, timing, status: new CacheStatus(), baseKey };
+  const ex: Exchange = {
+    request: withoutIgnoredCookies(request, site.cache.ignoreCookies),
+    url: keyed,
+    site,
+    deps,
+    timing,
+    status: new CacheStatus(),
+    baseKey,
+  };
   if (resize) {
     ex.resize = resize;
     ex.sourceKey = await cacheKey(keyPartsFor(site, url));
@@ -172,7 +183,10 @@ export async function handleRequest(
     deps.stats.originFetch(site.id);
     // A HEAD miss asks the origin for HEAD and stores nothing, so it never leaves an empty body for GET.
     await look.stale?.body.cancel();
-    return forward(request, keyed, site, deps, timing, ex.status, "not-stored-method");
+    // It gets the same headers a GET's fill would, so it describes what a GET is answered with.
+    const selecting = [...(look.index?.fields ?? []), ...(look.stale?.entry.vary ?? [])];
+    const { upstream } = forwardedHeaders(ex.request.headers, site.cache.requestHeaders, selecting);
+    return forward(ex.request, keyed, site, deps, timing, ex.status, "not-stored-method", upstream);
   }
   return fromOrigin(ex, look);
 }
@@ -221,11 +235,12 @@ async function forward(
   timing: ServerTiming,
   status: CacheStatus,
   detail?: string,
+  upstream = request.headers,
 ): Promise<Response> {
   let response: Response;
   try {
     response = await timing.measure("origin", () =>
-      deps.originFor(site).fetch({ method: request.method, url, headers: request.headers, body: request.body }),
+      deps.originFor(site).fetch({ method: request.method, url, headers: upstream, body: request.body }),
     );
   } catch (error) {
     if (error instanceof TiercelError) status.add({ cache: "Tiercel", fwd: "miss", detail: error.code });

@@ -90,7 +90,10 @@ export function httpOrigin(options: HttpOriginOptions): Origin {
       for (const name of [...headers.keys()]) if (name.startsWith("cf-")) headers.delete(name);
       const clientIp = request.headers.get("cf-connecting-ip");
       if (clientIp) headers.set("x-forwarded-for", clientIp);
-      headers.set("x-forwarded-proto", request.url.protocol.replace(":", ""));
+      // The key has no scheme: unless the site asks for the client's, the backend is told a fixed one, so
+      // its answer (an http→https redirect, absolute links) is the same for every client of the key.
+      const clientScheme = request.url.protocol.replace(":", "");
+      headers.set("x-forwarded-proto", config.forwardedProto === "client" ? clientScheme : config.forwardedProto);
       // Only the codings Tiercel decodes, whatever the client accepts: what is stored is the identity form.
       headers.set("accept-encoding", ACCEPTED_CODINGS);
       // RFC 8586: say this request went through Tiercel, so an origin that points back is caught.

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { TiercelError } from "../core/errors";
+import { DEFAULT_REQUEST_HEADERS } from "../core/forwarding";
 import { DEFAULT_TARGETED_FIELDS } from "../core/http/targeted";
 
 /**
@@ -26,6 +27,12 @@ const httpOrigin = z.strictObject({
     .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, "must be host:port")
     .optional(),
   allowPrivate,
+  /**
+   * The scheme the backend is told in X-Forwarded-Proto. The cache key has no scheme, so by default it is a
+   * fixed `https`: the backend's answer (its redirects, the absolute links it writes) cannot depend on the
+   * client's scheme. `client` passes the client's, for backends that must know it; `http` a fixed `http`.
+   */
+  forwardedProto: z.enum(["https", "http", "client"]).default("https"),
 });
 
 /** Worker secret names: letters, digits and underscores, as wrangler accepts them. */
@@ -58,6 +65,15 @@ const s3Origin = z.strictObject({
   secretAccessKeySecret: secretName,
   allowPrivate,
 });
+
+/** A cookie name (RFC 6265 §4.1.1: a token). */
+const cookieName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, "must be a cookie name");
+
+/** A request header name (RFC 9110 §5.1: a token), kept in lower case. */
+const headerName = z
+  .string()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, "must be a header name")
+  .transform((name) => name.toLowerCase());
 
 /** A duration in whole seconds, at most a year. */
 const seconds = z.number().int().min(0).max(31_536_000);
@@ -113,6 +129,21 @@ const cachePolicy = z.strictObject({
     .optional(),
   /** Most variants one URL may have under Vary; past it, new variants are answered unstored. */
   maxVariants: z.number().int().min(0).max(128).default(32),
+  /**
+   * Request headers passed to the origin on GET and HEAD requests answered through the cache, besides the
+   * fields a stored response names in Vary, credentials and Tiercel's own (src/core/forwarding.ts).
+   */
+  requestHeaders: z
+    .array(headerName)
+    .max(50)
+    .default([...DEFAULT_REQUEST_HEADERS]),
+  /**
+   * Requests carrying cookies: `pass` (default) shares their answers only when the response is `public`,
+   * has `s-maxage` or varies on Cookie; `ignore` stores them by the RFC 9111 rules alone, as any other.
+   */
+  cookies: z.enum(["pass", "ignore"]).default("pass"),
+  /** Cookies removed from cacheable requests before anything else looks at them (e.g. analytics cookies). */
+  ignoreCookies: z.array(cookieName).max(100).default([]),
 });
 
 export type CachePolicy = z.output<typeof cachePolicy>;
@@ -127,10 +158,7 @@ const bypass = z.strictObject({
     .max(100)
     .default([]),
   /** Cookie names whose presence bypasses the cache, e.g. a logged-in cookie. */
-  cookies: z
-    .array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, "must be a cookie name"))
-    .max(100)
-    .default([]),
+  cookies: z.array(cookieName).max(100).default([]),
 });
 
 /** Widths and heights a resize URL may ask for: an allow-list, so random sizes cannot bust the cache. */

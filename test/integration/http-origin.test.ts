@@ -43,10 +43,12 @@ describe("requests to an http backend", () => {
       expect(seen[name], name).toBeUndefined();
     }
     expect(seen["x-forwarded-for"]).toBe("198.51.100.7");
-    expect(seen["x-forwarded-proto"]).toBe("http");
+    // The key has no scheme, so the backend is told a fixed one (origin.forwardedProto, default https).
+    expect(seen["x-forwarded-proto"]).toBe("https");
     expect(seen["cdn-loop"]).toBe("tiercel");
     expect(seen.cookie).toBe("session=abc");
-    expect(seen["x-app"]).toBe("kept");
+    // A cacheable request passes only the site's allow-list (cache.requestHeaders), Vary'd fields and credentials.
+    expect(seen["x-app"]).toBeUndefined();
     expect(seen["cf-connecting-ip"]).toBeUndefined();
   });
 

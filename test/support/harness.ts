@@ -43,17 +43,29 @@ export async function putSite(host: string, site: SiteInput | unknown): Promise<
 
 /** A new site on a fresh host whose origin is the loopback server (optionally under a base path). */
 export async function newSite(
-  options: { basePath?: string; cache?: SiteInput["cache"]; optimize?: SiteInput["optimize"] } = {},
+  options: {
+    basePath?: string;
+    cache?: SiteInput["cache"];
+    optimize?: SiteInput["optimize"];
+    bypass?: SiteInput["bypass"];
+    forwardedProto?: "https" | "http" | "client";
+  } = {},
 ): Promise<{ host: string; id: string }> {
   const host = `${unique("site")}.test`;
   const id = unique("id");
   // The test origin is on loopback, which a site has to allow explicitly.
-  const origin = { kind: "http" as const, url: `${env.TEST_ORIGIN}${options.basePath ?? ""}`, allowPrivate: true };
+  const origin = {
+    kind: "http" as const,
+    url: `${env.TEST_ORIGIN}${options.basePath ?? ""}`,
+    allowPrivate: true,
+    ...(options.forwardedProto ? { forwardedProto: options.forwardedProto } : {}),
+  };
   await putSite(host, {
     id,
     origin,
     ...(options.cache ? { cache: options.cache } : {}),
     ...(options.optimize ? { optimize: options.optimize } : {}),
+    ...(options.bypass ? { bypass: options.bypass } : {}),
   });
   return { host, id };
 }

@@ -15,7 +15,9 @@ import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
  */
 export interface RouteSpec {
   status?: number;
+  /** Response headers; `{header:name}` in a value becomes that request header's value (a reflecting origin). */
   headers?: Record<string, string | string[]>;
+  /** The body; `{hit}` becomes the request's count, `{header:name}` that request header's value ("" if absent). */
   body?: string;
   /** A generated body of this many bytes (pattern "0123456789"). */
   size?: number;
@@ -48,6 +50,11 @@ export interface RouteSpec {
    */
   encode?: "gzip" | "br" | "deflate";
   encodeAlways?: boolean;
+  /**
+   * Force https the way a backend behind a proxy does: unless X-Forwarded-Proto is https, answer
+   * `301 Location: https://<this host><request path and query>` (with the route's other headers).
+   */
+  forceHttps?: string;
 }
 
 export interface SeenRequest {
@@ -145,6 +152,15 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
     req.socket.end(Buffer.from(route.raw, "latin1"));
     return;
   }
+  if (route.forceHttps !== undefined && req.headers["x-forwarded-proto"] !== "https") {
+    res.writeHead(301, {
+      ...route.headers,
+      "x-origin-hit": String(count),
+      location: `https://${route.forceHttps}${req.url ?? "/"}`,
+      "content-length": "0",
+    });
+    return res.end();
+  }
   if (route.conditional && isNotModified(route, req)) {
     const headers: Record<string, string | string[]> = { "x-origin-hit": String(count) };
     for (const [name, value] of Object.entries(route.headers ?? {})) {
@@ -159,8 +175,13 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
       ? await readFile(fixturePath(route.file))
       : route.size !== undefined
         ? Buffer.from("0123456789".repeat(Math.ceil(route.size / 10)).slice(0, route.size))
-        : Buffer.from((route.body ?? "").replaceAll("{hit}", String(count)));
-  const headers: Record<string, string | string[]> = { "x-origin-hit": String(count), ...route.headers };
+        : Buffer.from(reflect((route.body ?? "").replaceAll("{hit}", String(count)), req));
+  const headers: Record<string, string | string[]> = { "x-origin-hit": String(count) };
+  for (const [name, value] of Object.entries(route.headers ?? {})) {
+    const reflected = Array.isArray(value) ? value.map((v) => reflect(v, req)) : reflect(value, req);
+    // A reflected field is left out when the request had nothing to reflect (as a CORS origin does).
+    if (reflected !== "") headers[name] = reflected;
+  }
   const payload = encoded(route, req, headers, plain);
   if (!route.chunked && !Object.keys(headers).some((h) => h.toLowerCase() === "content-length")) {
     headers["content-length"] = String(payload.byteLength);
@@ -216,6 +237,14 @@ function fixturePath(name: string): string {
   const path = resolve(base, name.startsWith("demo/") ? name.slice("demo/".length) : name);
   if (!path.startsWith(base)) throw new Error(`fixture outside its folder: ${name}`);
   return path;
+}
+
+/** Replaces `{header:name}` with the request's value of that header ("" when it has none). */
+function reflect(text: string, req: IncomingMessage): string {
+  return text.replace(/\{header:([a-z0-9-]+)\}/g, (_, name: string) => {
+    const value = req.headers[name];
+    return Array.isArray(value) ? value.join(", ") : (value ?? "");
+  });
 }
 
 function isNotModified(route: RouteSpec, req: IncomingMessage): boolean {
