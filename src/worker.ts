@@ -1,4 +1,4 @@
-import { ADMIN_PREFIX, handleAdmin } from "./admin/api";
+import { ADMIN_PREFIX, type ControlPlane, handleAdmin } from "./admin/api";
 import { createCollapser } from "./core/collapse";
 import { type Deps, type Logger, respond } from "./core/pipeline";
 import { Stats } from "./core/stats";
@@ -8,9 +8,14 @@ import { TransformQueue } from "./optimize/queue";
 import { isResizeUrl } from "./optimize/resize-url";
 import { wasmImageEngine } from "./optimize/wasm-images";
 import { originFactory } from "./origins";
-import { kvSiteStore } from "./sites/store";
+import type { HostRegistryApi, SiteOwnerApi } from "./sites/owner";
+import { kvSiteStore, REGISTRY_NAME } from "./sites/store";
 import { edgeTier } from "./tiers/edge";
 import { kvTier } from "./tiers/kv";
+
+// The Durable Object classes bound in wrangler.jsonc (docs/architecture.md, "Durable Objects").
+export { HostRegistry } from "./objects/host-registry";
+export { SiteOwner } from "./objects/site-owner";
 
 /**
  * The Worker entry point: the only file that reads `env`. It binds the platform to the pieces once per
@@ -88,7 +93,7 @@ export default {
     const url = new URL(request.url);
     if (url.pathname.startsWith(ADMIN_PREFIX) && !isResizeUrl(url)) {
       return handleAdmin(request, {
-        kv: env.SITES,
+        control: controlPlane(env),
         token: secretOf(env, "ADMIN_TOKEN"),
         sites: platform.sites,
         tiers: platform.tiers,
@@ -102,6 +107,14 @@ export default {
     return respond(request, { ...platform, waitUntil: (work) => ctx.waitUntil(work) });
   },
 } satisfies ExportedHandler<Env>;
+
+/** The owners, reached through their Durable Object stubs (RPC). */
+function controlPlane(env: Env): ControlPlane {
+  return {
+    registry: () => env.REGISTRY.get(env.REGISTRY.idFromName(REGISTRY_NAME)) as unknown as HostRegistryApi,
+    owner: (siteId) => env.SITE_OWNER.get(env.SITE_OWNER.idFromName(siteId)) as unknown as SiteOwnerApi,
+  };
+}
 
 /** A Worker secret (or, locally, a var) by name, if it is a non-empty string. */
 function secretOf(env: Env, name: string): string | undefined {

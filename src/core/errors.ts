@@ -26,6 +26,9 @@ export type ErrorCode =
   | "invalid_config"
   | "invalid_json"
   | "host_taken"
+  | "revision_conflict"
+  | "invalid_precondition"
+  | "owner_unavailable"
   | "resize_not_enabled"
   | "bad_resize_options"
   | "resize_not_allowed";

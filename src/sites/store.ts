@@ -17,6 +17,11 @@ export interface SiteStore {
   siteForHost(host: string, waitUntil?: (work: Promise<unknown>) => void): Promise<Site | null>;
   /** Drops what this isolate and this data center remember about these hosts (after an admin write). */
   forget(hosts: string[]): Promise<void>;
+  /**
+   * Makes this isolate and this data center serve `site` (at `revision`) for its hosts at once, ahead of
+   * the owner's publish to KV; an older revision than one already remembered is ignored.
+   */
+  prime(site: Site, revision: number): Promise<void>;
   readonly counters: ConfigCounters;
 }
 
@@ -45,15 +50,55 @@ export interface SiteStoreOptions {
   timeoutMs?: number;
 }
 
+/**
+ * The storage layout of sites, in one place.
+ *
+ * - Owners (Durable Objects, src/objects/) hold the truth: `SITE_OWNER` by site id (config, revision,
+ *   purge state, tombstone), `REGISTRY` ("hosts") the host → site id claims.
+ * - KV `SITES` is the read path the owners publish to: `host:<host>` holds the whole site config (its
+ *   revision in the key's metadata) for each of the site's hosts.
+ * - Before owners, the admin API wrote `site:<id>` and `tombstone:<id>` too, and operators may add a site
+ *   by hand as one `host:` key: owners read these once, the first time they meet the site or the host.
+ */
+export const HOST_PREFIX = "host:";
+
 /** The KV key of a host's site config. */
 export function siteKey(host: string): string {
-  return `host:${host}`;
+  return `${HOST_PREFIX}${host}`;
+}
+
+/** Where the admin API kept a site before owners (read once, when the owner first meets the id). */
+export function legacySiteKey(id: string): string {
+  return `site:${id}`;
+}
+
+/** Where the admin API kept a deleted site's last generation before owners. */
+export function legacyTombstoneKey(id: string): string {
+  return `tombstone:${id}`;
+}
+
+/** The registry's Durable Object name (one instance; shardable later by a hash of the host). */
+export const REGISTRY_NAME = "hosts";
+
+/** The site id a stored config names, or null when it does not parse far enough to name one. */
+export function siteIdOf(raw: string | null): string | null {
+  if (raw === null) return null;
+  try {
+    const value: unknown = JSON.parse(raw);
+    return typeof value === "object" && value !== null && "id" in value && typeof value.id === "string"
+      ? value.id
+      : null;
+  } catch {
+    return null;
+  }
 }
 
 /** What was read for a host: its raw JSON (null for no site) and when. */
 interface Record_ {
   raw: string | null;
   fetchedAt: number;
+  /** The owner's revision, when this isolate learned it from the owner (see `prime`). */
+  revision?: number;
   parsed?: { site: Site | null } | { error: TiercelError };
 }
 
@@ -168,6 +213,20 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
       if (waitUntil) waitUntil(write);
       else await write;
       return resolve(host, record);
+    },
+
+    async prime(site, revision) {
+      const now = options.now();
+      const raw = JSON.stringify(site);
+      await Promise.all(
+        site.hosts.map(async (host) => {
+          const known = memory.get(host)?.revision;
+          if (known !== undefined && known > revision) return;
+          const record: Record_ = { raw, fetchedAt: now, revision, parsed: { site } };
+          remember(host, record);
+          await writeCache(host, record);
+        }),
+      );
     },
 
     async forget(hosts) {

@@ -1,0 +1,202 @@
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { ErrorBody } from "../../src/core/errors";
+import type { Site } from "../../src/sites/schema";
+import { siteKey } from "../../src/sites/store";
+import { origin, send, unique } from "../support/harness";
+
+/**
+ * The control plane's owners (src/objects/): every admin write goes through the host registry and the
+ * site's owner, serialized and versioned, and published to KV at most once per host per second.
+ */
+
+const TOKEN = "test-admin-token";
+
+async function admin(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const init: RequestInit = {
+    method,
+    headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}`, ...headers },
+  };
+  if (body !== undefined) init.body = JSON.stringify(body);
+  const response = await send(`http://admin.test/_tiercel/api/v1${path}`, init);
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: (await response.json()) as Record<string, unknown>,
+  };
+}
+
+const siteBody = (hosts: string[]) => ({ hosts, origin: { kind: "http", url: origin.url, allowPrivate: true } });
+
+async function createSite(): Promise<{ site: Site; revision: number }> {
+  const created = await admin("POST", "/sites", siteBody([`${unique("ctl")}.test`]));
+  expect(created.status).toBe(201);
+  return created.body as unknown as { site: Site; revision: number };
+}
+
+function ownerOf(id: string) {
+  return env.SITE_OWNER.get(env.SITE_OWNER.idFromName(id));
+}
+
+/** How many times the site's owner has published to KV. */
+async function publishes(id: string): Promise<number> {
+  return runInDurableObject(ownerOf(id), async (_instance, state) => {
+    return ((await state.storage.get<{ count: number }>("published"))?.count ?? 0) as number;
+  });
+}
+
+async function kvSite(host: string): Promise<Site> {
+  return JSON.parse((await env.SITES.get(siteKey(host))) as string) as Site;
+}
+
+/** The host's config in KV once it has reached `revision` (an alarm may be publishing right now). */
+async function publishedAt(host: string, revision: number): Promise<Site> {
+  for (let tries = 0; tries < 40; tries++) {
+    const { value, metadata } = await env.SITES.getWithMetadata<{ revision: number }>(siteKey(host));
+    if (value !== null && (metadata?.revision ?? 0) >= revision) return JSON.parse(value) as Site;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`${host} never reached revision ${revision} in KV`);
+}
+
+describe("owners with atomic writes", () => {
+  it("loses none of 50 concurrent purges and edits, and coalesces their KV publishes", async () => {
+    const { site, revision } = await createSite();
+    const host = site.hosts[0] as string;
+    expect(await publishes(site.id)).toBe(1);
+    const tags = Array.from({ length: 25 }, (_, i) => `tag-${i}`);
+    const ttls = Array.from({ length: 25 }, (_, i) => 100 + i);
+    const started = Date.now();
+    const answers = await Promise.all([
+      ...tags.map((tag) => admin("POST", `/sites/${site.id}/purge`, { tags: [tag] })),
+      ...ttls.map((ttl) => admin("PUT", `/sites/${site.id}`, { ...siteBody([host]), cache: { browserTtl: ttl } })),
+    ]);
+    expect(answers.map((answer) => answer.status).sort()).toEqual([
+      ...Array<number>(25).fill(200),
+      ...Array<number>(25).fill(202),
+    ]);
+    // Every write got its own revision: none was applied over a state another had replaced.
+    const revisions = answers.map((answer) => answer.body.revision as number).sort((a, b) => a - b);
+    expect(revisions).toEqual(Array.from({ length: 50 }, (_, i) => revision + 1 + i));
+
+    const final = (await admin("GET", `/sites/${site.id}`)).body as unknown as { site: Site; revision: number };
+    expect(final.revision).toBe(revision + 50);
+    expect(Object.keys(final.site.purges.tags).sort()).toEqual([...tags].sort());
+    expect(ttls).toContain(final.site.cache.browserTtl);
+
+    // At most one publish per second of the burst (KV allows one write per second per key), plus the alarm's
+    // one with the latest state: not one per write.
+    await runDurableObjectAlarm(ownerOf(site.id));
+    const seconds = Math.ceil((Date.now() - started) / 1000);
+    expect(await publishes(site.id)).toBeLessThanOrEqual(2 + seconds);
+    expect(seconds).toBeLessThan(10);
+    const published = await publishedAt(host, final.revision);
+    expect(Object.keys(published.purges.tags).sort()).toEqual([...tags].sort());
+    expect(published.cache.browserTtl).toBe(final.site.cache.browserTtl);
+  });
+
+  it("gives exactly one of 10 concurrent claims of one host, the others 409 host_taken", async () => {
+    const host = `${unique("contested")}.test`;
+    const answers = await Promise.all(Array.from({ length: 10 }, () => admin("POST", "/sites", siteBody([host]))));
+    const winners = answers.filter((answer) => answer.status === 201);
+    expect(winners).toHaveLength(1);
+    const winner = (winners[0]?.body.site as Site | undefined)?.id;
+    for (const loser of answers.filter((answer) => answer.status !== 201)) {
+      expect(loser.status).toBe(409);
+      expect((loser.body as unknown as ErrorBody).error).toMatchObject({ code: "host_taken", host, siteId: winner });
+    }
+    expect((await kvSite(host)).id).toBe(winner);
+    expect((await send(`http://${host}/${unique("claimed")}`)).status).toBe(200);
+  });
+
+  it("refuses an edit made against an old revision with 412, once another edit has landed", async () => {
+    const { site, revision } = await createSite();
+    const host = site.hosts[0] as string;
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        admin(
+          "PUT",
+          `/sites/${site.id}`,
+          { ...siteBody([host]), cache: { browserTtl: i } },
+          { "if-match": `"${revision}"` },
+        ),
+      ),
+    );
+    expect(answers.filter((answer) => answer.status === 200)).toHaveLength(1);
+    const refused = answers.filter((answer) => answer.status !== 200);
+    expect(refused).toHaveLength(9);
+    for (const answer of refused) {
+      expect(answer.status).toBe(412);
+      expect((answer.body as unknown as ErrorBody).error).toMatchObject({
+        code: "revision_conflict",
+        revision: revision + 1,
+      });
+    }
+    const read = await admin("GET", `/sites/${site.id}`);
+    expect(read.headers.get("etag")).toBe(`"${revision + 1}"`);
+    expect((await admin("PUT", `/sites/${site.id}`, siteBody([host]), { "if-match": "3" })).status).toBe(400);
+  });
+
+  it("never rolls a generation back from a stale copy in KV", async () => {
+    const { site } = await createSite();
+    const host = site.hosts[0] as string;
+    await admin("POST", `/sites/${site.id}/purge`, { all: true });
+    await admin("POST", `/sites/${site.id}/purge`, { all: true });
+    // A stale read path: KV still shows generation 0 (as an old publish or a lagging replica would).
+    await env.SITES.put(siteKey(host), JSON.stringify(site));
+    await env.SITES.put(`site:${site.id}`, JSON.stringify(site));
+    const edited = await admin("PUT", `/sites/${site.id}`, { ...site, cache: { browserTtl: 5 } });
+    expect((edited.body.site as Site).generation).toBe(2);
+    const purged = await admin("POST", `/sites/${site.id}/purge`, { all: true });
+    expect((purged.body.purged as { generation: number }).generation).toBe(3);
+  });
+});
+
+describe("sites stored before owners", () => {
+  it("lists, reads, purges and deletes a site added by hand as one host: key, and then frees its host", async () => {
+    const host = `${unique("byhand")}.test`;
+    const id = unique("hand").replaceAll(".", "");
+    // README "Adding a site by hand": no hosts field, no site: key.
+    await env.SITES.put(siteKey(host), JSON.stringify({ version: 1, id, origin: siteBody([]).origin }));
+
+    const ids: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = await admin("GET", `/sites${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ""}`);
+      ids.push(...(page.body.sites as Site[]).map((site) => site.id));
+      cursor = page.body.cursor as string | null;
+    } while (cursor);
+    expect(ids).toContain(id);
+
+    const read = await admin("GET", `/sites/${id}`);
+    expect(read.status).toBe(200);
+    expect((read.body.site as Site).hosts).toEqual([host]);
+    expect((await admin("POST", `/sites/${id}/purge`, { urls: [`https://${host}/a`] })).status).toBe(202);
+
+    const taken = await admin("POST", "/sites", siteBody([host]));
+    expect(taken.status).toBe(409);
+    expect((taken.body as unknown as ErrorBody).error).toMatchObject({ code: "host_taken", siteId: id });
+
+    expect((await admin("DELETE", `/sites/${id}`)).body).toEqual({ deleted: id });
+    expect(await env.SITES.get(siteKey(host))).toBeNull();
+    expect((await admin("GET", `/sites/${id}`)).status).toBe(404);
+    expect((await admin("POST", "/sites", siteBody([host]))).status).toBe(201);
+  });
+
+  it("takes over a site the admin API stored under site: and host: keys, keeping its generation and tombstone", async () => {
+    const host = `${unique("legacy")}.test`;
+    const id = unique("legacy").replaceAll(".", "");
+    const legacy = { id, hosts: [host], origin: siteBody([]).origin, generation: 4 };
+    await env.SITES.put(`site:${id}`, JSON.stringify(legacy));
+    await env.SITES.put(siteKey(host), JSON.stringify(legacy));
+    // A host claimed only in KV is not free.
+    expect((await admin("POST", "/sites", siteBody([host]))).status).toBe(409);
+    const purged = await admin("POST", `/sites/${id}/purge`, { all: true });
+    expect((purged.body.purged as { generation: number }).generation).toBe(5);
+
+    const gone = unique("gone").replaceAll(".", "");
+    await env.SITES.put(`tombstone:${gone}`, "7");
+    const again = await admin("PUT", `/sites/${gone}`, siteBody([`${unique("reborn")}.test`]));
+    expect((again.body.site as Site).generation).toBe(8);
+  });
+});
