@@ -4,7 +4,7 @@ import { defineConfig } from "vitest/config";
 /**
  * Every test runs inside workerd with the real local KV and Cache API from wrangler.jsonc. A counting
  * HTTP origin runs on loopback in Node (test/support/global-setup.ts) and its URL reaches the Worker as
- * the TEST_ORIGIN binding.
+ * the TEST_ORIGIN binding. The optimizer Worker runs beside it, in its own workerd process.
  */
 export default defineConfig({
   plugins: [
@@ -20,6 +20,11 @@ export default defineConfig({
           TEST_S3_SECRET: "tiercel-test-secret",
           TEST_S3_WRONG_SECRET: "not-the-secret",
           ADMIN_TOKEN: "test-admin-token",
+        },
+        // The optimizer Worker runs in a workerd process of its own (test/support/optimizer-process.ts);
+        // the cache Worker's OPTIMIZER binding (wrangler.jsonc) reaches it there.
+        serviceBindings: {
+          OPTIMIZER: { external: { address: `127.0.0.1:${inject("optimizerPort")}`, http: {} } },
         },
       },
     })),

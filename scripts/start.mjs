@@ -2,8 +2,9 @@
 //  1. a local S3-compatible bucket server on loopback (demo/s3-server.mjs), holding demo/assets in bucket
 //     "demo" and refusing any request whose SigV4 signature does not verify,
 //  2. a site config for localhost and 127.0.0.1 (origin kind "s3") written to the local SITES namespace,
-//  3. the Worker in workerd (`wrangler dev`), with KV and Cache persisted under .wrangler/ and the bucket
-//     credentials passed as variables, as Worker secrets would be when deployed.
+//  3. both Workers in workerd (`wrangler dev -c wrangler.jsonc -c wrangler.optimizer.jsonc`): the cache Worker,
+//     with KV and Cache persisted under .wrangler/ and the bucket credentials passed as variables, as Worker
+//     secrets would be when deployed, and the optimizer Worker, which its OPTIMIZER service binding reaches.
 // Each start is a fresh "data center": the local Cache API (tier 1) starts empty, while KV (tier 2, global)
 // keeps what earlier runs stored, so a restart shows tier 2 answering and refilling tier 1.
 import { spawn } from "node:child_process";
@@ -117,6 +118,12 @@ console.log(
 
 const worker = run([
   "dev",
+  // The first config is the cache Worker (the one served on the port); the second, the optimizer Worker,
+  // is wired to its OPTIMIZER binding by wrangler in the same process.
+  "-c",
+  "wrangler.jsonc",
+  "-c",
+  "wrangler.optimizer.jsonc",
   "--ip",
   "127.0.0.1",
   "--port",

@@ -3,10 +3,10 @@ import { createCollapser } from "./core/collapse";
 import { type Deps, type Logger, respond } from "./core/pipeline";
 import { Stats } from "./core/stats";
 import { cloudflareImagesEngine } from "./optimize/cloudflare-images";
-import { DEFAULT_OPTIMIZE_LIMITS } from "./optimize/optimize";
-import { TransformQueue } from "./optimize/queue";
+import { DEFAULT_OPTIMIZE_LIMITS, type Engines, TRANSFORM_BOUNDS } from "./optimize/optimize";
+import { TransformLimiter } from "./optimize/queue";
+import { type OptimizerBinding, remoteImageEngine, remoteMinifier, unboundOptimizer } from "./optimize/remote";
 import { isResizeUrl } from "./optimize/resize-url";
-import { wasmImageEngine } from "./optimize/wasm-images";
 import { originFactory } from "./origins";
 import type { HostRegistryApi, SiteOwnerApi } from "./sites/owner";
 import { kvSiteStore, REGISTRY_NAME } from "./sites/store";
@@ -74,11 +74,9 @@ export function platformFor(env: Env): Platform {
       tierTimeoutMs: LIMITS.tierTimeoutMs,
       maxBufferBytes: LIMITS.maxBufferBytes,
       maxObjectBytes: LIMITS.maxObjectBytes,
-      engines: env.IMAGES
-        ? { wasm: wasmImageEngine, cloudflare: cloudflareImagesEngine(env.IMAGES) }
-        : { wasm: wasmImageEngine },
+      engines: enginesFor(env),
       optimizeLimits: DEFAULT_OPTIMIZE_LIMITS,
-      transformQueue: new TransformQueue(),
+      transformLimiter: new TransformLimiter(TRANSFORM_BOUNDS.perSite, TRANSFORM_BOUNDS.isolate),
     };
     platforms.set(env, platform);
   }
@@ -114,6 +112,22 @@ function controlPlane(env: Env): ControlPlane {
     registry: () => env.REGISTRY.get(env.REGISTRY.idFromName(REGISTRY_NAME)) as unknown as HostRegistryApi,
     owner: (siteId) => env.SITE_OWNER.get(env.SITE_OWNER.idFromName(siteId)) as unknown as SiteOwnerApi,
   };
+}
+
+/**
+ * The optimizer's engines: the WASM codecs and the minifiers run in the optimizer Worker, behind the
+ * OPTIMIZER service binding (src/optimizer-worker.ts); without the binding every such transform fails and
+ * the original stands in. Cloudflare's image service is called from here (it does its work elsewhere).
+ */
+function enginesFor(env: Env): Engines {
+  // Typed as always present, but a Worker deployed without it (or an older config) has none.
+  const binding: OptimizerBinding | undefined = env.OPTIMIZER;
+  const remote = { timeoutMs: DEFAULT_OPTIMIZE_LIMITS.engineTimeoutMs };
+  const engines: Engines = binding
+    ? { wasm: remoteImageEngine(binding, remote), minifier: remoteMinifier(binding, remote) }
+    : { wasm: unboundOptimizer.engine, minifier: unboundOptimizer.minifier };
+  if (env.IMAGES) engines.cloudflare = cloudflareImagesEngine(env.IMAGES);
+  return engines;
 }
 
 /** A Worker secret (or, locally, a var) by name, if it is a non-empty string. */

@@ -1,5 +1,5 @@
 import type { Engines, OptimizeLimits } from "../optimize/optimize";
-import type { TransformQueue } from "../optimize/queue";
+import type { TransformLimiter } from "../optimize/queue";
 import type { ResizeRequest } from "../optimize/resize-url";
 import type { Site } from "../sites/schema";
 import type { SiteStore } from "../sites/store";
@@ -38,11 +38,11 @@ export interface Deps {
   maxBufferBytes: number;
   /** The largest body stored at all; larger ones stream through unstored. */
   maxObjectBytes: number;
-  /** Image engines for the optimizer. */
+  /** Image engines and the minifier: the optimizer Worker's, behind the OPTIMIZER binding. */
   engines: Engines;
   optimizeLimits: OptimizeLimits;
-  /** CPU-bound transforms take turns here, one at a time per isolate. */
-  transformQueue: TransformQueue;
+  /** Bounds the transforms in flight per site and per isolate (a site's burst cannot starve another's). */
+  transformLimiter: TransformLimiter;
 }
 
 export type Logger = (event: string, fields: Record<string, unknown>) => void;

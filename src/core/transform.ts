@@ -39,12 +39,13 @@ export async function transformResponse(
   // RFC 9111 §5.2.2.6: an intermediary must not transform a response marked no-transform.
   if (cc.noTransform) return undefined;
   const ctx = {
+    site: ex.site.id,
     options: ex.site.optimize,
     accept: ex.request.headers.get("accept"),
     ...(ex.resize ? { resize: ex.resize } : {}),
     engines: ex.deps.engines,
     limits: ex.deps.optimizeLimits,
-    queue: ex.deps.transformQueue,
+    limiter: ex.deps.transformLimiter,
   };
   const work = workFor(ctx, headers.get("content-type"));
   if (!work) return undefined;

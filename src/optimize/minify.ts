@@ -4,7 +4,10 @@ import htmlWasm from "@minify-html/wasm/index_bg.wasm";
 // @ts-expect-error: csso ships without types; the one export used is typed by Csso below.
 import * as cssoUntyped from "csso/dist/csso.esm";
 import { type MinifyOptions, minify as terserMinify } from "terser";
+import { MINIFY_MAX_INPUT_BYTES, type MinifyKind, UTF8_LABELS } from "./minify-kind";
 import { OptimizeError } from "./types";
+
+export { MINIFY_MAX_INPUT_BYTES, type MinifyKind, minifyKindOf } from "./minify-kind";
 
 /**
  * Minification of HTML, CSS and JavaScript, run once when a variant is filled (issue 7). Each kind uses an
@@ -28,17 +31,6 @@ import { OptimizeError } from "./types";
  * CSS output is re-escaped, and HTML that would gain raw non-ASCII characters is refused. Callers must not pass
  * bodies whose Content-Type names a charset other than UTF-8 (`minifyKindOf` gives undefined for those).
  */
-
-export type MinifyKind = "html" | "css" | "js";
-
-/**
- * Inputs larger than this are refused ("minify-too-large"). WebAssembly and terser run synchronously, so a
- * minification cannot be timed out once started; its cost is bounded here instead. Measured in local workerd:
- * terser takes 1–2 s for 250 KB of JavaScript (as long for input that is already minified), the HTML path
- * 1.4–2 s for 280 KB (mostly the HTMLRewriter check, ~10 µs per tag and per text node), csso 0.2–0.9 s for
- * 360 KB of CSS. So the worst case at this limit is several seconds of CPU, once per variant.
- */
-export const MINIFY_MAX_INPUT_BYTES = 1024 * 1024;
 
 interface HtmlBindings {
   __wbg_set_wasm(exports: WebAssembly.Exports): void;
@@ -342,15 +334,6 @@ function decoder(fatal = false): TextDecoder {
   return new TextDecoder("utf-8", { fatal, ignoreBOM: false });
 }
 
-/** Labels that mean UTF-8 (WHATWG Encoding Standard). */
-const UTF8_LABELS = new Set([
-  "unicode-1-1-utf-8",
-  "unicode11utf8",
-  "unicode20utf8",
-  "utf-8",
-  "utf8",
-  "x-unicode20utf8",
-]);
 /** Labels of UTF-16, which HTML's `<meta>` prescan and CSS's `@charset` read as UTF-8 (the text could be read to find them). */
 const UTF16_LABELS = new Set([
   "csunicode",
@@ -435,51 +418,4 @@ export async function minify(kind: MinifyKind, source: Uint8Array): Promise<{ by
   }
   if (bytes.byteLength >= source.byteLength) return { bytes: source, changed: false };
   return { bytes, changed: true };
-}
-
-/** MIME type essences minified, lower-case: HTML, CSS, and every JavaScript MIME type of the WHATWG MIME Sniffing standard. */
-const KINDS = new Map<string, MinifyKind>([
-  ["text/html", "html"],
-  ["text/css", "css"],
-  ...[
-    "application/ecmascript",
-    "application/javascript",
-    "application/x-ecmascript",
-    "application/x-javascript",
-    "text/ecmascript",
-    "text/javascript",
-    "text/javascript1.0",
-    "text/javascript1.1",
-    "text/javascript1.2",
-    "text/javascript1.3",
-    "text/javascript1.4",
-    "text/javascript1.5",
-    "text/jscript",
-    "text/livescript",
-    "text/x-ecmascript",
-    "text/x-javascript",
-  ].map((type): [string, MinifyKind] => [type, "js"]),
-]);
-
-/**
- * Maps a Content-Type to the kind of minification it gets, or undefined. Case-insensitive; parameters are
- * ignored except `charset`: a body labelled with a charset other than UTF-8 is not minified, because the
- * engines read and write UTF-8 only. XHTML (`application/xhtml+xml`) is not HTML syntax and is left alone.
- */
-export function minifyKindOf(contentType: string | null): MinifyKind | undefined {
-  if (contentType === null) return undefined;
-  const [essence = "", ...params] = contentType.split(";");
-  const kind = KINDS.get(essence.trim().toLowerCase());
-  if (kind === undefined) return undefined;
-  for (const param of params) {
-    const eq = param.indexOf("=");
-    if (eq === -1 || param.slice(0, eq).trim().toLowerCase() !== "charset") continue;
-    const charset = param
-      .slice(eq + 1)
-      .trim()
-      .replace(/^"(.*)"$/, "$1")
-      .toLowerCase();
-    return UTF8_LABELS.has(charset) ? kind : undefined;
-  }
-  return kind;
 }

@@ -1,11 +1,18 @@
 import { withDeadline } from "../core/deadline";
 import type { OptimizeOptions } from "../sites/schema";
-import { type MinifyKind, minify, minifyKindOf } from "./minify";
+import { type MinifyKind, minifyKindOf } from "./minify-kind";
 import { chooseFormat, formatField } from "./negotiate";
-import type { TransformQueue } from "./queue";
+import type { TransformLimiter } from "./queue";
 import type { ResizeRequest } from "./resize-url";
 import { IMAGE_TYPES, type ImageInfo, pixelMeaning, sniffImage } from "./sniff";
-import { type ImageEngine, type ImageJob, type ImageResult, OptimizeError, type OutputFormat } from "./types";
+import {
+  type ImageEngine,
+  type ImageJob,
+  type ImageResult,
+  type Minifier,
+  OptimizeError,
+  type OutputFormat,
+} from "./types";
 
 /**
  * Decides what happens to a response body before it is stored, and does it: image polish, format
@@ -24,7 +31,7 @@ export interface OptimizeLimits {
   maxImagePixels: number;
   /** Larger text assets are not minified (Terser takes seconds on large scripts). */
   maxTextBytes: number;
-  /** How long an engine that works over I/O (Cloudflare's) may take. */
+  /** How long one engine call may take: Cloudflare's, or the optimizer Worker's (the wasm codecs, the minifiers). */
   engineTimeoutMs: number;
 }
 
@@ -35,16 +42,32 @@ export const DEFAULT_OPTIMIZE_LIMITS: OptimizeLimits = {
   engineTimeoutMs: 20_000,
 };
 
+/**
+ * How many transforms may be in flight to the optimizer Worker from one isolate of the cache Worker: per site
+ * 2 running and 2 waiting, per isolate 4 running and 4 waiting; past either bound a transform is refused
+ * ("busy") and the original stands in for BUSY_RETRY_SECONDS. A site can hold at most half of the isolate's
+ * running places, so a burst of one site's misses (cache-busting query strings, say) leaves room for others.
+ */
+export const TRANSFORM_BOUNDS = {
+  perSite: { concurrency: 2, maxWaiting: 2 },
+  isolate: { concurrency: 4, maxWaiting: 4 },
+} as const;
+
 export interface Engines {
+  /** The WASM codecs: in the optimizer Worker, reached through the OPTIMIZER binding (src/optimize/remote.ts). */
   wasm: ImageEngine;
+  /** The minifiers, in the optimizer Worker too. */
+  minifier: Minifier;
   /** Cloudflare's image service, when the Worker has an Images binding. */
   cloudflare?: ImageEngine;
 }
 
 export interface OptimizeContext {
+  /** The site whose response this is: its transforms are bounded apart from other sites'. */
+  site: string;
   options: OptimizeOptions;
-  /** Where CPU-bound transforms take turns in this isolate. */
-  queue: TransformQueue;
+  /** Bounds the optimizer Worker's transforms in flight, per site and per isolate. */
+  limiter: TransformLimiter;
   /** The client's Accept header (for format negotiation). */
   accept: string | null;
   /** Present for a resize URL. */
@@ -71,6 +94,11 @@ export interface Optimized {
 
 /** How long the original stands in for a variant whose transform failed, before it is tried again. */
 export const FAILURE_RETRY_SECONDS = 60;
+/**
+ * How long it stands in when the transform was not even tried because the site (or the isolate) already had
+ * as many transforms in flight and waiting as it may ("busy"): the input is not at fault, so sooner.
+ */
+export const BUSY_RETRY_SECONDS = 10;
 
 type Work = { kind: "image" } | { kind: "minify"; as: MinifyKind };
 
@@ -106,10 +134,12 @@ export async function optimize(
     detail: `optimize-${reason}`,
   });
   try {
-    if (work.kind === "minify") return await ctx.queue.run(() => minifyBody(work.as, body, contentType));
-    // Cloudflare's engine works over I/O, outside the isolate: its calls need not take turns.
+    if (work.kind === "minify") {
+      return await ctx.limiter.run(ctx.site, () => minifyBody(ctx, work.as, body, contentType));
+    }
+    // Cloudflare's engine is billed per call and does its work elsewhere: its calls are not limited here.
     if (engineFor(ctx) !== ctx.engines.wasm) return await optimizeImage(ctx, body, contentType);
-    return await ctx.queue.run(() => optimizeImage(ctx, body, contentType));
+    return await ctx.limiter.run(ctx.site, () => optimizeImage(ctx, body, contentType));
   } catch (error) {
     // An OptimizeError with a deterministic reason (unsupported input, not an image) describes the
     // variant: the original *is* its right answer and may be stored. Anything else is a failure.
@@ -117,11 +147,12 @@ export async function optimize(
     // A failure (a codec error, the binding erroring, a timeout) may not happen next time: the original
     // stands in briefly, so a failing input costs one attempt a minute, not one per request.
     const reason = error instanceof OptimizeError ? error.reason : "engine-error";
+    const retry = reason === "busy" ? BUSY_RETRY_SECONDS : FAILURE_RETRY_SECONDS;
     return {
       ...unchanged(reason),
-      note: `${original(reason)}, retry=${FAILURE_RETRY_SECONDS}`,
+      note: `${original(reason)}, retry=${retry}`,
       detail: "optimize-failed",
-      retryAfter: FAILURE_RETRY_SECONDS,
+      retryAfter: retry,
     };
   }
 }
@@ -142,8 +173,20 @@ const DETERMINISTIC = new Set([
   "color-profile",
 ]);
 
-async function minifyBody(kind: MinifyKind, body: Uint8Array, contentType: string): Promise<Optimized> {
-  const result = await minify(kind, body);
+async function minifyBody(
+  ctx: OptimizeContext,
+  kind: MinifyKind,
+  body: Uint8Array,
+  contentType: string,
+): Promise<Optimized> {
+  const result = await withDeadline(
+    ctx.engines.minifier.minify(kind, body, ctx.site),
+    ctx.limits.engineTimeoutMs,
+    "minify",
+  ).catch((error: unknown) => {
+    if (error instanceof OptimizeError) throw error;
+    throw new OptimizeError("optimizer-timeout", error instanceof Error ? error.message : String(error));
+  });
   if (!result.changed || result.bytes.byteLength >= body.byteLength) {
     return { bytes: body, contentType, note: original("no-gain"), detail: "optimize-no-gain" };
   }
@@ -189,9 +232,9 @@ async function optimizeImage(ctx: OptimizeContext, body: Uint8Array, contentType
     if (own) extra.push({ ...own, input: body, inputFormat: info.format });
   }
   let job = first;
-  let transformed = await run(engine, first, ctx.limits);
+  let transformed = await run(engine, first, ctx);
   for (const other of extra) {
-    const result = await run(engine, other, ctx.limits).catch(() => undefined);
+    const result = await run(engine, other, ctx).catch(() => undefined);
     if (result && result.bytes.byteLength < transformed.bytes.byteLength) {
       transformed = result;
       job = other;
@@ -217,9 +260,9 @@ async function optimizeImage(ctx: OptimizeContext, body: Uint8Array, contentType
   return result;
 }
 
-async function run(engine: ImageEngine, job: ImageJob, limits: OptimizeLimits): Promise<ImageResult> {
+async function run(engine: ImageEngine, job: ImageJob, ctx: OptimizeContext): Promise<ImageResult> {
   try {
-    return await withDeadline(engine.transform(job), limits.engineTimeoutMs, `${engine.name} transform`);
+    return await withDeadline(engine.transform(job, ctx.site), ctx.limits.engineTimeoutMs, `${engine.name} transform`);
   } catch (error) {
     if (error instanceof OptimizeError) throw error;
     throw new OptimizeError("engine-error", error instanceof Error ? error.message : String(error));

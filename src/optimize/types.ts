@@ -1,3 +1,5 @@
+import type { MinifyKind } from "./minify-kind";
+
 /**
  * What the optimizers take and give. The pipeline decides *whether* and *how* a response is transformed
  * (src/optimize/optimize.ts); an engine only turns bytes into bytes.
@@ -48,7 +50,19 @@ export interface ImageEngine {
   readonly name: string;
   /** Which output formats it can write. */
   readonly formats: readonly OutputFormat[];
-  transform(job: ImageJob): Promise<ImageResult>;
+  /** `site` names whose job it is, for engines that share their work fairly between sites. */
+  transform(job: ImageJob, site?: string): Promise<ImageResult>;
+}
+
+export interface MinifyResult {
+  bytes: Uint8Array;
+  /** False when the input comes back as it was (minifying would not make it smaller). */
+  changed: boolean;
+}
+
+/** Minifies HTML, CSS and JavaScript: src/optimize/minify.ts, run by the optimizer Worker. */
+export interface Minifier {
+  minify(kind: MinifyKind, source: Uint8Array, site?: string): Promise<MinifyResult>;
 }
 
 /** A transform that could not be done; `reason` is a stable token shown in Cache-Status. */

@@ -1,10 +1,12 @@
+import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ErrorBody } from "../../src/core/errors";
-import { TransformQueue } from "../../src/optimize/queue";
+import { TransformLimiter } from "../../src/optimize/queue";
 import { sniffImage } from "../../src/optimize/sniff";
 import { OptimizeError } from "../../src/optimize/types";
 import { decodePixels, wasmImageEngine } from "../../src/optimize/wasm-images";
 import type { SiteInput } from "../../src/sites/schema";
+import { platformFor } from "../../src/worker";
 import { fixture, newSite, origin, putSite, send, testClock, unique } from "../support/harness";
 import { rawImageRoute, withMetadata } from "../support/images";
 
@@ -186,7 +188,7 @@ describe("the original, and why", { timeout: 60_000 }, () => {
         throw new OptimizeError("engine-error", "out of memory (simulated)");
       },
     };
-    const broken = { engines: { wasm: failing }, now: clock.now };
+    const broken = { engines: { ...platformFor(env).engines, wasm: failing }, now: clock.now };
     const first = await send(site.url, { headers: { accept: CHROME_ACCEPT } }, broken);
     expect(first.status).toBe(200);
     expect(await bytesOf(first)).toEqual(site.original);
@@ -211,10 +213,11 @@ describe("the original, and why", { timeout: 60_000 }, () => {
 
   it("serves the original when too many transforms are already waiting in the isolate", async () => {
     const site = await imageSite({ polish: "lossy", formats: ["webp"] }, "photo.jpg", "image/jpeg");
-    const full = new TransformQueue(0);
-    const response = await send(site.url, { headers: { accept: CHROME_ACCEPT } }, { transformQueue: full });
+    const full = new TransformLimiter({ concurrency: 1, maxWaiting: 0 }, { concurrency: 0, maxWaiting: 0 });
+    const response = await send(site.url, { headers: { accept: CHROME_ACCEPT } }, { transformLimiter: full });
     expect(await bytesOf(response)).toEqual(site.original);
-    expect(response.headers.get("tiercel-optimize")).toBe("original, reason=busy, retry=60");
+    // Refused for load, not for the input: it stands in for 10 s, not a minute.
+    expect(response.headers.get("tiercel-optimize")).toBe("original, reason=busy, retry=10");
     expect(response.headers.get("cache-status")).toContain("detail=optimize-failed");
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { TransformQueue } from "../../src/optimize/queue";
+import { TransformLimiter, TransformQueue } from "../../src/optimize/queue";
 import { OptimizeError } from "../../src/optimize/types";
 
 describe("TransformQueue", () => {
@@ -45,5 +45,56 @@ describe("TransformQueue", () => {
     await running;
     await expect(waiting).rejects.toThrow("codec failed");
     expect(await queue.run(async () => "after")).toBe("after");
+  });
+});
+
+/** Busy-waits: CPU-bound work, as the minifiers and codecs are (no I/O, nothing to yield on). */
+function compute(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // spin
+  }
+}
+
+describe("TransformQueue turns", () => {
+  it("starts each transform on a new turn of the event loop, so other work runs between two of them", async () => {
+    const queue = new TransformQueue(10);
+    const events: string[] = [];
+    const first = queue.run(async () => {
+      compute(20);
+      events.push("first");
+    });
+    const second = queue.run(async () => {
+      compute(20);
+      events.push("second");
+    });
+    // Another request's I/O completing: before, both transforms ran back to back ahead of it.
+    const other = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        events.push("other");
+        resolve();
+      }, 0),
+    );
+    await Promise.all([first, second, other]);
+    expect(events).toEqual(["first", "other", "second"]);
+  });
+});
+
+describe("TransformLimiter", () => {
+  it("bounds one site's transforms and leaves the isolate's other places to other sites", async () => {
+    const limiter = new TransformLimiter({ concurrency: 2, maxWaiting: 2 }, { concurrency: 4, maxWaiting: 4 });
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const held = Array.from({ length: 4 }, () => limiter.run("a", () => gate));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const refused = await limiter.run("a", async () => "never").catch((error: unknown) => error);
+    expect((refused as OptimizeError).reason).toBe("busy");
+    // Site a holds 2 of the isolate's 4 running places: site b runs at once.
+    expect(await limiter.run("b", async () => "b ran")).toBe("b ran");
+    release();
+    await Promise.all(held);
+    expect(await limiter.run("a", async () => "a again")).toBe("a again");
   });
 });
