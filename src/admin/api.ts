@@ -311,17 +311,21 @@ function statsBody(deps: AdminDeps, siteId?: string) {
   };
 }
 
-/** Origin addresses are checked when a site is written, not only when it is used. */
+/** Origin addresses are checked when a site is written, not only when it is used; each under its own field. */
 function checkOrigin(site: Site): void {
-  try {
-    if (site.origin.kind === "s3") checkOriginUrl(site.origin.endpoint, site.origin);
-    else {
-      checkOriginUrl(site.origin.url, site.origin);
-      if (site.origin.connectTo) checkConnectTarget(site.origin.connectTo, site.origin);
+  const check = (field: string, run: () => unknown) => {
+    try {
+      run();
+    } catch (error) {
+      throw invalid([{ path: field, message: error instanceof Error ? error.message : String(error) }]);
     }
-  } catch (error) {
-    const field = site.origin.kind === "s3" ? "origin.endpoint" : "origin.url";
-    throw invalid([{ path: field, message: error instanceof Error ? error.message : String(error) }]);
+  };
+  const origin = site.origin;
+  if (origin.kind === "s3") check("origin.endpoint", () => checkOriginUrl(origin.endpoint, origin));
+  else {
+    check("origin.url", () => checkOriginUrl(origin.url, origin));
+    const connectTo = origin.connectTo;
+    if (connectTo) check("origin.connectTo", () => checkConnectTarget(connectTo, origin));
   }
 }
 
