@@ -19,6 +19,7 @@ import { usageError } from "./errors.mjs";
  *   --json, the API's error answer to standard output), for commands that go on after one; `about` says
  *   what it concerns
  * @property {() => Promise<string>} readStdin
+ * @property {(text: string) => void} warn a notice to standard error (e.g. a deprecated spelling)
  */
 
 /**
@@ -30,7 +31,7 @@ import { usageError } from "./errors.mjs";
  * @property {string} summary one line for the command list
  * @property {string} help the rest of `tiercel <command> --help`: what it does, its options
  * @property {OptionsConfig} options its own options; one named like a global option replaces it after the
- *   command (`purge --url`)
+ *   command (the deprecated `purge --url`)
  * @property {(context: CommandContext) => Promise<number>} run resolves to the exit status
  */
 
@@ -106,7 +107,7 @@ export function parseCommandLine(argv, commands) {
   /** @type {GlobalValues} */
   const globals = { ...leading.values };
   for (const key of ["url", "json", "timeout"]) {
-    // After the command, a command's own option of the same name wins (`purge --url`).
+    // After the command, a command's own option of the same name wins (the deprecated `purge --url`).
     if (!(key in command.options) && values[key] !== undefined) Object.assign(globals, { [key]: values[key] });
   }
   return { kind: "run", command, values, positionals: parsed.positionals, globals };

@@ -3,8 +3,11 @@ import { usageError } from "./errors.mjs";
 /** Where `npm start` runs the Worker. */
 export const DEFAULT_URL = "http://localhost:8787";
 
+/** The local Worker's addresses: wrangler prints the 127.0.0.1 one, the docs use localhost. */
+const LOCAL_URLS = new Set([DEFAULT_URL, "http://127.0.0.1:8787", "http://[::1]:8787"]);
+
 /**
- * The admin token `npm start` gives the local Worker. Used only against {@link DEFAULT_URL} and only when
+ * The admin token `npm start` gives the local Worker. Used only against {@link LOCAL_URLS} and only when
  * `TIERCEL_TOKEN` is unset, so a real deployment never sees it.
  */
 export const LOCAL_DEV_TOKEN = "tiercel-local-admin";
@@ -34,10 +37,10 @@ const BEARER_TOKEN = /^[\x21-\x7e]+$/;
 export function resolveConnection(options, env) {
   const baseUrl = parseBaseUrl(options.url ?? nonEmpty(env.TIERCEL_URL) ?? DEFAULT_URL);
   const timeoutMs = parseTimeout(options.timeout);
-  const token = nonEmpty(env.TIERCEL_TOKEN?.trim()) ?? (baseUrl === DEFAULT_URL ? LOCAL_DEV_TOKEN : undefined);
+  const token = nonEmpty(env.TIERCEL_TOKEN?.trim()) ?? (LOCAL_URLS.has(baseUrl) ? LOCAL_DEV_TOKEN : undefined);
   if (token === undefined) {
     throw usageError(
-      `TIERCEL_TOKEN is not set: export the admin token (the Worker's ADMIN_TOKEN secret) to talk to ${baseUrl}; the local development token is only used for ${DEFAULT_URL}`,
+      `TIERCEL_TOKEN is not set: export the admin token (the Worker's ADMIN_TOKEN secret) to talk to ${baseUrl}; the local development token is only used for ${[...LOCAL_URLS].join(", ")}`,
       "token_required",
     );
   }

@@ -61,6 +61,7 @@ export async function runCli(argv, io) {
       print: (text) => io.stdout.write(text),
       report,
       readStdin: io.readStdin,
+      warn: (text) => io.stderr.write(`tiercel: ${text}\n`),
     });
   } catch (error) {
     report(error);

@@ -9,6 +9,7 @@
 // keeps what earlier runs stored, so a restart shows tier 2 answering and refilling tier 1.
 import { spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,8 +17,8 @@ import { startS3Server } from "../demo/s3-server.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const ASSETS = new URL("../demo/assets/", import.meta.url);
-const S3_PORT = Number(process.env.DEMO_S3_PORT ?? 9000);
-const WORKER_PORT = Number(process.env.PORT ?? 8787);
+const S3_PORT = portFromEnv("DEMO_S3_PORT", 9000);
+const WORKER_PORT = await workerPort();
 const DEMO_HOSTS = ["localhost", "127.0.0.1"];
 /** A fixed id keeps the demo's cache across restarts; real sites get a random one. */
 const DEMO_SITE_ID = "demo-site-3c9f1a7e";
@@ -49,14 +50,72 @@ function runToEnd(args) {
   });
 }
 
+/** A port from the environment, or the default when unset; anything else is a clear error, not a stack trace. */
+function portFromEnv(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return { port: fallback, chosen: false };
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    fail(`${name} must be a port number from 1 to 65535, not "${raw}"`);
+  return { port, chosen: true };
+}
+
+function fail(message) {
+  console.error(`npm start: ${message}`);
+  process.exit(1);
+}
+
+/** Whether 127.0.0.1:port can be listened on right now. */
+function isFree(port) {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", () => resolve(false));
+    probe.listen(port, "127.0.0.1", () => probe.close(() => resolve(true)));
+  });
+}
+
+/** Any free port on 127.0.0.1. */
+function anyFreePort() {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** PORT if free; 8787 if free; else another free port, said out loud. A PORT that is taken is an error. */
+async function workerPort() {
+  const { port, chosen } = portFromEnv("PORT", 8787);
+  if (await isFree(port)) return port;
+  if (chosen) fail(`port ${port} (PORT) is already in use: stop what holds it, or start with another PORT=<port>`);
+  const other = await anyFreePort();
+  console.log(
+    `port ${port} is in use (another wrangler dev?); the Worker takes port ${other} instead (set PORT to choose)`,
+  );
+  return other;
+}
+
 await rm(join(STATE_DIR, "v3/cache"), { recursive: true, force: true });
 
-const s3 = await startS3Server({
-  port: S3_PORT,
-  credentials: CREDENTIALS,
-  buckets: { demo: null },
-  log: (line) => console.log(line),
-});
+/** The demo bucket on DEMO_S3_PORT, else 9000, else any free port (the site config follows it). */
+async function startBucket() {
+  const options = { credentials: CREDENTIALS, buckets: { demo: null }, log: (line) => console.log(line) };
+  try {
+    return await startS3Server({ ...options, port: S3_PORT.port });
+  } catch (error) {
+    if (error?.code !== "EADDRINUSE") throw error;
+    if (S3_PORT.chosen) {
+      fail(`port ${S3_PORT.port} (DEMO_S3_PORT) is already in use: stop what holds it, or choose another DEMO_S3_PORT`);
+    }
+    console.log(
+      `port ${S3_PORT.port} is in use; the demo bucket takes a free port instead (set DEMO_S3_PORT to choose)`,
+    );
+    return startS3Server({ ...options, port: 0 });
+  }
+}
+const s3 = await startBucket();
 for (const name of await readdir(ASSETS)) {
   const type = TYPES[extname(name)] ?? "application/octet-stream";
   // Pages for a minute, assets for five, as a site owner might set them on upload.
@@ -112,8 +171,12 @@ console.log(`     curl -si -H 'Accept: image/webp' http://localhost:${WORKER_POR
 console.log(
   `     curl -so /dev/null -w '%{content_type} %{size_download}\\n' http://localhost:${WORKER_PORT}/_tiercel/image/width=160/photo.jpg`,
 );
+const adminCommand =
+  WORKER_PORT === 8787
+    ? "npx tiercel sites list"
+    : `TIERCEL_URL=http://127.0.0.1:${WORKER_PORT} ${process.env.TIERCEL_TOKEN ? "" : "TIERCEL_TOKEN=tiercel-local-admin "}npx tiercel sites list`;
 console.log(
-  `Admin: npx tiercel sites list   (token ${ADMIN_TOKEN === "tiercel-local-admin" ? "tiercel-local-admin" : "from TIERCEL_TOKEN"})\n`,
+  `Admin: ${adminCommand}   (token ${ADMIN_TOKEN === "tiercel-local-admin" ? "tiercel-local-admin" : "from TIERCEL_TOKEN"})\n`,
 );
 
 const worker = run([

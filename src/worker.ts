@@ -1,5 +1,6 @@
 import { ADMIN_PREFIX, type ControlPlane, handleAdmin } from "./admin/api";
 import { createCollapser } from "./core/collapse";
+import { errorResponse, TiercelError } from "./core/errors";
 import { type Deps, type Logger, respond } from "./core/pipeline";
 import { Stats } from "./core/stats";
 import { cloudflareImagesEngine } from "./optimize/cloudflare-images";
@@ -8,8 +9,9 @@ import { TransformLimiter } from "./optimize/queue";
 import { type OptimizerBinding, remoteImageEngine, remoteMinifier, unboundOptimizer } from "./optimize/remote";
 import { isResizeUrl } from "./optimize/resize-url";
 import { originFactory } from "./origins";
+import { envSiteStore } from "./sites/env-site";
 import type { HostRegistryApi, SiteOwnerApi } from "./sites/owner";
-import { kvSiteStore, REGISTRY_NAME } from "./sites/store";
+import { kvSiteStore, REGISTRY_NAME, type SiteStore } from "./sites/store";
 import { edgeTier } from "./tiers/edge";
 import { kvTier } from "./tiers/kv";
 
@@ -52,12 +54,7 @@ export function platformFor(env: Env): Platform {
   let platform = platforms.get(env);
   if (!platform) {
     platform = {
-      sites: kvSiteStore(env.SITES, {
-        cache: caches.open("tiercel-config"),
-        now: Date.now,
-        log,
-        cacheSeconds: configCacheSeconds(env),
-      }),
+      sites: siteStoreFor(env),
       tiers: [edgeTier(caches.open(env.EDGE_CACHE_NAME)), kvTier(env.CACHE_KV)],
       originFor: originFactory({
         headersTimeoutMs: LIMITS.originHeadersTimeoutMs,
@@ -83,6 +80,30 @@ export function platformFor(env: Env): Platform {
   return platform;
 }
 
+/**
+ * The site store: the SITES namespace when bound; without it, the one site of the TIERCEL_SITE variable
+ * (zero-config mode, src/sites/env-site.ts); without either, no host has a site.
+ */
+function siteStoreFor(env: Env): SiteStore {
+  const kv = (env as { SITES?: KVNamespace }).SITES;
+  if (kv) {
+    return kvSiteStore(kv, {
+      cache: caches.open("tiercel-config"),
+      now: Date.now,
+      log,
+      cacheSeconds: configCacheSeconds(env),
+    });
+  }
+  return (
+    envSiteStore(env as unknown as Record<string, unknown>) ?? {
+      counters: { kvReads: 0, memoryHits: 0, cacheHits: 0, negativeHits: 0, lastKnownServed: 0 },
+      siteForHost: async () => null,
+      forget: async () => {},
+      prime: async () => {},
+    }
+  );
+}
+
 export default {
   fetch(request, env, ctx) {
     const platform = platformFor(env);
@@ -90,6 +111,11 @@ export default {
     // it, resize URLs belong to the site; everything else is the admin API.
     const url = new URL(request.url);
     if (url.pathname.startsWith(ADMIN_PREFIX) && !isResizeUrl(url)) {
+      if (!(env as { SITES?: KVNamespace }).SITES) {
+        return errorResponse(
+          new TiercelError("admin_disabled", 503, "The admin API needs a site store: bind the SITES KV namespace"),
+        );
+      }
       return handleAdmin(request, {
         control: controlPlane(env),
         token: secretOf(env, "ADMIN_TOKEN"),

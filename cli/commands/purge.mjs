@@ -7,34 +7,42 @@ export const purge = {
   name: "purge",
   args: ["<site-id>"],
   summary: "purge URLs, tags or everything of a site",
-  help: `Purges cached entries of one site. Give at least one of --url, --tag or --all.
+  help: `Purges cached entries of one site. Give at least one of --purge-url, --tag or --all.
 
-  --url <url>   an absolute URL to purge, as clients request it; repeat for more. Deleted at once
-                from KV and from this data center's cache; elsewhere within the config micro-cache
-                TTL plus KV propagation. URL purges are always hard.
-  --tag <tag>   a cache tag to purge; repeat for more. Reaches every data center within about 90 s.
-  --all         everything the site has cached (its generation is bumped). Same reach as tags.
-  --soft        with --tag or --all: mark the entries stale instead, so they can still be served
-                stale while they revalidate and within stale-if-error.
+  --purge-url <url>  an absolute URL to purge, as clients request it; repeat for more. Deleted at
+                     once from KV and from this data center's cache; elsewhere within the config
+                     micro-cache TTL plus KV propagation. URL purges are always hard.
+  --tag <tag>        a cache tag to purge; repeat for more. Reaches every data center within about 90 s.
+  --all              everything the site has cached (its generation is bumped). Same reach as tags.
+  --soft             with --tag or --all: mark the entries stale instead, so they can still be served
+                     stale while they revalidate and within stale-if-error.
 
-After "purge", --url names a URL to purge. To give the Worker's address too, put it before the
-command, or in TIERCEL_URL:  tiercel --url https://cache.example.com purge <site-id> --url <url>`,
+--url is the Worker's address, as for every command; put it before "purge" (or use TIERCEL_URL).
+Written after "purge", --url still means a URL to purge, as it did before --purge-url existed:
+that spelling is deprecated and prints a notice.`,
   options: {
+    "purge-url": { type: "string", multiple: true },
+    /** Deprecated spelling of --purge-url (it clashed with the global --url). */
     url: { type: "string", multiple: true },
     tag: { type: "string", multiple: true },
     all: { type: "boolean" },
     soft: { type: "boolean" },
   },
-  async run({ api, json, print, positionals, values }) {
+  async run({ api, json, print, positionals, values, warn }) {
     const id = siteId(positionals[0]);
+    if (values.url !== undefined) {
+      warn(
+        'after "purge", --url is deprecated: use --purge-url for URLs to purge (--url names the Worker, before the command)',
+      );
+    }
     /** @type {string[]} */
-    const urls = values.url ?? [];
+    const urls = [...(values["purge-url"] ?? []), ...(values.url ?? [])];
     /** @type {string[]} */
     const tags = values.tag ?? [];
     const all = values.all === true;
     const soft = values.soft === true;
     if (urls.length === 0 && tags.length === 0 && !all) {
-      throw usageError("say what to purge: --url, --tag or --all; see tiercel purge --help");
+      throw usageError("say what to purge: --purge-url, --tag or --all; see tiercel purge --help");
     }
     if (soft && tags.length === 0 && !all) throw usageError("--soft applies to --tag and --all; URL purges are hard");
     for (const url of urls) checkPurgeUrl(url);
@@ -77,6 +85,8 @@ function checkPurgeUrl(value) {
     url = undefined;
   }
   if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
-    throw usageError(`--url must be an absolute http or https URL such as https://example.com/a.css, not "${value}"`);
+    throw usageError(
+      `--purge-url must be an absolute http or https URL such as https://example.com/a.css, not "${value}"`,
+    );
   }
 }

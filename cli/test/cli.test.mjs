@@ -250,7 +250,7 @@ describe("sites put", concurrently, () => {
     secretAccessKeySecret: SECRET
 - hosts: [taken.example]
   origin: { kind: http, url: "https://three.backend.example" }
-- hosts: [Bad_Host.example]
+- hosts: [bad host.example]
   origin: { kind: http, url: "not a url" }
 - hosts: [five.example]
   origin: { kind: http, url: "https://five.backend.example" }
@@ -267,8 +267,8 @@ describe("sites put", concurrently, () => {
       stderr,
       `tiercel: site 3 (taken.example): Host taken.example is already claimed by another site (host_taken)
   taken.example belongs to site site-owner01
-tiercel: site 4 (Bad_Host.example): the site config is invalid (invalid_config)
-  hosts.0: must be a lower-case host name without port
+tiercel: site 4 (bad host.example): the site config is invalid (invalid_config)
+  hosts.0: must be a host name without port
   origin.url: must be an absolute http or https URL
 tiercel: 2 of 5 sites failed (some_failed)
 `,
@@ -446,9 +446,9 @@ describe("purge", concurrently, () => {
       [
         "purge",
         "site-aaaaaaaa",
-        "--url",
+        "--purge-url",
         "https://a.example/a.css",
-        "--url",
+        "--purge-url",
         "https://a.example/b.js",
         "--tag",
         "p-42",
@@ -482,12 +482,33 @@ describe("purge", concurrently, () => {
     assert.deepEqual(JSON.parse(stdout).purged, { urls: [], tags: ["x"], all: false, soft: false });
   });
 
-  test("--url before the command is the Worker, after it a URL to purge", async (t) => {
+  test("--url is the Worker, --purge-url a URL to purge, in any order", async (t) => {
     const api = await fakeApi(t, [site]);
-    const { code } = await tiercel(["--url", api.url, "purge", "site-aaaaaaaa", "--url", "https://a.example/x"], {
-      env: { TIERCEL_URL: "http://127.0.0.1:1", TIERCEL_TOKEN: TOKEN },
-    });
+    const env = { TIERCEL_URL: "http://127.0.0.1:1", TIERCEL_TOKEN: TOKEN };
+    for (const argv of [
+      ["--url", api.url, "purge", "site-aaaaaaaa", "--purge-url", "https://a.example/x"],
+      ["purge", "site-aaaaaaaa", "--purge-url", "https://a.example/x"],
+    ]) {
+      const before = api.requests.length;
+      const { code, stderr } = await tiercel(argv, {
+        env: argv[0] === "--url" ? env : { TIERCEL_TOKEN: TOKEN, TIERCEL_URL: api.url },
+      });
+      assert.equal(code, 0, stderr);
+      assert.equal(stderr, "");
+      assert.deepEqual(api.requests[before]?.body, { urls: ["https://a.example/x"] });
+    }
+  });
+
+  test("--url after purge still names a URL to purge, with a deprecation notice", async (t) => {
+    const api = await fakeApi(t, [site]);
+    const { code, stderr } = await tiercel(
+      ["--url", api.url, "purge", "site-aaaaaaaa", "--url", "https://a.example/x"],
+      {
+        env: { TIERCEL_URL: "http://127.0.0.1:1", TIERCEL_TOKEN: TOKEN },
+      },
+    );
     assert.equal(code, 0);
+    assert.match(stderr, /^tiercel: after "purge", --url is deprecated: use --purge-url/);
     assert.deepEqual(api.requests[0]?.body, { urls: ["https://a.example/x"] });
   });
 
@@ -496,18 +517,18 @@ describe("purge", concurrently, () => {
     const { code, stdout, stderr } = await tiercel(["purge", "site-aaaaaaaa"], { api });
     assert.equal(code, 2);
     assert.equal(stdout, "");
-    assert.equal(stderr, "tiercel: say what to purge: --url, --tag or --all; see tiercel purge --help (usage)\n");
+    assert.equal(stderr, "tiercel: say what to purge: --purge-url, --tag or --all; see tiercel purge --help (usage)\n");
     assert.equal(api.requests.length, 0);
   });
 
   test("--soft with URLs only, or a relative URL, is a usage error", async (t) => {
     const api = await fakeApi(t, [site]);
-    const soft = await tiercel(["purge", "site-aaaaaaaa", "--url", "https://a.example/x", "--soft"], { api });
+    const soft = await tiercel(["purge", "site-aaaaaaaa", "--purge-url", "https://a.example/x", "--soft"], { api });
     assert.equal(soft.code, 2);
     assert.match(soft.stderr, /--soft applies to --tag and --all/);
-    const relative = await tiercel(["purge", "site-aaaaaaaa", "--url", "/a.css"], { api });
+    const relative = await tiercel(["purge", "site-aaaaaaaa", "--purge-url", "/a.css"], { api });
     assert.equal(relative.code, 2);
-    assert.match(relative.stderr, /--url must be an absolute http or https URL/);
+    assert.match(relative.stderr, /--purge-url must be an absolute http or https URL/);
     assert.equal(api.requests.length, 0);
   });
 });
@@ -665,12 +686,15 @@ describe("help", concurrently, () => {
 });
 
 describe("resolveConnection", () => {
-  test("the local development token is used only for the default URL, and only without TIERCEL_TOKEN", () => {
+  test("the local development token is used only for the local Worker's URLs, and only without TIERCEL_TOKEN", () => {
     assert.deepEqual(resolveConnection({}, {}), { baseUrl: DEFAULT_URL, token: LOCAL_DEV_TOKEN, timeoutMs: 10_000 });
     assert.equal(resolveConnection({ url: "http://localhost:8787/" }, {}).token, LOCAL_DEV_TOKEN);
     assert.equal(resolveConnection({}, { TIERCEL_TOKEN: "mine" }).token, "mine");
     assert.throws(() => resolveConnection({ url: "https://cache.example.com" }, {}), { code: "token_required" });
-    assert.throws(() => resolveConnection({}, { TIERCEL_URL: "http://127.0.0.1:8787" }), { code: "token_required" });
+    assert.equal(resolveConnection({}, { TIERCEL_URL: "http://127.0.0.1:8787" }).token, LOCAL_DEV_TOKEN);
+    assert.equal(resolveConnection({ url: "http://[::1]:8787" }, {}).token, LOCAL_DEV_TOKEN);
+    assert.throws(() => resolveConnection({}, { TIERCEL_URL: "http://127.0.0.1:8788" }), { code: "token_required" });
+    assert.throws(() => resolveConnection({ url: "https://127.0.0.1:8787" }, {}), { code: "token_required" });
     assert.throws(() => resolveConnection({}, { TIERCEL_TOKEN: "two words" }), { code: "invalid_token" });
   });
 });

@@ -207,8 +207,8 @@ function validate(config) {
   if (!Array.isArray(hosts)) issues.push({ path: "hosts", message: "must be a list" });
   else {
     hosts.forEach((host, index) => {
-      if (typeof host !== "string" || !HOST.test(host)) {
-        issues.push({ path: `hosts.${index}`, message: "must be a lower-case host name without port" });
+      if (typeof host !== "string" || !HOST.test(host.toLowerCase())) {
+        issues.push({ path: `hosts.${index}`, message: "must be a host name without port" });
       }
     });
   }

@@ -197,17 +197,21 @@ export function nextPublishAt(lastPublishedAt: number, now: number, intervalMs =
   return Math.max(now, lastPublishedAt + intervalMs);
 }
 
-/** Origin addresses are checked when a site is written, not only when it is used. */
+/** Origin addresses are checked when a site is written, not only when it is used; each under its own field. */
 function checkOrigin(site: Site): void {
-  const field = site.origin.kind === "s3" ? "origin.endpoint" : "origin.url";
-  try {
-    if (site.origin.kind === "s3") checkOriginUrl(site.origin.endpoint, site.origin);
-    else {
-      checkOriginUrl(site.origin.url, site.origin);
-      if (site.origin.connectTo) checkConnectTarget(site.origin.connectTo, site.origin);
+  const check = (field: string, run: () => unknown) => {
+    try {
+      run();
+    } catch (error) {
+      throw invalid([{ path: field, message: error instanceof Error ? error.message : String(error) }]);
     }
-  } catch (error) {
-    throw invalid([{ path: field, message: error instanceof Error ? error.message : String(error) }]);
+  };
+  const origin = site.origin;
+  if (origin.kind === "s3") check("origin.endpoint", () => checkOriginUrl(origin.endpoint, origin));
+  else {
+    check("origin.url", () => checkOriginUrl(origin.url, origin));
+    const connectTo = origin.connectTo;
+    if (connectTo) check("origin.connectTo", () => checkConnectTarget(connectTo, origin));
   }
 }
 

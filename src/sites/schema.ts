@@ -219,13 +219,12 @@ const purges = z.strictObject({
   softAll: z.number().int().min(0).optional(),
 });
 
+/** A host name without port; upper case is folded to lower case (host names are case-insensitive, RFC 4343). */
 const hostName = z
   .string()
   .max(253)
-  .regex(
-    /^(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*$/,
-    "must be a lower-case host name without port",
-  );
+  .toLowerCase()
+  .regex(/^(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*$/, "must be a host name without port");
 
 export const siteSchema = z.strictObject({
   /** Schema version; absent means 1. */
@@ -233,7 +232,12 @@ export const siteSchema = z.strictObject({
   /** Unique, random, never reused: part of every cache key of the site. */
   id: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, "must be 8–64 characters of A–Z, a–z, 0–9, _ or -"),
   /** The hosts the site answers for (each has its own `host:` key in KV). */
-  hosts: z.array(hostName).max(100).default([]),
+  /** Listed twice (also after case folding) counts once: the duplicates are dropped, the order kept. */
+  hosts: z
+    .array(hostName)
+    .max(100)
+    .overwrite((hosts) => [...new Set(hosts)])
+    .default([]),
   origin: z.discriminatedUnion("kind", [httpOrigin, s3Origin]),
   cache: cachePolicy.default(cachePolicy.parse({})),
   bypass: bypass.default(bypass.parse({})),

@@ -117,7 +117,7 @@ test("the CLI manages a site on the local Worker: put, serve, list, purge, stats
   const table = await cli(["sites", "list"]);
   assert.match(table.stdout, new RegExp(id));
 
-  const purge = await cli(["purge", id, "--url", "http://127.0.0.1/app.css"]);
+  const purge = await cli(["purge", id, "--purge-url", "http://127.0.0.1/app.css"]);
   assert.equal(purge.code, 0, purge.stderr);
   const third = await fetch(`${workerUrl}/app.css`);
   assert.equal(await third.text(), "/* /app.css #2 */");

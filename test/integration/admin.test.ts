@@ -123,6 +123,31 @@ describe("sites", () => {
   });
 });
 
+describe("hosts and origin fields", () => {
+  it("reports a refused connect target under origin.connectTo, not origin.url", async () => {
+    const response = await admin("POST", "/sites", {
+      hosts: [`${unique("ct")}.test`],
+      origin: { kind: "http", url: "https://backend.tiercel-docs.com", connectTo: "203.0.113.10:8080" },
+    });
+    expect(response.status).toBe(400);
+    expect(errorOf(response.body).issues).toEqual([
+      expect.objectContaining({ path: "origin.connectTo", message: expect.stringContaining("reserved") }),
+    ]);
+  });
+
+  it("stores an upper-case or repeated host once, in lower case, and serves it", async () => {
+    const host = `${unique("case")}.test`;
+    const created = await admin("POST", "/sites", {
+      hosts: [host.toUpperCase(), host],
+      origin: { kind: "http", url: origin.url, allowPrivate: true },
+    });
+    expect(created.status).toBe(201);
+    expect((created.body.site as Site).hosts).toEqual([host]);
+    expect(await env.SITES.get(`host:${host}`)).not.toBeNull();
+    expect(await env.SITES.get(`host:${host.toUpperCase()}`)).toBeNull();
+  });
+});
+
 describe("config-derived keys", () => {
   it("serves a fresh variant after an option that changes the bytes changes, and keeps hits after a TTL change", async () => {
     const site = await createSite();
