@@ -3,23 +3,14 @@ import { describe, expect, it } from "vitest";
 import type { ErrorBody } from "../../src/core/errors";
 import type { Site } from "../../src/sites/schema";
 import { kvSiteStore } from "../../src/sites/store";
-import { origin, send, unique } from "../support/harness";
+import { ADMIN_TOKEN, adminCall, origin, send, unique } from "../support/harness";
 
 /** The admin API and what it promises: sites, config-derived keys, purges, stats, micro-cached reads. */
 
-const TOKEN = "test-admin-token";
+const TOKEN = ADMIN_TOKEN;
 
-async function admin(method: string, path: string, body?: unknown, token: string | null = TOKEN) {
-  const headers: Record<string, string> = { "content-type": "application/json" };
-  if (token !== null) headers.authorization = `Bearer ${token}`;
-  const init: RequestInit = { method, headers };
-  if (body !== undefined) init.body = JSON.stringify(body);
-  const response = await send(`http://admin.test/_tiercel/api/v1${path}`, init);
-  return {
-    status: response.status,
-    headers: response.headers,
-    body: (await response.json()) as Record<string, unknown>,
-  };
+function admin(method: string, path: string, body?: unknown, token: string | null = TOKEN) {
+  return adminCall(method, path, { body, token });
 }
 
 async function createSite(extra: Record<string, unknown> = {}): Promise<Site> {

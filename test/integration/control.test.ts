@@ -3,27 +3,15 @@ import { describe, expect, it } from "vitest";
 import type { ErrorBody } from "../../src/core/errors";
 import type { Site } from "../../src/sites/schema";
 import { siteKey } from "../../src/sites/store";
-import { origin, send, unique } from "../support/harness";
+import { adminCall, origin, send, unique } from "../support/harness";
 
 /**
  * The control plane's owners (src/objects/): every admin write goes through the host registry and the
  * site's owner, serialized and versioned, and published to KV at most once per host per second.
  */
 
-const TOKEN = "test-admin-token";
-
-async function admin(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const init: RequestInit = {
-    method,
-    headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}`, ...headers },
-  };
-  if (body !== undefined) init.body = JSON.stringify(body);
-  const response = await send(`http://admin.test/_tiercel/api/v1${path}`, init);
-  return {
-    status: response.status,
-    headers: response.headers,
-    body: (await response.json()) as Record<string, unknown>,
-  };
+function admin(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  return adminCall(method, path, { body, headers });
 }
 
 const siteBody = (hosts: string[]) => ({ hosts, origin: { kind: "http", url: origin.url, allowPrivate: true } });

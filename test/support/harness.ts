@@ -159,3 +159,24 @@ export async function fixture(name: string): Promise<Uint8Array> {
   if (!response.ok) throw new Error(`fixture ${name}: ${response.status}`);
   return new Uint8Array(await response.arrayBuffer());
 }
+
+/** The admin token the test Worker is given (vitest.config.ts). */
+export const ADMIN_TOKEN = "test-admin-token";
+
+/** One admin API call as an operator makes it: JSON in and out, the test token unless `token` says otherwise. */
+export async function adminCall(
+  method: string,
+  path: string,
+  options: { body?: unknown; token?: string | null; headers?: Record<string, string> } = {},
+) {
+  const { body, token = ADMIN_TOKEN, headers = {} } = options;
+  const init: RequestInit = { method, headers: { "content-type": "application/json", ...headers } };
+  if (token !== null) (init.headers as Record<string, string>).authorization = `Bearer ${token}`;
+  if (body !== undefined) init.body = JSON.stringify(body);
+  const response = await send(`http://admin.test/_tiercel/api/v1${path}`, init);
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: (await response.json()) as Record<string, unknown>,
+  };
+}
