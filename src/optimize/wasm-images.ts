@@ -73,7 +73,7 @@ const INITS = {
   "webp encode": () => initWebpEncode(webpEncWasm),
   oxipng: () => initOxipng(oxipngWasm),
   resize: () => initResize(resizeWasm),
-} satisfies Record<string, () => Promise<unknown> | void>;
+} satisfies Record<string, () => unknown>;
 
 type Step = keyof typeof INITS;
 
