@@ -1,3 +1,4 @@
+import { ttlOf } from "./http/decision";
 import { correctedInitialAge, currentAge } from "./http/freshness";
 import { endToEndHeaders } from "./http/headers";
 import { REVALIDATION_KEEP, type UsePolicy } from "./policy";
@@ -110,48 +111,9 @@ export function entryAge(entry: StoredEntry, now: number): number {
   return Math.floor(currentAge(entry.initialAge, entry.responseTime, now));
 }
 
-/** Seconds of freshness left at `now`; zero or less means stale (RFC 9111 §4.2). */
+/** Seconds of freshness left at `now`; zero or less means stale (RFC 9111 §4.2; see http/decision.ts). */
 export function entryTtl(entry: StoredEntry, now: number): number {
-  return entry.lifetime - currentAge(entry.initialAge, entry.responseTime, now);
-}
-
-/** Fresh, and usable without validation (RFC 9111 §4.2; no-cache always needs validation, §5.2.2.4). */
-export function isFresh(entry: StoredEntry, now: number): boolean {
-  return !entry.noCache && entryTtl(entry, now) > 0;
-}
-
-/**
- * Seconds an entry has been stale at `now` (negative while fresh). A soft purge makes an entry stale from
- * the purge on, so its stale windows count from the purge when that came before its expiry.
- */
-export function stalenessOf(entry: StoredEntry, now: number, softPurgedAt?: number): number {
-  const expired = -entryTtl(entry, now);
-  return softPurgedAt === undefined ? expired : Math.max(expired, (now - softPurgedAt) / 1000);
-}
-
-/** Stale, but within stale-while-revalidate: may be served while it is refreshed (RFC 5861 §3). */
-export function withinStaleWhileRevalidate(entry: StoredEntry, now: number, softPurgedAt?: number): boolean {
-  return !entry.noCache && !entry.mustRevalidate && stalenessOf(entry, now, softPurgedAt) < entry.swr;
-}
-
-/** Stale, but within stale-if-error: may be served when the origin fails (RFC 5861 §4). */
-export function withinStaleIfError(entry: StoredEntry, now: number, softPurgedAt?: number): boolean {
-  // RFC 9111 §4.2.4: never stale when must-revalidate or no-cache forbid it.
-  return !entry.mustRevalidate && !entry.noCache && stalenessOf(entry, now, softPurgedAt) < entry.sie;
-}
-
-/**
- * Stale, but within grace: may answer when the origin cannot be reached (RFC 9111 §4.2.4 lets a cache
- * that is disconnected from the origin serve stale unless prohibited). The bound is the smaller of the
- * grace stored with the entry and the site's current `grace`, so lowering the setting takes effect at once.
- */
-export function withinGrace(entry: StoredEntry, siteGrace: number, now: number, softPurgedAt?: number): boolean {
-  return !entry.mustRevalidate && !entry.noCache && stalenessOf(entry, now, softPurgedAt) < graceOf(entry, siteGrace);
-}
-
-/** The grace that applies to an entry under the site's current setting, in seconds. */
-export function graceOf(entry: StoredEntry, siteGrace: number): number {
-  return Math.min(entry.grace ?? 0, siteGrace);
+  return ttlOf(entry, now);
 }
 
 export function hasValidators(entry: StoredEntry): boolean {

@@ -1,13 +1,14 @@
 import { answerFromEntry } from "./answer";
 import { CacheStatus } from "./cache-status";
 import type { Flight, Shared } from "./collapse";
-import { buildEntry, entryHeaders, hasValidators, retentionOf, withinGrace, withinStaleIfError } from "./entry";
+import { buildEntry, entryHeaders, hasValidators, retentionOf } from "./entry";
 import { TiercelError, withDiagnostics } from "./errors";
 import { describe, type Exchange } from "./exchange";
 import { forwardedHeaders } from "./forwarding";
 import { parseCacheControl } from "./http/cache-control";
 import { freshenHeaders } from "./http/conditional";
 import { passOn } from "./http/content-coding";
+import { decide, type OriginOutcome } from "./http/decision";
 import { endToEndHeaders } from "./http/headers";
 import { whyNotShareable, withCorsOrigin } from "./http/shareable";
 import { whyNotStorable } from "./http/storable";
@@ -109,16 +110,10 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
   } catch (error) {
     settle({ kind: "none" });
     const failed = error instanceof TiercelError ? error.status : 502;
-    const now = deps.now();
-    if (stale && withinStaleIfError(stale.entry, now, stale.softPurgedAt)) {
-      return serveStaleOnError(ex, stale, failed, "stale-if-error");
-    }
-    // RFC 9111 §4.2.4: a cache disconnected from the origin may serve stale, unless prohibited, for at most
-    // the site's grace. Only when the origin could not be reached: an origin that answers (even 5xx) is
-    // not "disconnected", and a refused config (auth, forbidden address) is not an outage.
-    if (stale && cannotReach(error) && withinGrace(stale.entry, site.cache.grace, now, stale.softPurgedAt)) {
-      return serveStaleOnError(ex, stale, failed, "origin-unreachable");
-    }
+    // An unreachable origin (refused, reset, timed out) may be covered by grace as well as stale-if-error; a
+    // refused config (auth, forbidden address) is not an outage (http/decision.ts).
+    const decision = afterOrigin(ex, stale, { kind: "failed", unreachable: cannotReach(error) });
+    if (stale && decision.action === "serve-stale") return serveStaleOnError(ex, stale, failed, decision.reason);
     await stale?.body.cancel();
     const code = error instanceof TiercelError ? error.code : "origin_error";
     status.add({ cache: "Tiercel", fwd: "miss", detail: code });
@@ -127,10 +122,13 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
   const responseTime = deps.now();
 
   // RFC 5861 §4: a 5xx from the origin may be answered with a stale response within stale-if-error.
-  if (response.status >= 500 && stale && withinStaleIfError(stale.entry, responseTime, stale.softPurgedAt)) {
-    await response.body?.cancel();
-    settle({ kind: "none" });
-    return serveStaleOnError(ex, stale, response.status, "stale-if-error");
+  if (response.status >= 500 && stale) {
+    const decision = afterOrigin(ex, stale, { kind: "answered", status: response.status });
+    if (decision.action === "serve-stale") {
+      await response.body?.cancel();
+      settle({ kind: "none" });
+      return serveStaleOnError(ex, stale, response.status, decision.reason);
+    }
   }
 
   if (response.status === 304) {
@@ -379,6 +377,14 @@ function serveStaleOnError(
 
 /** Failures that mean the origin could not be reached: refused or reset connections, no answer in time. */
 const UNREACHABLE = new Set(["origin_unreachable", "origin_timeout", "origin_bad_response"]);
+
+/** What the decision function makes of an origin that failed or answered an error, given the stale entry. */
+function afterOrigin(ex: Exchange, stale: Found | undefined, origin: OriginOutcome) {
+  if (!stale) return decide({ request: ex.request, policy: ex.site.cache, now: ex.deps.now(), origin });
+  const purge = stale.softPurgedAt === undefined ? "none" : "soft";
+  const stored = { record: stale.entry, purge, softPurgedAt: stale.softPurgedAt } as const;
+  return decide({ request: ex.request, stored, policy: ex.site.cache, now: ex.deps.now(), origin });
+}
 
 function cannotReach(error: unknown): boolean {
   return error instanceof TiercelError && UNREACHABLE.has(error.code);

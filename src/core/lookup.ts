@@ -1,7 +1,8 @@
 import type { CacheStatusMember } from "./cache-status";
 import { withDeadline } from "./deadline";
-import { isFresh, type StoredEntry } from "./entry";
+import type { StoredEntry } from "./entry";
 import { describe, type Exchange } from "./exchange";
+import { type Decision, decide } from "./http/decision";
 import { whyNotServable } from "./http/shareable";
 import { variantKey } from "./keys";
 import { purgeState, softPurgedAt } from "./purge";
@@ -20,6 +21,8 @@ export interface Found {
   softPurged?: boolean;
   /** When the soft purge that made it stale happened (epoch ms). */
   softPurgedAt?: number;
+  /** What the decision function made of it (http/decision.ts). */
+  decision?: Decision;
   /** The variant index it was found through, in its own tier. */
   index?: StoredEntry["variants"];
 }
@@ -49,7 +52,7 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
   const result: Lookup = {};
   for (const [index, tier] of deps.tiers.entries()) {
     const member = ex.status.add({ cache: cacheName(tier) });
-    if (tier.name === "kv") deps.stats.kvRead(ex.site.id);
+    deps.stats.tierRead(ex.site.id, tier.name);
     let found: (CachedObject & { key: string; index?: StoredEntry["variants"] }) | null;
     const reading = readThroughIndex(tier, ex, result);
     try {
@@ -96,7 +99,18 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
     }
     const candidate: Found = { ...found, tier: index, key: found.key, member, softPurged: purge === "soft" };
     if (purge === "soft") candidate.softPurgedAt = softPurgedAt(found.entry, ex.site.purges);
-    if (purge === "none" && isFresh(found.entry, deps.now())) {
+    const decision = decide({
+      request: { method: ex.request.method, makesVariant: ex.resize !== undefined },
+      stored: {
+        record: found.entry,
+        purge,
+        ...(candidate.softPurgedAt === undefined ? {} : { softPurgedAt: candidate.softPurgedAt }),
+      },
+      policy: ex.site.cache,
+      now: deps.now(),
+    });
+    candidate.decision = decision;
+    if (decision.action === "serve") {
       if (result.stale) result.stale.body.cancel().catch(() => {});
       result.fresh = candidate;
       delete result.stale;

@@ -5,13 +5,14 @@ import { objectSegments } from "../origins/path";
 import type { Site } from "../sites/schema";
 import { answerFromEntry } from "./answer";
 import { CacheStatus } from "./cache-status";
-import { entryTtl, withinGrace, withinStaleWhileRevalidate } from "./entry";
+import { entryTtl } from "./entry";
 import { errorResponse, TiercelError, withDiagnostics } from "./errors";
 import { type Deps, describe, type Exchange } from "./exchange";
 import { answerContext, fromOrigin, refreshInBackground } from "./fill";
 import { forwardedHeaders, withoutIgnoredCookies } from "./forwarding";
 import { normalizeHost } from "./host";
 import { passOn } from "./http/content-coding";
+import { decide } from "./http/decision";
 import { endToEndHeaders } from "./http/headers";
 import { consumedTargetedFields } from "./http/targeted";
 import { cacheKey, keyedUrl, keyPartsFor } from "./keys";
@@ -127,7 +128,7 @@ export async function handleRequest(
 
   if (look.fresh) {
     const found = look.fresh;
-    deps.stats.record(site.id, deps.tiers[found.tier]?.name === "kv" ? "kv" : "edge", found.entry.length);
+    deps.stats.record(site.id, { hit: deps.tiers[found.tier]?.name ?? "tier" }, found.entry.length);
     found.member.hit = true;
     found.member.ttl = entryTtl(found.entry, deps.now());
     let body = found.body;
@@ -154,24 +155,18 @@ export async function handleRequest(
     return answerFromEntry(found.entry, body, answerContext(ex));
   }
 
-  // A soft-purged entry is stale from the purge on: served at once (and refreshed) within its
-  // stale-while-revalidate window or the site's grace, both counted from the purge; past them it is
-  // revalidated like any stale entry, so it is never served longer than an entry that was not purged.
-  const purgedAt = look.stale?.softPurgedAt;
-  const now = deps.now();
-  const softPurged =
-    look.stale !== undefined &&
-    purgedAt !== undefined &&
-    (withinGrace(look.stale.entry, site.cache.grace, now, purgedAt) ||
-      withinStaleWhileRevalidate(look.stale.entry, now, purgedAt));
-  if (look.stale && (softPurged || (purgedAt === undefined && withinStaleWhileRevalidate(look.stale.entry, now)))) {
+  // What the tiers found decides the rest (http/decision.ts): serve stale and refresh, forward, or fill.
+  const decision =
+    look.stale?.decision ??
+    decide({ request: { method, makesVariant: ex.resize !== undefined }, policy: site.cache, now: deps.now() });
+  if (look.stale && decision.action === "serve-stale-and-refresh") {
     // RFC 5861 §3: serve stale at once, refresh once in the background (a soft purge does the same).
     const stale = look.stale;
     deps.stats.record(site.id, "stale", stale.entry.length);
     stale.member.fwd = undefined;
     stale.member.hit = true;
     stale.member.ttl = entryTtl(stale.entry, deps.now());
-    stale.member.detail = softPurged ? "soft-purged" : "stale-while-revalidate";
+    stale.member.detail = decision.reason;
     deps.waitUntil(refreshInBackground(ex, stale));
     return answerFromEntry(stale.entry, stale.body, answerContext(ex));
   }
@@ -179,7 +174,7 @@ export async function handleRequest(
   deps.stats.record(site.id, "miss");
   // A resize URL's HEAD miss makes the variant (a GET to the source, transformed and stored), so its
   // headers describe the resized image, not the source.
-  if (method === "HEAD" && !ex.resize) {
+  if (decision.action === "forward") {
     deps.stats.originFetch(site.id);
     // A HEAD miss asks the origin for HEAD and stores nothing, so it never leaves an empty body for GET.
     await look.stale?.body.cancel();

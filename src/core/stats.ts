@@ -2,7 +2,8 @@
  * Request counters per site, kept in the isolate. On `wrangler dev` that is the whole picture; on
  * Cloudflare each isolate counts for itself (the admin API says `"scope": "isolate"`).
  */
-export type Outcome = "edge" | "kv" | "stale" | "miss" | "bypass";
+/** How a request was answered: from a tier (by its name), stale, from the origin, or around the cache. */
+export type Outcome = { hit: string } | "stale" | "miss" | "bypass";
 
 export interface SiteCounters {
   /** GET and HEAD requests answered, by how. */
@@ -13,8 +14,8 @@ export interface SiteCounters {
   bypass: number;
   /** Requests that reached the origin (a collapsed miss makes one; a background refresh makes one). */
   originFetches: number;
-  /** Reads of the KV tier (tier 2) for this site's objects. */
-  kvReads: number;
+  /** Reads of each tier for this site's objects, by tier name (a KV or R2 read is a billed operation). */
+  reads: Record<string, number>;
   /** Body bytes answered from the tiers. */
   bytes: number;
   /** Fills the optimizer looked at: transformed, left as they were, or failed (original served, unstored). */
@@ -37,7 +38,7 @@ export class Stats {
     if (!counters) return;
     counters.requests += 1;
     counters.bytes += Math.max(0, bytes);
-    if (outcome === "edge" || outcome === "kv") counters.hits[outcome] = (counters.hits[outcome] ?? 0) + 1;
+    if (typeof outcome === "object") counters.hits[outcome.hit] = (counters.hits[outcome.hit] ?? 0) + 1;
     else if (outcome === "stale") counters.stale += 1;
     else if (outcome === "miss") counters.misses += 1;
     else counters.bypass += 1;
@@ -53,9 +54,9 @@ export class Stats {
     if (counters) counters.optimize[outcome] += 1;
   }
 
-  kvRead(siteId: string): void {
+  tierRead(siteId: string, tier: string): void {
     const counters = this.countersOf(siteId);
-    if (counters) counters.kvReads += 1;
+    if (counters) counters.reads[tier] = (counters.reads[tier] ?? 0) + 1;
   }
 
   private countersOf(siteId: string): SiteCounters | undefined {
@@ -68,7 +69,7 @@ export class Stats {
         misses: 0,
         bypass: 0,
         originFetches: 0,
-        kvReads: 0,
+        reads: {},
         bytes: 0,
         optimize: { transformed: 0, original: 0, failed: 0 },
       };

@@ -5,14 +5,11 @@ import {
   entryAge,
   entryHeaders,
   entryTtl,
-  isFresh,
   isStoredEntry,
   retentionOf,
   type StoredEntry,
-  stalenessOf,
-  withinGrace,
-  withinStaleIfError,
 } from "../../src/core/entry";
+import { decide, stalenessOf } from "../../src/core/http/decision";
 import type { UsePolicy } from "../../src/core/policy";
 import { softPurgedAt } from "../../src/core/purge";
 
@@ -21,6 +18,23 @@ const T = Date.UTC(2024, 0, 15, 12, 0, 0);
 const SECOND = 1000;
 const DIGEST = "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:";
 const USE: UsePolicy = { lifetime: 60, swr: 0, sie: 0, mustRevalidate: false, noCache: false, grace: 0 };
+
+/** The decision function's answers, asked the way the pipeline and the fill ask it. */
+const isFresh = (e: StoredEntry, now: number) =>
+  decide({ request: { method: "GET" }, stored: { record: e, purge: "none" }, policy: { grace: 0 }, now }).action ===
+  "serve";
+const servedStaleWhen = (e: StoredEntry, siteGrace: number, now: number, unreachable: boolean, purgedAt?: number) =>
+  decide({
+    request: { method: "GET" },
+    stored:
+      purgedAt === undefined ? { record: e, purge: "none" } : { record: e, purge: "soft", softPurgedAt: purgedAt },
+    policy: { grace: siteGrace },
+    now,
+    origin: { kind: "failed", unreachable },
+  }).action === "serve-stale";
+const withinGrace = (e: StoredEntry, siteGrace: number, now: number) => servedStaleWhen(e, siteGrace, now, true);
+const withinStaleIfError = (e: StoredEntry, now: number, purgedAt?: number) =>
+  servedStaleWhen(e, 0, now, false, purgedAt);
 
 function input(headers: HeadersInit, overrides: Partial<EntryInput> = {}): EntryInput {
   return {
