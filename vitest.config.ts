@@ -2,6 +2,35 @@ import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
 
 /**
+ * Lines workerd logs for events the tests provoke on purpose and Tiercel handles, which no setting turns
+ * off: the pool writes workerd's structured logs straight to stderr (its own `ignoreMessages` list is not
+ * configurable). Each entry is one exact shape; anything else workerd logs still shows.
+ * - The pool's WebSocket to each test runner closing at teardown (filtered by the pool itself from
+ *   vitest-pool-workers 0.16, cloudflare/workers-sdk#13833).
+ * - A subrequest to the loopback origin that fails (refused, hung up, reset, cut mid-body): workerd logs
+ *   the socket error and "Uncaught (in promise) … Network connection lost" even when the caller handles
+ *   the rejection at once (`fetch(url).catch(...)` prints them too). Tiercel's answer to each of these
+ *   failures is asserted by the tests that provoke them.
+ */
+const KNOWN_NOISE = [
+  /^exception = workerd\/api\/web-socket\.c\+\+:\d+: disconnected: WebSocket peer disconnected\n(stack:[^\n]*\n)?$/,
+  /^uncaught exception; source = Uncaught \(in promise\); stack = Error: Network connection lost\.\n$/,
+  /^uncaught exception; exception = workerd\/jsg\/[^\n]*: disconnected: jsg\.Error: Network connection lost\.\nstack:[^\n]*\n$/,
+  /^exception = kj\/async-io\.c\+\+:\d+: disconnected: stream disconnected prematurely\nstack:[^\n]*\n$/,
+  /^exception = kj\/async-io-unix\.c\+\+:\d+: disconnected: connect\(\): Connection refused\nstack:[^\n]*\n$/,
+  /^exception = kj\/async-io-unix\.c\+\+:\d+: disconnected: ::read\(fd, buffer, maxBytes\): Connection reset by peer\nstack:[^\n]*\n$/,
+  /^exception = kj\/compat\/http\.c\+\+:\d+: disconnected: premature EOF in HTTP entity body; did not reach Content-Length; expectedLength = \d+; alreadyRead = \d+\nstack:[^\n]*\n$/,
+];
+// The pool writes each log with one `write` call, to stderr or stdout by its level.
+for (const stream of [process.stderr, process.stdout]) {
+  const write = stream.write.bind(stream);
+  stream.write = ((chunk: string | Uint8Array, ...rest: never[]) =>
+    typeof chunk === "string" && KNOWN_NOISE.some((line) => line.test(chunk))
+      ? true
+      : write(chunk, ...rest)) as typeof stream.write;
+}
+
+/**
  * Every test runs inside workerd with the real local KV and Cache API from wrangler.jsonc. A counting
  * HTTP origin runs on loopback in Node (test/support/global-setup.ts) and its URL reaches the Worker as
  * the TEST_ORIGIN binding. The optimizer Worker runs beside it, in its own workerd process.

@@ -55,7 +55,19 @@ export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions
       }
       const id = crypto.randomUUID();
       const bodyUrl = bodyUrlFor(key, id);
-      await store.put(bodyUrl, new Response(body, { headers: { "cache-control": maxAge } }));
+      // The Cache API is fed through a stream Tiercel writes itself and always ends cleanly: handed a body
+      // that breaks off (or fed one that is aborted), workerd's own upload reports the error as an uncaught
+      // rejection, whatever the caller does with the put. The break is Tiercel's to report: the part
+      // stored is deleted and the put rejects with the body's error.
+      const { readable, writable } = new IdentityTransformStream();
+      const [, broken] = await Promise.all([
+        store.put(bodyUrl, new Response(readable, { headers: { "cache-control": maxAge } })),
+        copyUntilBroken(body, writable),
+      ]);
+      if (broken) {
+        await store.delete(bodyUrl);
+        throw broken.error;
+      }
       const stored = await store.match(bodyUrl);
       const length = stored?.body ? await countBytes(stored.body) : -1;
       if (length !== entry.length) {
@@ -71,6 +83,31 @@ export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions
       await (await cache).delete(urlFor(key));
     },
   };
+}
+
+/**
+ * Copies `source` into `writable` and closes it, also when `source` errors: then it settles with that
+ * error instead of throwing it, and `writable` holds the bytes that came before it.
+ */
+async function copyUntilBroken(
+  source: ReadableStream<Uint8Array>,
+  writable: WritableStream<Uint8Array>,
+): Promise<{ error: unknown } | undefined> {
+  const reader = source.getReader();
+  const writer = writable.getWriter();
+  let broken: { error: unknown } | undefined;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      await writer.write(value);
+    }
+  } catch (error) {
+    broken = { error };
+    reader.cancel(error).catch(() => {});
+  }
+  await writer.close();
+  return broken;
 }
 
 async function countBytes(stream: ReadableStream<Uint8Array>): Promise<number> {
