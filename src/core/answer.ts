@@ -5,6 +5,7 @@ import { isNotModified, notModifiedHeaders } from "./http/conditional";
 import { contentRange, evaluateRange, sliceStream } from "./http/range";
 import { consumedTargetedFields } from "./http/targeted";
 import type { ServerTiming } from "./server-timing";
+import { forClient } from "./streams";
 
 /** Statuses whose responses never have a body (RFC 9110 §6.4.1). */
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
@@ -35,7 +36,9 @@ export function answerFromEntry(entry: StoredEntry, body: ReadableStream<Uint8Ar
     responseHeaders.set("cache-status", ctx.status.toString());
     responseHeaders.set("server-timing", ctx.timing.toString());
     if (responseBody === null) body.cancel().catch(() => {});
-    return new Response(responseBody, { status, headers: responseHeaders });
+    const length = responseHeaders.get("content-length");
+    const sent = responseBody && forClient(responseBody, length === null ? undefined : Number(length));
+    return new Response(sent, { status, headers: responseHeaders });
   };
 
   const validators = { etag: entry.etag, lastModified: entry.lastModified };

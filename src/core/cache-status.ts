@@ -19,6 +19,12 @@ export interface CacheStatusMember {
   detail?: string;
 }
 
+/**
+ * What is known of the store when the headers leave: done (`stored`), under way and able to fail
+ * (`storing`), or not attempted (`none`).
+ */
+export type StoreState = "stored" | "storing" | "none";
+
 /** Members are collected nearest-client first, as the pipeline walks outward, and printed reversed. */
 export class CacheStatus {
   private readonly members: CacheStatusMember[] = [];
@@ -29,15 +35,21 @@ export class CacheStatus {
   }
 
   /**
-   * Marks every member that forwarded the request with the status it got back, whether it will store
-   * the response, and (where it has none yet) a detail such as why it will not.
+   * Marks every member that forwarded the request with the status it got back, what is known of the store
+   * when the headers leave, and (where it has none yet) a detail such as why it will not store.
+   *
+   * `stored` (RFC 9211 §2.4) is claimed only for a store that has already happened (a collapsed waiter
+   * answered from the leader's stored entry). A fill's headers leave before its body has arrived, so its
+   * store may still fail (a body cut short is never stored): it says `detail=storing` (§2.8) instead,
+   * unless it already has a detail of its own (which then wins: it explains the body being sent).
    */
-  forwarded(status: number, stored: boolean, detail?: string): void {
+  forwarded(status: number, store: StoreState, detail?: string): void {
     for (const member of this.members) {
       if (member.fwd === undefined) continue;
       member.fwdStatus = status;
-      if (stored) member.stored = true;
-      if (detail && !member.detail) member.detail = detail;
+      if (store === "stored") member.stored = true;
+      const said = detail ?? (store === "storing" ? "storing" : undefined);
+      if (said && !member.detail) member.detail = said;
     }
   }
 

@@ -220,7 +220,7 @@ async function storeAndAnswer(
   const notStored = reason ?? coded ?? (useless ? "no-cache" : stale ? "stale" : undefined);
   if (notStored) {
     flight?.settle({ kind: "none" });
-    status.forwarded(response.status, false, `not-stored-${notStored}`);
+    status.forwarded(response.status, "none", `not-stored-${notStored}`);
     for (const name of consumedTargetedFields(site.cache.targetedFields)) headers.delete(name);
     headers.set("cache-status", status.toString());
     headers.set("server-timing", timing.toString());
@@ -257,7 +257,7 @@ async function storeAndAnswer(
     const admitted = admitVariant(ex.baseKey, index, id, site.cache.maxVariants);
     if (!admitted) {
       flight?.settle({ kind: "none" });
-      status.forwarded(response.status, false, "not-stored-variants");
+      status.forwarded(response.status, "none", "not-stored-variants");
       return answerFromEntry(entry, body, answerContext(ex));
     }
     index = admitted;
@@ -277,7 +277,7 @@ async function storeAndAnswer(
   );
   void settled.then((shared) => flight?.settle(shared));
   deps.waitUntil(outcome);
-  status.forwarded(response.status, storing, storing ? optimizeDetail : "not-stored-too-large");
+  status.forwarded(response.status, storing ? "storing" : "none", storing ? optimizeDetail : "not-stored-too-large");
   return answerFromEntry(entry, client, answerContext(ex));
 }
 
@@ -337,7 +337,7 @@ async function refreshFromNotModified(
     flight?.settle({ kind: "none" });
     await invalidate(ex, [stale.key]);
     stale.member.fwd = "stale";
-    status.forwarded(304, false, `not-stored-${reason}`);
+    status.forwarded(304, "none", `not-stored-${reason}`);
     return answerFromEntry(entry, stale.body, answerContext(ex));
   }
   const { client, outcome, settled } = storeBody(
@@ -356,7 +356,7 @@ async function refreshFromNotModified(
   void settled.then((shared) => flight?.settle(shared));
   deps.waitUntil(outcome);
   stale.member.fwd = "stale";
-  status.forwarded(304, true);
+  status.forwarded(304, "storing");
   return answerFromEntry(entry, client, answerContext(ex));
 }
 
@@ -371,7 +371,7 @@ function serveStaleOnError(
   detail: "stale-if-error" | "origin-unreachable",
 ): Response {
   stale.member.fwd = "stale";
-  ex.status.forwarded(failedStatus, false, detail);
+  ex.status.forwarded(failedStatus, "none", detail);
   return answerFromEntry(stale.entry, stale.body, answerContext(ex));
 }
 
@@ -403,7 +403,8 @@ async function answerFromShared(ex: Exchange, shared: Shared, look: Lookup): Pro
 }
 
 function collapsed(ex: Exchange, status: number): void {
-  ex.status.forwarded(status, true);
+  // The leader's entry is in a tier already: this store did happen.
+  ex.status.forwarded(status, "stored");
   ex.status.add({ cache: "Tiercel", fwd: "miss", fwdStatus: status, collapsed: true });
 }
 

@@ -150,7 +150,7 @@ export async function handleRequest(
       );
       body = refill.client;
       deps.waitUntil(refill.outcome);
-      ex.status.forwarded(found.entry.status, true);
+      ex.status.forwarded(found.entry.status, "storing");
     }
     return answerFromEntry(found.entry, body, answerContext(ex));
   }
@@ -241,7 +241,7 @@ async function forward(
     if (error instanceof TiercelError) status.add({ cache: "Tiercel", fwd: "miss", detail: error.code });
     throw withDiagnostics(error, status, timing);
   }
-  status.forwarded(response.status, false, detail);
+  status.forwarded(response.status, "none", detail);
   const headers = endToEndHeaders(response.headers, consumedTargetedFields(site.cache.targetedFields));
   headers.set("cache-status", status.toString());
   headers.set("server-timing", timing.toString());

@@ -183,3 +183,16 @@ export async function readAtMost(
   });
   return { over };
 }
+
+/**
+ * The stream a client's answer is sent from (issue 11 §3). workerd sends a JS `ReadableStream` without its
+ * `Content-Length`, chunked, and a client cannot tell a shorter body from the whole one. Piped into a
+ * `FixedLengthStream(length)` the answer declares its length (RFC 9112 §6.3: a client then sees a shorter
+ * body as incomplete) and workerd aborts the connection if fewer bytes arrive or the source errors. With no
+ * length known, or outside workerd, the stream is returned as it is.
+ */
+export function forClient(body: ReadableStream<Uint8Array>, length: number | undefined): ReadableStream<Uint8Array> {
+  const runtime = globalThis as { FixedLengthStream?: new (length: number) => TransformStream<Uint8Array, Uint8Array> };
+  if (length === undefined || !runtime.FixedLengthStream) return body;
+  return body.pipeThrough(new runtime.FixedLengthStream(length));
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { newSite, origin, putSite, send, unique } from "../support/harness";
+import { newSite, origin, putSite, send, testClock, unique } from "../support/harness";
 import type { RouteSpec } from "../support/origin-server";
 
 /**
@@ -51,4 +51,55 @@ describe.each(MODES)("cut-short bodies, %s mode", (mode) => {
       expect((await origin.hits(path)).hits).toBe(2);
     });
   }
+});
+
+/**
+ * A stale entry whose refresh gets a cut-short body keeps the entry: nothing cut short replaces it, whether
+ * the refresh runs in the background (stale-while-revalidate) or in the request (revalidation with
+ * stale-if-error and grace configured).
+ */
+describe("cut-short refreshes store nothing", () => {
+  const CUT: RouteSpec = { size: 50_000, truncateAfter: 10_000, headers: { "cache-control": "max-age=600" } };
+
+  it("a background refresh (stale-while-revalidate) whose body is cut short leaves the stale entry", async () => {
+    const { host } = await newSite();
+    const path = `/${unique("swr-cut")}`;
+    const url = `http://${host}${path}`;
+    await origin.route(path, { body: "good", headers: { "cache-control": "max-age=10, stale-while-revalidate=600" } });
+    const clock = testClock();
+    await send(url, undefined, { now: clock.now });
+    clock.advance(20);
+    await origin.route(path, CUT);
+    const stale = await send(url, undefined, { now: clock.now });
+    expect(await stale.text()).toBe("good");
+    expect(stale.headers.get("cache-status")).toContain("detail=stale-while-revalidate");
+    expect((await origin.hits(path)).hits).toBe(2); // the refresh ran (send waits for waitUntil)
+    const after = await send(url, undefined, { now: clock.now });
+    expect(await after.text()).toBe("good");
+    expect(after.headers.get("cache-status")).toContain("detail=stale-while-revalidate");
+  });
+
+  it("a revalidation whose 200 is cut short, under stale-if-error and grace, fails the client and keeps the entry", async () => {
+    const { host } = await newSite({ cache: { grace: 86_400 } });
+    const path = `/${unique("sie-cut")}`;
+    const url = `http://${host}${path}`;
+    await origin.route(path, {
+      body: "good",
+      headers: { "cache-control": "max-age=10, stale-if-error=600", etag: '"v1"' },
+    });
+    const clock = testClock();
+    await send(url, undefined, { now: clock.now });
+    clock.advance(20);
+    await origin.route(path, CUT);
+    const cut = (await send(url, undefined, { now: clock.now })) as Response & { bodyError?: unknown };
+    expect(cut.headers.get("content-length")).toBe("50000");
+    expect(cut.bodyError).toBeInstanceOf(Error);
+    expect(cut.headers.get("cache-status")).not.toMatch(/; stored/);
+    // The old entry is still there: an origin failure now answers it stale, never a cut-short body.
+    await origin.route(path, { status: 503, body: "down" });
+    const stale = await send(url, undefined, { now: clock.now });
+    expect(stale.status).toBe(200);
+    expect(await stale.text()).toBe("good");
+    expect(stale.headers.get("cache-status")).toContain("detail=stale-if-error");
+  });
 });

@@ -69,7 +69,7 @@ describe("Age, dates and limits (issue 12 §3)", () => {
     const { host, id } = await newSite();
     const path = `/${unique("huge-ttl")}`;
     await origin.route(path, { body: "v{hit}", headers: { "cache-control": "max-age=2147483648" } });
-    expect((await send(`http://${host}${path}`)).headers.get("cache-status")).toContain("stored");
+    expect((await send(`http://${host}${path}`)).headers.get("cache-status")).toContain("detail=storing");
     const edge = await send(`http://${host}${path}`);
     expect(edge.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
     await evictEdge(id, path);
@@ -97,7 +97,7 @@ describe("every final status with explicit freshness (issue 12 §2, RFC 9111 §3
       });
       const first = await send(`http://${host}${path}`);
       expect(first.status).toBe(status);
-      expect(first.headers.get("cache-status")).toContain("stored");
+      expect(first.headers.get("cache-status")).toContain("detail=storing");
       const second = await send(`http://${host}${path}`);
       expect(second.status).toBe(status);
       expect(second.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
@@ -177,7 +177,7 @@ describe("targeted cache control (issue 12 §1, RFC 9213)", () => {
       headers: { "cache-control": "no-store", "cdn-cache-control": "max-age=60" },
     });
     const first = await send(`http://${host}${path}`);
-    expect(first.headers.get("cache-status")).toContain("stored");
+    expect(first.headers.get("cache-status")).toContain("detail=storing");
     const hit = await send(`http://${host}${path}`);
     expect(await hit.text()).toBe("v1");
     expect(hit.headers.get("cache-control")).toBe("no-store");

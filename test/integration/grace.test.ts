@@ -22,7 +22,7 @@ async function filled(headers: Record<string, string>, cache?: SiteInput["cache"
   const get = (overrides: Parameters<typeof send>[2] = {}) =>
     send(`http://${host}${path}`, undefined, { now: clock.now, ...overrides });
   const first = await get();
-  expect(first.headers.get("cache-status")).toContain("stored");
+  expect(first.headers.get("cache-status")).toContain("detail=storing");
   return { host, id, path, clock, get };
 }
 

@@ -49,7 +49,7 @@ describe("polish and format negotiation", { timeout: 60_000 }, () => {
     expect(first.headers.get("vary")).toBe("Accept");
     expect(first.headers.get("etag")).toBe('W/"photo-v1~tc.webp"');
     expect(first.headers.get("tiercel-optimize")).toMatch(/^format=webp, from=jpeg, quality=80, original=87992/);
-    expect(first.headers.get("cache-status")).toContain("stored");
+    expect(first.headers.get("cache-status")).toContain("detail=storing");
 
     // Another browser's Accept line that also lists WebP shares the variant: a hit, the same bytes.
     const second = await send(site.url, { headers: { accept: FIREFOX_ACCEPT } });
@@ -228,7 +228,7 @@ describe("the original, and why", { timeout: 60_000 }, () => {
     const response = await send(site.url, { headers: { accept: CHROME_ACCEPT } });
     expect(await bytesOf(response)).toEqual(site.original);
     expect(response.headers.get("tiercel-optimize")).toBeNull();
-    expect(response.headers.get("cache-status")).toContain("stored");
+    expect(response.headers.get("cache-status")).toContain("detail=storing");
   });
 
   it("serves a photo the WASM codecs would turn sideways or discolour as it is", async () => {

@@ -127,7 +127,7 @@ describe("revalidation (RFC 9111 §4.3)", () => {
     const revalidated = await send(`http://${host}${path}`, undefined, { now: clock.now });
     expect(revalidated.status).toBe(200);
     expect(await revalidated.text()).toBe("original body");
-    expect(revalidated.headers.get("cache-status")).toContain("fwd=stale; fwd-status=304; stored");
+    expect(revalidated.headers.get("cache-status")).toContain("fwd=stale; fwd-status=304; detail=storing");
     const seen = await origin.hits(path);
     expect(seen.hits).toBe(2);
     expect(seen.last?.headers["if-none-match"]).toBe('"v1"');
@@ -517,7 +517,7 @@ describe("large objects", () => {
     await origin.route(path, { size, headers: { "cache-control": "max-age=300" } });
     const first = await send(`http://${host}${path}`);
     expect((await first.arrayBuffer()).byteLength).toBe(size);
-    expect(first.headers.get("cache-status")).toContain("stored");
+    expect(first.headers.get("cache-status")).toContain("detail=storing");
 
     const key = await cacheKey({ siteId: id, path, query: "" });
     const record = await env.CACHE_KV.getWithMetadata<{ c?: { n: number } }>(`c:${key}`);

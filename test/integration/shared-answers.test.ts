@@ -242,7 +242,7 @@ describe("requests that carry credentials (issue 11 §6)", () => {
     // A client without cookies gets its own answer, which is stored as before and shared.
     const anonymous = await send(`http://${host}${path}`);
     expect(await anonymous.text()).toBe("page for [] #2");
-    expect(anonymous.headers.get("cache-status")).toContain("stored");
+    expect(anonymous.headers.get("cache-status")).toContain("detail=storing");
     expect(await (await send(`http://${host}${path}`)).text()).toBe("page for [] #2");
     // A client with cookies is served the shared answer like anyone else.
     const bob = await send(`http://${host}${path}`, { headers: { cookie: "session=bob" } });
@@ -287,7 +287,7 @@ describe("requests that carry credentials (issue 11 §6)", () => {
     await origin.route(path, PERSONAL);
     const tracked = await send(`http://${host}${path}`, { headers: { cookie: "_ga=GA1.1; _gid=x" } });
     expect(await tracked.text()).toBe("page for [] #1");
-    expect(tracked.headers.get("cache-status")).toContain("stored");
+    expect(tracked.headers.get("cache-status")).toContain("detail=storing");
     const again = await send(`http://${host}${path}`, { headers: { cookie: "_ga=GA1.2" } });
     expect(again.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
     // A cookie the site does not ignore still counts, and still reaches the origin (without the ignored ones).

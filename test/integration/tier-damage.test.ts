@@ -63,6 +63,11 @@ async function inKv(key: string): Promise<boolean> {
 }
 
 const bodyError = (response: Response) => (response as Response & { bodyError?: unknown }).bodyError;
+// The answer is sent through the runtime's FixedLengthStream (a native stream), which passes the error on by
+// its message, `DamagedEntryError: …`, not as the class itself.
+const damaged = (what: RegExp = /./) => ({
+  message: expect.stringMatching(new RegExp(`^DamagedEntryError: .*${what.source}`)),
+});
 
 describe("a damaged edge entry", () => {
   for (const [what, damage] of DAMAGES) {
@@ -72,7 +77,7 @@ describe("a damaged edge entry", () => {
 
       const hit = await send(url);
       expect(hit.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
-      expect(bodyError(hit)).toMatchObject({ name: "DamagedEntryError" });
+      expect(bodyError(hit)).toMatchObject(damaged());
       expect(await inEdge(key)).toBe(false);
       expect(await inKv(key)).toBe(true);
 
@@ -98,7 +103,7 @@ describe("a damaged edge entry", () => {
     const ranged = await send(url, { headers: { range: "bytes=0-4" } });
     expect(ranged.status).toBe(206);
     expect(ranged.headers.get("content-range")).toMatch(/^bytes 0-4\//);
-    expect(bodyError(ranged)).toMatchObject({ name: "DamagedEntryError", damage: "digest" });
+    expect(bodyError(ranged)).toMatchObject(damaged(/hashes to/));
     expect(await inEdge(key)).toBe(false);
   });
 
@@ -117,7 +122,7 @@ describe("a damaged edge entry", () => {
     expect(await inEdge(key)).toBe(true);
 
     const get = await send(url);
-    expect(bodyError(get)).toMatchObject({ damage: "short" });
+    expect(bodyError(get)).toMatchObject(damaged(/ended after/));
     expect(await inEdge(key)).toBe(false);
   });
 
@@ -147,7 +152,7 @@ describe("a damaged KV entry", () => {
 
       const hit = await send(url);
       expect(hit.headers.get("cache-status")).toMatch(/^Tiercel-KV; hit/);
-      expect(bodyError(hit)).toMatchObject({ name: "DamagedEntryError" });
+      expect(bodyError(hit)).toMatchObject(damaged());
       expect(await inEdge(key)).toBe(false);
       expect(await inKv(key)).toBe(false);
 

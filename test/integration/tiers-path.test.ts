@@ -14,7 +14,7 @@ describe("tiers", () => {
     expect(first.status).toBe(200);
     expect(await first.text()).toBe(`GET ${path} #1`);
     expect(first.headers.get("cache-status")).toBe(
-      "Tiercel-KV; fwd=miss; fwd-status=200; stored, Tiercel-Edge; fwd=miss; fwd-status=200; stored",
+      "Tiercel-KV; fwd=miss; fwd-status=200; detail=storing, Tiercel-Edge; fwd=miss; fwd-status=200; detail=storing",
     );
     expect(first.headers.get("server-timing")).toMatch(/^site;dur=[\d.]+, edge;dur=[\d.]+, kv;dur=[\d.]+, origin;dur=/);
 
@@ -37,7 +37,7 @@ describe("tiers", () => {
     const fromKv = await send(`http://${host}${path}`);
     expect(await fromKv.text()).toBe(`GET ${path} #1`);
     expect(fromKv.headers.get("cache-status")).toMatch(
-      /^Tiercel-KV; hit; ttl=\d+, Tiercel-Edge; fwd=miss; fwd-status=200; stored$/,
+      /^Tiercel-KV; hit; ttl=\d+, Tiercel-Edge; fwd=miss; fwd-status=200; detail=storing$/,
     );
     expect(fromKv.headers.get("server-timing")).toMatch(/edge;dur=.*kv;dur=/);
 

@@ -10,7 +10,7 @@ describe("variants per URL (cache.maxVariants)", () => {
     await origin.route(path, { body: "for {hit}", headers: { "cache-control": "max-age=300", vary: "X-Flavor" } });
     const get = (flavor: string) => send(`http://${host}${path}`, { headers: { "x-flavor": flavor } });
     // One variant first, so the index exists; then a flood of twelve new values at once.
-    expect((await get("first")).headers.get("cache-status")).toContain("stored");
+    expect((await get("first")).headers.get("cache-status")).toContain("detail=storing");
     const flavors = Array.from({ length: 12 }, (_, i) => `flavor-${i}`);
     const flood = await Promise.all(flavors.map(get));
     const refused = flood.filter((r) => r.headers.get("cache-status")?.includes("detail=not-stored-variants"));
@@ -36,7 +36,7 @@ describe("variants per URL (cache.maxVariants)", () => {
       const answer = await send(`http://${host}${path}`, { headers: { cookie: `session=${i}` } });
       statuses.push(answer.headers.get("cache-status") ?? "");
     }
-    expect(statuses.filter((s) => /; stored/.test(s))).toHaveLength(32);
+    expect(statuses.filter((s) => /detail=storing/.test(s))).toHaveLength(32);
     expect(statuses.slice(32).every((s) => s.includes("detail=not-stored-variants"))).toBe(true);
   });
 });

@@ -66,17 +66,31 @@ describe("CacheStatus", () => {
       status.add({ cache: "Tiercel-Edge", fwd: "miss" });
       status.add({ cache: "Tiercel-KV", fwd: "stale" });
       status.add({ cache: "Tiercel-Memory", hit: true });
-      status.forwarded(200, true);
+      status.forwarded(200, "stored");
       expect(status.toString()).toBe(
         "Tiercel-Memory; hit, Tiercel-KV; fwd=stale; fwd-status=200; stored, Tiercel-Edge; fwd=miss; fwd-status=200; stored",
       );
+    });
+
+    it("never claims stored for a store still under way: detail=storing (RFC 9211 §2.4, §2.8)", () => {
+      const status = new CacheStatus();
+      status.add({ cache: "Tiercel-Edge", fwd: "miss" });
+      status.add({ cache: "Tiercel-KV", fwd: "miss", detail: "tier-timeout" });
+      status.forwarded(200, "storing");
+      expect(status.toString()).toBe(
+        "Tiercel-KV; fwd=miss; fwd-status=200; detail=tier-timeout, Tiercel-Edge; fwd=miss; fwd-status=200; detail=storing",
+      );
+      const optimized = new CacheStatus();
+      optimized.add({ cache: "Tiercel-Edge", fwd: "miss" });
+      optimized.forwarded(200, "storing", "optimize-failed");
+      expect(optimized.toString()).toBe("Tiercel-Edge; fwd=miss; fwd-status=200; detail=optimize-failed");
     });
 
     it("gives each forwarding member the detail unless it already has one (RFC 9211 §2.8)", () => {
       const status = new CacheStatus();
       status.add({ cache: "Tiercel-Edge", fwd: "miss" });
       status.add({ cache: "Tiercel-KV", fwd: "miss", detail: "tier-timeout" });
-      status.forwarded(200, false, "no-store");
+      status.forwarded(200, "none", "no-store");
       expect(status.toString()).toBe(
         "Tiercel-KV; fwd=miss; fwd-status=200; detail=tier-timeout, Tiercel-Edge; fwd=miss; fwd-status=200; detail=no-store",
       );
@@ -85,7 +99,7 @@ describe("CacheStatus", () => {
     it("does not print stored when the response will not be stored (RFC 9211 §2.4)", () => {
       const status = new CacheStatus();
       status.add({ cache: "Tiercel-Edge", fwd: "bypass" });
-      status.forwarded(503, false);
+      status.forwarded(503, "none");
       expect(status.toString()).toBe("Tiercel-Edge; fwd=bypass; fwd-status=503");
     });
   });

@@ -1,3 +1,5 @@
+import { forClient } from "../streams";
+
 /**
  * Content codings (RFC 9110 §8.4). The tiers hold the identity representation: Tiercel asks origins only for
  * the codings it can decode itself (`ACCEPTED_CODINGS`), decodes a coded body as it arrives, and never sends
@@ -53,9 +55,13 @@ export function decodeContent(response: Response): Response {
 /**
  * A response to send on as it is. One that still carries a Content-Encoding holds bytes already in that
  * coding, so the runtime must not encode them again (workerd compresses a body whose Response says
- * `Content-Encoding: gzip` unless `encodeBody` is "manual"), which would double-encode it.
+ * `Content-Encoding: gzip` unless `encodeBody` is "manual"), which would double-encode it. The body is
+ * sent through `forClient`, so one that breaks off aborts the client's connection.
  */
 export function passOn(body: ReadableStream<Uint8Array> | null, init: ResponseInit & { headers: Headers }): Response {
   const coded = contentCodings(init.headers.get("content-encoding")).length > 0;
-  return new Response(body, coded ? { ...init, encodeBody: "manual" } : init);
+  const declared = init.headers.get("content-length");
+  const length = declared !== null && /^\d+$/.test(declared) ? Number(declared) : undefined;
+  const sent = body && forClient(body, length);
+  return new Response(sent, coded ? { ...init, encodeBody: "manual" } : init);
 }

@@ -1,0 +1,195 @@
+// End to end (issue 11 §3): what a client's socket sees when the origin cuts a body short, with the real
+// Worker in workerd (`wrangler dev`) and a raw TCP origin on loopback. Inside vitest-pool-workers a body read
+// that rejects says nothing about the connection; only a real socket shows whether the transfer ended
+// cleanly (a shorter body that looks complete) or was aborted. Run by `npm test` with `node --test test/e2e/`.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { request } from "node:http";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { freePort } from "../support/free-port.mjs";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const TOKEN = "e2e-cut-short-token";
+const env = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" };
+const HEAD = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nCache-Control: public, max-age=600\r\n";
+
+let worker;
+let workerUrl;
+let origin;
+let dir;
+const hits = new Map();
+
+/**
+ * The origin's answers, by path: each writes a head and part of a body, then ends the connection in its own
+ * way. `/whole-*` answers completely (to show the test can tell a clean end from a cut one).
+ */
+const ROUTES = {
+  // Content-Length: 50000, 10000 bytes, then FIN.
+  "/short-length": (socket) => {
+    socket.write(`${HEAD}Content-Length: 50000\r\n\r\n`);
+    socket.end(Buffer.alloc(10_000, 97));
+  },
+  // Over the Worker's buffering limit, so the miss streams to the tiers as well.
+  "/short-length-large": (socket) => {
+    socket.write(`${HEAD}Content-Length: 6000000\r\n\r\n`);
+    socket.end(Buffer.alloc(200_000, 98));
+  },
+  // Chunked, one chunk, no last chunk, then FIN.
+  "/short-chunked": (socket) => {
+    socket.write(`${HEAD}Transfer-Encoding: chunked\r\n\r\n`);
+    socket.end(`2710\r\n${"c".repeat(10_000)}\r\n`);
+  },
+  // Content-Length: 50000, 10000 bytes, then RST.
+  "/reset": (socket) => {
+    socket.write(`${HEAD}Content-Length: 50000\r\n\r\n`);
+    socket.write(Buffer.alloc(10_000, 100), () => setTimeout(() => socket.resetAndDestroy(), 50));
+  },
+  "/whole-length": (socket) => {
+    socket.end(`${HEAD}Content-Length: 5\r\n\r\nwhole`);
+  },
+};
+
+/** GETs `path` from the Worker over a fresh connection and reports how the transfer ended. */
+function get(path) {
+  return new Promise((resolve) => {
+    const req = request(`${workerUrl}${path}`, { agent: false, headers: { connection: "close" } });
+    req.on("error", (error) => resolve({ clean: false, error: error.message }));
+    req.on("response", (res) => {
+      let received = 0;
+      let aborted = false;
+      res.on("data", (chunk) => {
+        received += chunk.length;
+      });
+      res.on("aborted", () => {
+        aborted = true;
+      });
+      res.on("error", () => {
+        aborted = true;
+      });
+      res.on("close", () => {
+        // node marks a message complete only when its framing ended it (the declared length, the last chunk).
+        resolve({
+          status: res.statusCode,
+          headers: res.headers,
+          received,
+          clean: res.complete && !aborted,
+        });
+      });
+      res.resume();
+    });
+    req.end();
+  });
+}
+
+before(async () => {
+  origin = createServer((socket) => {
+    socket.on("error", () => {});
+    let head = "";
+    socket.on("data", (chunk) => {
+      head += chunk;
+      if (!head.includes("\r\n\r\n")) return;
+      const path = new URL(head.split(" ")[1], "http://origin").pathname;
+      hits.set(path, (hits.get(path) ?? 0) + 1);
+      const route = ROUTES[path];
+      if (route) route(socket);
+      else socket.end("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+      head = "";
+    });
+  });
+  await new Promise((resolve) => origin.listen(0, "127.0.0.1", resolve));
+  const originUrl = `http://127.0.0.1:${origin.address().port}`;
+
+  dir = await mkdtemp(join(tmpdir(), "tiercel-e2e-cut-"));
+  const port = await freePort();
+  workerUrl = `http://127.0.0.1:${port}`;
+  worker = spawn(
+    "npx",
+    [
+      "wrangler",
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--persist-to",
+      dir,
+      "--show-interactive-dev-session=false",
+      "--var",
+      `ADMIN_TOKEN:${TOKEN}`,
+    ],
+    { cwd: ROOT, env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  await new Promise((resolve, reject) => {
+    let output = "";
+    const timer = setTimeout(() => reject(new Error(`wrangler dev did not start:\n${output}`)), 90_000);
+    const watch = (chunk) => {
+      output += chunk;
+      if (output.includes("Ready on")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    worker.stdout.on("data", watch);
+    worker.stderr.on("data", watch);
+    worker.on("exit", (code) => reject(new Error(`wrangler dev exited with ${code}:\n${output}`)));
+  });
+
+  const put = await fetch(`${workerUrl}/_tiercel/api/v1/sites`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify({ hosts: ["127.0.0.1"], origin: { kind: "http", url: originUrl, allowPrivate: true } }),
+  });
+  assert.equal(put.status, 201, await put.text());
+});
+
+after(async () => {
+  if (worker?.pid) {
+    try {
+      process.kill(-worker.pid, "SIGTERM");
+    } catch {}
+  }
+  await new Promise((resolve) => origin?.close(resolve));
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+test("a whole body ends cleanly, and is then a hit", async () => {
+  const miss = await get("/whole-length");
+  assert.equal(miss.status, 200);
+  assert.equal(miss.clean, true);
+  assert.equal(miss.received, 5);
+  const hit = await get("/whole-length");
+  assert.equal(hit.clean, true);
+  assert.match(hit.headers["cache-status"], /^Tiercel-Edge; hit/);
+});
+
+// With no length to declare, the answer is sent chunked; under `wrangler dev` a body that errors still ends
+// with a clean last chunk (the error does reach the Worker: nothing is stored). Kept as a todo that runs, so
+// it shows when the runtime or a fix makes it abort.
+const UNKNOWN_LENGTH = "under wrangler dev a chunked answer whose body errors still ends cleanly (known gap)";
+const CUT = [
+  ["a declared length not reached", "/short-length", "50000"],
+  ["a declared length not reached, over the buffering limit", "/short-length-large", "6000000"],
+  ["a chunked body without its last chunk", "/short-chunked", undefined, UNKNOWN_LENGTH],
+  ["a reset mid-body", "/reset", "50000"],
+];
+
+for (const [name, path, length, todo] of CUT) {
+  test(`the client's transfer is aborted, never ended cleanly, and nothing is stored: ${name}`, { todo }, async () => {
+    const first = await get(path);
+    assert.equal(first.status, 200);
+    assert.equal(first.headers["content-length"], length);
+    assert.equal(first.clean, false, `${name}: the client saw a clean end after ${first.received} bytes`);
+    if (length) assert.ok(first.received < Number(length));
+    assert.doesNotMatch(first.headers["cache-status"], /stored/);
+
+    const second = await get(path);
+    assert.equal(second.clean, false);
+    assert.match(second.headers["cache-status"], /fwd=miss/);
+    assert.equal(hits.get(path), 2);
+  });
+}
