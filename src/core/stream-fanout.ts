@@ -1,3 +1,5 @@
+import { BodyTooLargeError } from "./streams";
+
 /**
  * Splitting one body between several consumers (the client and the tiers being filled) without holding it
  * in memory, and checking that a body is as long as it said it would be. Web Streams only.
@@ -171,4 +173,30 @@ export function verifyLength(expected: number | undefined): LengthCheck {
     },
   });
   return { readable, writable, bytes: () => received };
+}
+
+/** A pass-through count for a body of unknown length: `ended()` is true only once it has ended cleanly. */
+export interface CountCheck extends LengthCheck {
+  ended(): boolean;
+}
+
+/**
+ * Passes chunks through, counting bytes, and errors both sides with a `BodyTooLargeError` on the chunk that
+ * takes the body past `maxBytes` (which is not passed on). `ended()` says whether the body reached its end
+ * without error, for a consumer (the Cache API) that may not report a source that broke off.
+ */
+export function countUpTo(maxBytes: number): CountCheck {
+  let received = 0;
+  let ended = false;
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      received += chunk.byteLength;
+      if (received > maxBytes) throw new BodyTooLargeError(`body exceeds ${maxBytes} bytes`);
+      controller.enqueue(chunk);
+    },
+    flush() {
+      ended = true;
+    },
+  });
+  return { readable, writable, bytes: () => received, ended: () => ended };
 }

@@ -1,5 +1,6 @@
 import { isStoredEntry, type StoredEntry } from "../core/entry";
-import type { CachedObject, Tier } from "../core/tier";
+import { countUpTo } from "../core/stream-fanout";
+import type { CachedObject, Tier, UnknownLength } from "../core/tier";
 
 /**
  * Tier 1: the data center's Cache API. Entries live under synthetic URLs made from Tiercel's key (never
@@ -9,6 +10,8 @@ import type { CachedObject, Tier } from "../core/tier";
  * - A streamed (large) body is put under its own URL first, read back and counted, and only then is the
  *   envelope written, pointing at it. The Cache API can keep part of a body whose stream broke off (seen
  *   in workerd), and its put does not always say so; the count is what makes a partial body unreachable.
+ *   A body of unknown length is counted on its way in (and refused past its bound) and must have ended
+ *   cleanly; the envelope, written last, records the counted length.
  */
 export interface EdgeTierOptions {
   /** Host of the synthetic key URLs; only its uniqueness matters. */
@@ -45,24 +48,42 @@ export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions
       return { entry, body: body.body };
     },
 
-    async put(key: string, entry: StoredEntry, body: Uint8Array | ReadableStream<Uint8Array>, retention: number) {
+    async put(
+      key: string,
+      given: StoredEntry,
+      body: Uint8Array | ReadableStream<Uint8Array>,
+      retention: number,
+      unknown?: UnknownLength,
+    ) {
       const store = await cache;
       const maxAge = `public, max-age=${Math.max(1, Math.ceil(retention))}`;
-      const headers: Record<string, string> = { "cache-control": maxAge, [ENTRY_HEADER]: encodeEntry(entry) };
       if (body instanceof Uint8Array) {
+        const headers = { "cache-control": maxAge, [ENTRY_HEADER]: encodeEntry(given) };
         await store.put(urlFor(key), new Response(body, { headers }));
         return;
       }
       const id = crypto.randomUUID();
       const bodyUrl = bodyUrlFor(key, id);
-      await store.put(bodyUrl, new Response(body, { headers: { "cache-control": maxAge } }));
+      const count = unknown ? countUpTo(unknown.maxBytes) : undefined;
+      const source = count ? body.pipeThrough(count) : body;
+      try {
+        await store.put(bodyUrl, new Response(source, { headers: { "cache-control": maxAge } }));
+      } catch (error) {
+        await store.delete(bodyUrl);
+        throw error;
+      }
+      if (count && !count.ended()) {
+        await store.delete(bodyUrl);
+        throw new Error(`the body broke off after ${count.bytes()} bytes; not storing`);
+      }
+      const entry = count ? { ...given, length: count.bytes() } : given;
       const stored = await store.match(bodyUrl);
       const length = stored?.body ? await countBytes(stored.body) : -1;
       if (length !== entry.length) {
         await store.delete(bodyUrl);
         throw new Error(`the edge kept ${length} of ${entry.length} bytes; not storing`);
       }
-      headers[BODY_HEADER] = id;
+      const headers = { "cache-control": maxAge, [ENTRY_HEADER]: encodeEntry(entry), [BODY_HEADER]: id };
       await store.put(urlFor(key), new Response(null, { headers }));
     },
 
