@@ -64,17 +64,18 @@ export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions
       }
       const id = crypto.randomUUID();
       const bodyUrl = bodyUrlFor(key, id);
-      const count = unknown ? countUpTo(unknown.maxBytes) : undefined;
-      const source = count ? body.pipeThrough(count) : body;
+      const count = unknown ? countUpTo(body, unknown.maxBytes) : undefined;
       try {
-        await store.put(bodyUrl, new Response(source, { headers: { "cache-control": maxAge } }));
+        await store.put(bodyUrl, new Response(count ? count.stream : body, { headers: { "cache-control": maxAge } }));
       } catch (error) {
         await store.delete(bodyUrl);
         throw error;
       }
-      if (count && !count.ended()) {
+      const failure = count?.failure();
+      if (failure !== undefined) {
+        // The copy ended where the body broke off (or outgrew its bound): what the edge kept is dropped.
         await store.delete(bodyUrl);
-        throw new Error(`the body broke off after ${count.bytes()} bytes; not storing`);
+        throw failure;
       }
       const entry = count ? { ...given, length: count.bytes() } : given;
       const stored = await store.match(bodyUrl);
