@@ -28,8 +28,8 @@ export interface StoreTarget {
  * Splits a body between the client and the tiers. The client's stream starts at once; the store runs in
  * the background and settles with what waiters of a collapsed request can use.
  *
- * - Small or unknown-length bodies (up to `maxBufferBytes`) are teed and buffered once: their length is
- *   checked against the declared one, their digest computed, and every tier gets one put.
+ * - Small bodies (declared up to `maxBufferBytes`) are teed and buffered once: their length is checked
+ *   against the declared one, their digest computed, and every tier gets one put.
  * - Larger bodies with a declared length are fanned out to the client and every tier at the pace of the
  *   slowest reader, so memory stays flat; each tier's copy is length-checked on the way, so a body that
  *   broke off or ended short fails that put and nothing is stored. A tier that stops reading is cut loose.
