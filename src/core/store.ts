@@ -4,7 +4,7 @@ import { retentionOf, type StoredEntry, type VariantIndex } from "./entry";
 import { describe, type Exchange } from "./exchange";
 import { REVALIDATION_KEEP } from "./policy";
 import { fanOut, verifyLength } from "./stream-fanout";
-import { BodyTooLargeError, cancelIfStalled, readAll, sha256Digest } from "./streams";
+import { BodyTooLargeError, cancelIfStalled, readAll, readAtMost, sha256Digest } from "./streams";
 import type { Tier } from "./tier";
 
 /** What to store, and where. */
@@ -28,12 +28,17 @@ export interface StoreTarget {
  * Splits a body between the client and the tiers. The client's stream starts at once; the store runs in
  * the background and settles with what waiters of a collapsed request can use.
  *
- * - Small or unknown-length bodies (up to `maxBufferBytes`) are teed and buffered once: their length is
- *   checked against the declared one, their digest computed, and every tier gets one put.
+ * - Small bodies (declared up to `maxBufferBytes`) are teed and buffered once: their length is checked
+ *   against the declared one, their digest computed, and every tier gets one put.
  * - Larger bodies with a declared length are fanned out to the client and every tier at the pace of the
  *   slowest reader, so memory stays flat; each tier's copy is length-checked on the way, so a body that
  *   broke off or ended short fails that put and nothing is stored. A tier that stops reading is cut loose.
- * - Anything else (too large, or large with no length to check) passes through unstored.
+ * - Bodies with no declared length (a decoded body, or one sent chunked without a length) are fanned out to
+ *   the client and the store. Up to `maxBufferBytes` they are buffered as above; past that, the store turns
+ *   into a streamed one of unknown length: each tier counts the bytes as it writes them and writes the
+ *   record last with the counted length, refusing a body past the object limit. A body that breaks off
+ *   fails every put, so nothing reachable is ever incomplete.
+ * - Anything else (declared larger than the object limit) passes through unstored.
  */
 export function storeBody(
   ex: Exchange,
@@ -45,6 +50,17 @@ export function storeBody(
   // The site may store less than the Worker-wide limit.
   const maxObject = Math.min(deps.maxObjectBytes, ex.site.limits.maxObjectBytes ?? Number.POSITIVE_INFINITY);
   const tooLarge = declared !== undefined && declared > maxObject;
+  if (declared === undefined && !target.verify && target.tiers.length > 0 && maxObject > deps.maxBufferBytes) {
+    // The client's pace is the store's (as for any streamed store), so memory stays flat past the buffer.
+    const [client, copy] = fanOut(body, 2) as [ReadableStream<Uint8Array>, ReadableStream<Uint8Array>];
+    let overBuffer!: (shared: Shared) => void;
+    const streaming = new Promise<Shared>((resolve) => {
+      overBuffer = resolve;
+    });
+    const outcome = storeUnknownLength(ex, target, copy, maxObject, () => overBuffer({ kind: "none" }));
+    // Collapsed waiters get a buffered entry, or are told to go to the origin once the body outgrows the buffer.
+    return { client, outcome, settled: Promise.race([outcome, streaming]), storing: true };
+  }
   if (!tooLarge && (declared === undefined || declared <= deps.maxBufferBytes)) {
     const [client, copy] = body.tee();
     const outcome = storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject));
@@ -97,6 +113,56 @@ export function storeBody(
   };
 }
 
+/**
+ * A body without a declared length: buffered if it ends within `maxBufferBytes`, else streamed to every tier
+ * with its length counted there (up to `maxObject`). Collapsed waiters get the entry only when it was buffered.
+ */
+async function storeUnknownLength(
+  ex: Exchange,
+  target: StoreTarget,
+  body: ReadableStream<Uint8Array>,
+  maxObject: number,
+  streaming: () => void,
+): Promise<Shared> {
+  const { deps } = ex;
+  let read: Awaited<ReturnType<typeof readAtMost>>;
+  try {
+    read = await readAtMost(body, deps.maxBufferBytes);
+  } catch (error) {
+    deps.log("store.skipped", { key: target.key, reason: "body-error", error: describe(error) });
+    return { kind: "none" };
+  }
+  if ("whole" in read) return storeBytes(ex, target, read.whole);
+  streaming();
+  const entry = target.entry;
+  const retention = retentionOf(entry, deps.now());
+  if (retention <= 0 || invalidatedAfter(deps, [target.key, ex.baseKey], entry.requestTime)) {
+    await read.over.cancel("not storing").catch(() => {});
+    return { kind: "none" };
+  }
+  const copies = fanOut(read.over, target.tiers.length);
+  const puts = target.tiers.map(async (tier, i) => {
+    const copy = cancelIfStalled(copies[i] as ReadableStream<Uint8Array>, deps.tierTimeoutMs * 5);
+    await tier.put(target.key, entry, copy, retention, { maxBytes: maxObject });
+    if (target.index)
+      await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), indexRetention(retention));
+  });
+  const results = await Promise.allSettled(puts);
+  results.forEach((result, i) => {
+    if (result.status === "rejected") {
+      const reason = result.reason instanceof BodyTooLargeError ? "too-large" : undefined;
+      deps.log("tier.skipped", {
+        tier: target.tiers[i]?.name,
+        op: "put",
+        key: target.key,
+        reason,
+        error: describe(result.reason),
+      });
+    }
+  });
+  return { kind: "none" };
+}
+
 async function storeBuffered(
   ex: Exchange,
   target: StoreTarget,
@@ -113,6 +179,12 @@ async function storeBuffered(
     deps.log("store.skipped", { key: target.key, reason, error: describe(error) });
     return { kind: "none" };
   }
+  return storeBytes(ex, target, bytes);
+}
+
+/** Checks a whole body against what it declared (and, on a refill, its record), then writes it to every tier. */
+async function storeBytes(ex: Exchange, target: StoreTarget, bytes: Uint8Array): Promise<Shared> {
+  const { deps } = ex;
   // A body that ended short of its declared length is incomplete (RFC 9112 §6.3).
   if (target.declaredLength !== undefined && bytes.byteLength !== target.declaredLength) {
     deps.log("store.skipped", {

@@ -1,3 +1,5 @@
+import { BodyTooLargeError } from "./streams";
+
 /**
  * Splitting one body between several consumers (the client and the tiers being filled) without holding it
  * in memory, and checking that a body is as long as it said it would be. Web Streams only.
@@ -171,4 +173,51 @@ export function verifyLength(expected: number | undefined): LengthCheck {
     },
   });
   return { readable, writable, bytes: () => received };
+}
+
+/** A counted copy of a body of unknown length, and how it went. */
+export interface CountedBody {
+  /** Ends cleanly, even where the source broke off or ran past the bound: ask `failure()` afterwards. */
+  stream: ReadableStream<Uint8Array>;
+  bytes(): number;
+  /** Undefined once the source ended cleanly within the bound; otherwise why it did not. */
+  failure(): unknown;
+}
+
+/**
+ * Copies `source` chunk by chunk, counting bytes, up to `maxBytes` (a `BodyTooLargeError` past it, and the
+ * source is cancelled). The copy never errors: where the source breaks off it simply ends, and `failure()`
+ * says why. Made for a consumer (the Cache API) that may keep part of a body whatever happens, and that
+ * would report an errored stream as an uncaught rejection: the caller decides from `failure()` whether what
+ * was written may become reachable.
+ */
+export function countUpTo(source: ReadableStream<Uint8Array>, maxBytes: number): CountedBody {
+  const reader = source.getReader();
+  let received = 0;
+  let failure: unknown = new Error("the body was not read to its end");
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          failure = undefined;
+          return controller.close();
+        }
+        received += value.byteLength;
+        if (received > maxBytes) {
+          failure = new BodyTooLargeError(`body exceeds ${maxBytes} bytes`);
+          await reader.cancel(failure).catch(() => {});
+          return controller.close();
+        }
+        controller.enqueue(value);
+      } catch (error) {
+        failure = error;
+        controller.close();
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return { stream, bytes: () => received, failure: () => failure };
 }

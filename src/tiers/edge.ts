@@ -1,5 +1,6 @@
 import { isStoredEntry, type StoredEntry } from "../core/entry";
-import type { CachedObject, Tier } from "../core/tier";
+import { countUpTo } from "../core/stream-fanout";
+import type { CachedObject, Tier, UnknownLength } from "../core/tier";
 
 /**
  * Tier 1: the data center's Cache API. Entries live under synthetic URLs made from Tiercel's key (never
@@ -9,6 +10,8 @@ import type { CachedObject, Tier } from "../core/tier";
  * - A streamed (large) body is put under its own URL first, read back and counted, and only then is the
  *   envelope written, pointing at it. The Cache API can keep part of a body whose stream broke off (seen
  *   in workerd), and its put does not always say so; the count is what makes a partial body unreachable.
+ *   A body of unknown length is counted on its way in (and refused past its bound) and must have ended
+ *   cleanly; the envelope, written last, records the counted length.
  */
 export interface EdgeTierOptions {
   /** Host of the synthetic key URLs; only its uniqueness matters. */
@@ -45,36 +48,46 @@ export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions
       return { entry, body: body.body };
     },
 
-    async put(key: string, entry: StoredEntry, body: Uint8Array | ReadableStream<Uint8Array>, retention: number) {
+    async put(
+      key: string,
+      given: StoredEntry,
+      body: Uint8Array | ReadableStream<Uint8Array>,
+      retention: number,
+      unknown?: UnknownLength,
+    ) {
       const store = await cache;
       const maxAge = `public, max-age=${Math.max(1, Math.ceil(retention))}`;
-      const headers: Record<string, string> = { "cache-control": maxAge, [ENTRY_HEADER]: encodeEntry(entry) };
       if (body instanceof Uint8Array) {
+        const headers = { "cache-control": maxAge, [ENTRY_HEADER]: encodeEntry(given) };
         await store.put(urlFor(key), new Response(body, { headers }));
         return;
       }
       const id = crypto.randomUUID();
       const bodyUrl = bodyUrlFor(key, id);
-      // The Cache API is fed through a stream Tiercel writes itself and always ends cleanly: handed a body
-      // that breaks off (or fed one that is aborted), workerd's own upload reports the error as an uncaught
-      // rejection, whatever the caller does with the put. The break is Tiercel's to report: the part
-      // stored is deleted and the put rejects with the body's error.
-      const { readable, writable } = new IdentityTransformStream();
-      const [, broken] = await Promise.all([
-        store.put(bodyUrl, new Response(readable, { headers: { "cache-control": maxAge } })),
-        copyUntilBroken(body, writable),
-      ]);
-      if (broken) {
+      // The Cache API is fed a copy that always ends cleanly (counted, and bounded by the declared length or,
+      // for a body of unknown length, by the put's bound): handed a body that breaks off, workerd's own upload
+      // reports the error as an uncaught rejection, whatever the caller does with the put. The break is
+      // Tiercel's to report: what the edge kept is deleted and the put rejects with the body's error.
+      const count = countUpTo(body, unknown ? unknown.maxBytes : given.length);
+      try {
+        await store.put(bodyUrl, new Response(count.stream, { headers: { "cache-control": maxAge } }));
+      } catch (error) {
         await store.delete(bodyUrl);
-        throw broken.error;
+        throw error;
       }
+      const failure = count.failure();
+      if (failure !== undefined) {
+        await store.delete(bodyUrl);
+        throw failure;
+      }
+      const entry = unknown ? { ...given, length: count.bytes() } : given;
       const stored = await store.match(bodyUrl);
       const length = stored?.body ? await countBytes(stored.body) : -1;
       if (length !== entry.length) {
         await store.delete(bodyUrl);
         throw new Error(`the edge kept ${length} of ${entry.length} bytes; not storing`);
       }
-      headers[BODY_HEADER] = id;
+      const headers = { "cache-control": maxAge, [ENTRY_HEADER]: encodeEntry(entry), [BODY_HEADER]: id };
       await store.put(urlFor(key), new Response(null, { headers }));
     },
 
@@ -83,31 +96,6 @@ export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions
       await (await cache).delete(urlFor(key));
     },
   };
-}
-
-/**
- * Copies `source` into `writable` and closes it, also when `source` errors: then it settles with that
- * error instead of throwing it, and `writable` holds the bytes that came before it.
- */
-async function copyUntilBroken(
-  source: ReadableStream<Uint8Array>,
-  writable: WritableStream<Uint8Array>,
-): Promise<{ error: unknown } | undefined> {
-  const reader = source.getReader();
-  const writer = writable.getWriter();
-  let broken: { error: unknown } | undefined;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      await writer.write(value);
-    }
-  } catch (error) {
-    broken = { error };
-    reader.cancel(error).catch(() => {});
-  }
-  await writer.close();
-  return broken;
 }
 
 async function countBytes(stream: ReadableStream<Uint8Array>): Promise<number> {

@@ -1,6 +1,6 @@
 import { isStoredEntry, type StoredEntry } from "../core/entry";
-import { concat, readAll, splitPrefix, streamOf } from "../core/streams";
-import type { CachedObject, Tier } from "../core/tier";
+import { BodyTooLargeError, concat, readAll, splitPrefix, streamOf } from "../core/streams";
+import type { CachedObject, Tier, UnknownLength } from "../core/tier";
 import { DamagedEntryError } from "../core/verified-body";
 
 /**
@@ -14,6 +14,9 @@ import { DamagedEntryError } from "../core/verified-body";
  *   split into chunks under `<prefix><key>/<nonce>/<i>`, written first; the record, written last with
  *   `c: {n, id}` in its metadata, is what makes the entry visible, so a body that broke off midway leaves
  *   only unreachable chunks that expire with their TTL.
+ * - A body of unknown length is read `chunkSize` bytes at a time and counted (refused past its bound): one
+ *   that ends within the first chunk is stored inline; a longer one goes to chunks as it arrives, and the
+ *   record, written last, carries the counted length and number of chunks.
  */
 export const KV_METADATA_LIMIT = 1024;
 const KV_VALUE_LIMIT = 25 * 1024 * 1024;
@@ -68,13 +71,27 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
       return { entry, body: chunkedBody(kv, (i) => chunkKey(key, chunks, i), chunks.n) };
     },
 
-    async put(key: string, entry: StoredEntry, body: Uint8Array | ReadableStream<Uint8Array>, retention: number) {
+    async put(
+      key: string,
+      given: StoredEntry,
+      body: Uint8Array | ReadableStream<Uint8Array>,
+      retention: number,
+      unknown?: UnknownLength,
+    ) {
       const expirationTtl = Math.min(KV_MAX_TTL, Math.max(KV_MIN_TTL, Math.ceil(retention)));
       let chunks: Chunks | undefined;
+      let entry = given;
       // Every KV value is written from a buffer of at most `chunkSize` bytes: a put from a stream that
       // breaks off must never leave a partial value behind, and memory stays bounded by the chunk size.
       let inlineBody: Uint8Array = body instanceof Uint8Array ? body : new Uint8Array(0);
-      if (!(body instanceof Uint8Array) && entry.length <= chunkSize) {
+      if (unknown && !(body instanceof Uint8Array)) {
+        const id = crypto.randomUUID();
+        const keyOf = (i: number) => chunkKey(key, { n: 0, id }, i);
+        const written = await writeCounted(kv, body, { size: chunkSize, max: unknown.maxBytes }, keyOf, expirationTtl);
+        entry = { ...given, length: written.total };
+        if ("inline" in written) inlineBody = written.inline;
+        else chunks = { n: written.n, id };
+      } else if (!(body instanceof Uint8Array) && entry.length <= chunkSize) {
         inlineBody = await readAll(body, chunkSize);
         if (inlineBody.byteLength !== entry.length) {
           throw new Error(`body has ${inlineBody.byteLength} bytes, its record says ${entry.length}`);
@@ -146,6 +163,74 @@ async function writeChunks(
     }
     const { done } = carry ? { done: false } : await reader.read();
     if (!done) throw new Error(`body is longer than its declared ${total} bytes`);
+  } catch (error) {
+    await reader.cancel(error).catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * Writes a body of unknown length, counting it: a body of at most `size` bytes is handed back to be stored
+ * inline; a longer one is written as chunks of `size` bytes as it arrives. Throws (before any record could
+ * reveal the chunks) if the body errors or runs past `max` bytes.
+ */
+async function writeCounted(
+  kv: KVNamespace,
+  source: ReadableStream<Uint8Array>,
+  { size, max }: { size: number; max: number },
+  keyOf: (i: number) => string,
+  expirationTtl: number,
+): Promise<{ total: number; inline: Uint8Array } | { total: number; n: number }> {
+  const reader = source.getReader();
+  let carry: Uint8Array | undefined;
+  let ended = false;
+  let total = 0;
+  const next = async (): Promise<Uint8Array | undefined> => {
+    if (carry) {
+      const chunk = carry;
+      carry = undefined;
+      return chunk;
+    }
+    const { done, value } = await reader.read();
+    if (done) {
+      ended = true;
+      return undefined;
+    }
+    total += value.byteLength;
+    if (total > max) throw new BodyTooLargeError(`body exceeds ${max} bytes`);
+    return value;
+  };
+  /** Up to `size` bytes; fewer only at the end of the body. */
+  const fill = async (): Promise<Uint8Array> => {
+    const parts: Uint8Array[] = [];
+    let filled = 0;
+    while (filled < size) {
+      let chunk = await next();
+      if (!chunk) break;
+      const room = size - filled;
+      if (chunk.byteLength > room) {
+        carry = chunk.subarray(room);
+        chunk = chunk.subarray(0, room);
+      }
+      parts.push(chunk);
+      filled += chunk.byteLength;
+    }
+    return concat(parts, filled);
+  };
+  try {
+    const first = await fill();
+    if (!ended && !carry) carry = await next(); // a body of exactly `size` bytes ends here
+    if (ended) return { total: first.byteLength, inline: first };
+    await kv.put(keyOf(0), first, { expirationTtl });
+    let n = 1;
+    let stored = first.byteLength;
+    while (!ended) {
+      const part = await fill();
+      if (part.byteLength === 0) break;
+      await kv.put(keyOf(n++), part, { expirationTtl });
+      stored += part.byteLength;
+    }
+    return { total: stored, n };
   } catch (error) {
     await reader.cancel(error).catch(() => {});
     throw error;

@@ -1,6 +1,6 @@
 import type { StoredEntry } from "../core/entry";
 import { readAll, streamOf } from "../core/streams";
-import type { CachedObject, Tier } from "../core/tier";
+import type { CachedObject, Tier, UnknownLength } from "../core/tier";
 
 /**
  * An in-isolate tier: a bounded map with retention. Used by unit tests of the pipeline and as the
@@ -23,9 +23,18 @@ export function memoryTier(options: { now: () => number; maxEntries?: number; na
       return { entry: structuredClone(found.entry), body: streamOf(found.body) };
     },
 
-    async put(key: string, entry: StoredEntry, body: Uint8Array | ReadableStream<Uint8Array>, retention: number) {
-      // All or nothing: a stream is read whole (and must have the record's length) before anything changes.
-      const bytes = body instanceof Uint8Array ? body.slice() : await readAll(body, Number.POSITIVE_INFINITY);
+    async put(
+      key: string,
+      given: StoredEntry,
+      body: Uint8Array | ReadableStream<Uint8Array>,
+      retention: number,
+      unknown?: UnknownLength,
+    ) {
+      // All or nothing: a stream is read whole (and must have the record's length, or be counted within the
+      // bound when its length is unknown) before anything changes.
+      const limit = unknown && !(body instanceof Uint8Array) ? unknown.maxBytes : Number.POSITIVE_INFINITY;
+      const bytes = body instanceof Uint8Array ? body.slice() : await readAll(body, limit);
+      const entry = unknown && !(body instanceof Uint8Array) ? { ...given, length: bytes.byteLength } : given;
       if (!(body instanceof Uint8Array) && bytes.byteLength !== entry.length) {
         throw new Error(`body has ${bytes.byteLength} bytes, its record says ${entry.length}`);
       }

@@ -16,13 +16,16 @@ type Mode = (typeof MODES)[number];
 
 /** A site on the loopback origin, reached by fetch() (its URL) or by the socket client (`connectTo`). */
 async function siteIn(mode: Mode, extra: Record<string, unknown> = {}): Promise<{ host: string; id: string }> {
-  if (mode === "fetch") return newSite(extra);
+  if (mode === "fetch" && !("limits" in extra)) return newSite(extra);
   const host = `${unique("coded")}.test`;
   const id = unique("id");
   const port = new URL(origin.url).port;
   await putSite(host, {
     id,
-    origin: { kind: "http", url: "http://www.customer.test", connectTo: `127.0.0.1:${port}`, allowPrivate: true },
+    origin:
+      mode === "fetch"
+        ? { kind: "http", url: env.TEST_ORIGIN, allowPrivate: true }
+        : { kind: "http", url: "http://www.customer.test", connectTo: `127.0.0.1:${port}`, allowPrivate: true },
     ...extra,
   });
   return { host, id };
@@ -83,6 +86,112 @@ describe.each(MODES)("a compressing origin, %s mode", (mode) => {
       });
     }
   }
+
+  // Over the 4 MiB buffer and without a length known up front: stored by a streamed put of unknown length.
+  const LARGE = 6 * 1024 * 1024;
+  const LARGE_ROUTES: [string, RouteSpec][] = [
+    ["a gzip body decoding to 6 MiB", { size: LARGE, encode: "gzip", encodeAlways: true }],
+    ["an identity body of 6 MiB sent chunked, without a length", { size: LARGE, chunked: 65_536 }],
+  ];
+  for (const [name, spec] of LARGE_ROUTES) {
+    it(`stores ${name}: miss, edge hit and KV hit serve the whole identity body, from one origin hit`, async () => {
+      const { host, id } = await siteIn(mode);
+      const path = `/${unique("large")}.txt`;
+      await origin.route(path, { ...spec, headers: { "content-type": "text/plain", "cache-control": "max-age=600" } });
+      const url = `http://${host}${path}`;
+      const whole = plain(LARGE);
+
+      const miss = await send(url, asClient("gzip"));
+      expect(miss.status).toBe(200);
+      expect(miss.headers.get("content-encoding")).toBeNull();
+      expect(miss.headers.get("cache-status")).toContain("stored");
+      expect((await miss.text()) === whole).toBe(true);
+
+      // The store runs after the answer (waitUntil): the edge hit may take a moment to appear.
+      await expect
+        .poll(async () => (await send(url, { method: "HEAD" })).headers.get("cache-status"))
+        .toMatch(/^Tiercel-Edge; hit/);
+      const hit = await send(url, asClient("gzip"));
+      expect(hit.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
+      expect(hit.headers.get("content-length")).toBe(String(LARGE));
+      expect(hit.headers.get("content-encoding")).toBeNull();
+      expect((await hit.text()) === whole).toBe(true);
+
+      await edgeTier(caches.open(env.EDGE_CACHE_NAME)).delete(await cacheKey({ siteId: id, path, query: "" }));
+      const fromKv = await send(url);
+      expect(fromKv.headers.get("cache-status")).toMatch(/^Tiercel-KV; hit/);
+      expect(fromKv.headers.get("content-length")).toBe(String(LARGE));
+      expect((await fromKv.text()) === whole).toBe(true);
+      expect((await origin.hits(path)).hits).toBe(1);
+    }, 30_000);
+  }
+
+  it("serves many concurrent misses of a gzip body decoding to 6 MiB whole, then hits from what they stored", async () => {
+    const { host } = await siteIn(mode);
+    const path = `/${unique("large-many")}.txt`;
+    await origin.route(path, {
+      size: LARGE,
+      encode: "gzip",
+      encodeAlways: true,
+      headers: { "content-type": "text/plain", "cache-control": "max-age=600" },
+    });
+    const url = `http://${host}${path}`;
+    const whole = plain(LARGE);
+    // Waiters collapsed onto the first fill go to the origin themselves once the body outgrows the buffer;
+    // every fill streams its own store, racing for the same key in both tiers.
+    const answers = await Promise.all(Array.from({ length: 5 }, () => send(url, asClient("gzip"))));
+    const texts = await Promise.all(answers.map((answer) => answer.text()));
+    for (const text of texts) expect(text === whole).toBe(true);
+    await expect
+      .poll(async () => (await send(url, { method: "HEAD" })).headers.get("cache-status"))
+      .toMatch(/^Tiercel-Edge; hit/);
+    const hits = await Promise.all(Array.from({ length: 4 }, () => send(url)));
+    for (const hit of hits) {
+      expect(hit.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
+      expect((await hit.text()) === whole).toBe(true);
+    }
+  }, 30_000);
+
+  it("stores nothing of a gzip body decoding past 4 MiB that is cut short", async () => {
+    const { host } = await siteIn(mode);
+    const path = `/${unique("large-cut")}.txt`;
+    // Cut at 80% of the coded bytes: the decoded body is well past the 4 MiB buffer when it breaks off.
+    const coded = await new Response(
+      new Response(plain(LARGE)).body?.pipeThrough(new CompressionStream("gzip")),
+    ).arrayBuffer();
+    await origin.route(path, {
+      size: LARGE,
+      encode: "gzip",
+      encodeAlways: true,
+      truncateAfter: Math.floor(coded.byteLength * 0.8),
+      headers: { "content-type": "text/plain", "cache-control": "max-age=600" },
+    });
+    const url = `http://${host}${path}`;
+    const first = (await send(url)) as Response & { bodyError?: unknown };
+    expect(first.status).toBe(200);
+    expect(first.bodyError).toBeInstanceOf(Error);
+    const second = (await send(url)) as Response & { bodyError?: unknown };
+    expect(second.headers.get("cache-status")).toContain("fwd=miss");
+    expect(second.bodyError).toBeInstanceOf(Error);
+    expect((await origin.hits(path)).hits).toBe(2);
+  }, 30_000);
+
+  it("stores nothing of a gzip body decoding past the site's maxObjectBytes", async () => {
+    const { host } = await siteIn(mode, { limits: { maxObjectBytes: 5 * 1024 * 1024 } });
+    const path = `/${unique("large-bound")}.txt`;
+    await origin.route(path, {
+      size: LARGE,
+      encode: "gzip",
+      encodeAlways: true,
+      headers: { "content-type": "text/plain", "cache-control": "max-age=600" },
+    });
+    const url = `http://${host}${path}`;
+    expect((await (await send(url)).text()) === plain(LARGE)).toBe(true);
+    const second = await send(url);
+    expect(second.headers.get("cache-status")).toContain("fwd=miss");
+    expect((await second.text()) === plain(LARGE)).toBe(true);
+    expect((await origin.hits(path)).hits).toBe(2);
+  }, 30_000);
 
   it("answers ranges of a compressed object from its identity bytes, on the miss and on hits", async () => {
     const { host } = await siteIn(mode);

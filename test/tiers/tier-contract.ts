@@ -236,6 +236,74 @@ export function describeTierContract(name: string, makeTier: () => Tier | Promis
       expect(found).toBeNull();
     });
 
+    it("stores a streamed body of unknown length with the length it counted, at every size", async () => {
+      const tier = await makeTier();
+      // Empty, within one piece, exactly 64 KiB (a KV chunk in the chunked suite), and several chunks.
+      for (const size of [0, 1000, 65_536, 300_007]) {
+        const key = uniqueKey();
+        const body = patternBytes(size);
+        const entry = await entryFor(body, { digest: "" });
+        const given = { ...entry, length: -1 };
+        await tier.put(key, given, streamInPieces(body, [1, 4095, 65_536, 100_000, 7]), 60, { maxBytes: 1_000_000 });
+
+        const found = await tier.get(key);
+        expect(found?.entry).toStrictEqual(entry);
+        expect(sameBytes(await bytesOf(found?.body), body)).toBe(true);
+      }
+    });
+
+    it("rejects an unknown-length put whose body breaks off, leaving nothing reachable", async () => {
+      const tier = await makeTier();
+      const key = uniqueKey();
+      const body = patternBytes(200_000);
+      const entry = { ...(await entryFor(body, { digest: "" })), length: -1 };
+      await expect(
+        tier.put(key, entry, streamThatBreaksOff(body, 150_000), 60, { maxBytes: 1_000_000 }),
+      ).rejects.toThrow();
+      expect(await tier.get(key)).toBeNull();
+
+      // A rewrite that breaks off keeps the previous entry (or nothing), never a partial one.
+      const oldBody = utf8("the previous, complete body");
+      const oldEntry = await entryFor(oldBody);
+      await tier.put(key, oldEntry, oldBody, 60);
+      await expect(
+        tier.put(key, entry, streamThatBreaksOff(body, 100_000), 60, { maxBytes: 1_000_000 }),
+      ).rejects.toThrow();
+      const found = await tier.get(key);
+      if (found !== null) {
+        expect(found.entry).toStrictEqual(oldEntry);
+        expect(await bytesOf(found.body)).toStrictEqual(oldBody);
+      }
+    });
+
+    it("rejects an unknown-length put that runs past its bound, leaving nothing", async () => {
+      const tier = await makeTier();
+      const key = uniqueKey();
+      const body = patternBytes(200_000);
+      const entry = { ...(await entryFor(body, { digest: "" })), length: -1 };
+      await expect(tier.put(key, entry, streamInPieces(body, [50_000]), 60, { maxBytes: 199_999 })).rejects.toThrow();
+      expect(await tier.get(key)).toBeNull();
+    });
+
+    it("ends with one whole entry when many unknown-length puts race for a key", async () => {
+      const tier = await makeTier();
+      const key = uniqueKey();
+      const bodies = Array.from({ length: 8 }, (_, i) => patternBytes(70_000 + i * 1000));
+      const entries = await Promise.all(bodies.map((body) => entryFor(body, { digest: "" })));
+      await Promise.all(
+        bodies.map((body, i) =>
+          tier.put(key, { ...(entries[i] as StoredEntry), length: -1 }, streamInPieces(body, [16_384]), 60, {
+            maxBytes: 1_000_000,
+          }),
+        ),
+      );
+      const found = await tier.get(key);
+      const which = entries.findIndex((entry) => entry.length === found?.entry.length);
+      expect(which).toBeGreaterThanOrEqual(0);
+      expect(found?.entry).toStrictEqual(entries[which]);
+      expect(sameBytes(await bytesOf(found?.body), bodies[which] as Uint8Array)).toBe(true);
+    });
+
     it("keeps the previous entry (or nothing) when a rewrite's streamed body breaks off", async () => {
       const tier = await makeTier();
       const key = uniqueKey();
