@@ -104,7 +104,7 @@ describe.each(MODES)("a compressing origin, %s mode", (mode) => {
       const miss = await send(url, asClient("gzip"));
       expect(miss.status).toBe(200);
       expect(miss.headers.get("content-encoding")).toBeNull();
-      expect(miss.headers.get("cache-status")).toContain("stored");
+      expect(miss.headers.get("cache-status")).toContain("detail=storing");
       expect((await miss.text()) === whole).toBe(true);
 
       // The store runs after the answer (waitUntil): the edge hit may take a moment to appear.
