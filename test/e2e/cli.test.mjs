@@ -2,23 +2,20 @@
 // HTTP origin on loopback that counts its hits. Run by `npm test` with `node --test test/e2e/`.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { freePort } from "../support/free-port.mjs";
+import { wranglerEnv as env, startWranglerDev } from "../support/wrangler-dev.mjs";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const TOKEN = "e2e-admin-token";
-const env = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" };
 
-let worker;
+let dev;
 let workerUrl;
 let origin;
 let originUrl;
-let dir;
 const hits = new Map();
 
 function cli(args, extraEnv = {}) {
@@ -48,54 +45,17 @@ before(async () => {
   await new Promise((resolve) => origin.listen(0, "127.0.0.1", resolve));
   originUrl = `http://127.0.0.1:${origin.address().port}`;
 
-  dir = await mkdtemp(join(tmpdir(), "tiercel-e2e-"));
-  const port = await freePort();
-  workerUrl = `http://127.0.0.1:${port}`;
-  worker = spawn(
-    "npx",
-    [
-      "wrangler",
-      "dev",
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--persist-to",
-      dir,
-      "--show-interactive-dev-session=false",
-      "--var",
-      `ADMIN_TOKEN:${TOKEN}`,
-    ],
-    { cwd: ROOT, env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  await new Promise((resolve, reject) => {
-    let output = "";
-    const timer = setTimeout(() => reject(new Error(`wrangler dev did not start:\n${output}`)), 90_000);
-    const watch = (chunk) => {
-      output += chunk;
-      if (output.includes("Ready on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    worker.stdout.on("data", watch);
-    worker.stderr.on("data", watch);
-    worker.on("exit", (code) => reject(new Error(`wrangler dev exited with ${code}:\n${output}`)));
-  });
+  dev = await startWranglerDev({ token: TOKEN });
+  workerUrl = dev.url;
 });
 
 after(async () => {
-  if (worker?.pid) {
-    try {
-      process.kill(-worker.pid, "SIGTERM");
-    } catch {}
-  }
+  await dev?.stop();
   await new Promise((resolve) => origin?.close(resolve));
-  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 test("the CLI manages a site on the local Worker: put, serve, list, purge, stats, delete", async () => {
-  const file = join(dir, "site.json");
+  const file = join(dev.stateDir, "site.json");
   await writeFile(
     file,
     JSON.stringify({ hosts: ["127.0.0.1"], origin: { kind: "http", url: originUrl, allowPrivate: true } }),

@@ -3,25 +3,17 @@
 // that rejects says nothing about the connection; only a real socket shows whether the transfer ended
 // cleanly (a shorter body that looks complete) or was aborted. Run by `npm test` with `node --test test/e2e/`.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
 import { request } from "node:http";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { freePort } from "../support/free-port.mjs";
+import { startWranglerDev } from "../support/wrangler-dev.mjs";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const TOKEN = "e2e-cut-short-token";
-const env = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" };
 const HEAD = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nCache-Control: public, max-age=600\r\n";
 
-let worker;
+let dev;
 let workerUrl;
 let origin;
-let dir;
 const hits = new Map();
 
 /**
@@ -104,40 +96,8 @@ before(async () => {
   await new Promise((resolve) => origin.listen(0, "127.0.0.1", resolve));
   const originUrl = `http://127.0.0.1:${origin.address().port}`;
 
-  dir = await mkdtemp(join(tmpdir(), "tiercel-e2e-cut-"));
-  const port = await freePort();
-  workerUrl = `http://127.0.0.1:${port}`;
-  worker = spawn(
-    "npx",
-    [
-      "wrangler",
-      "dev",
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--persist-to",
-      dir,
-      "--show-interactive-dev-session=false",
-      "--var",
-      `ADMIN_TOKEN:${TOKEN}`,
-    ],
-    { cwd: ROOT, env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  await new Promise((resolve, reject) => {
-    let output = "";
-    const timer = setTimeout(() => reject(new Error(`wrangler dev did not start:\n${output}`)), 90_000);
-    const watch = (chunk) => {
-      output += chunk;
-      if (output.includes("Ready on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    worker.stdout.on("data", watch);
-    worker.stderr.on("data", watch);
-    worker.on("exit", (code) => reject(new Error(`wrangler dev exited with ${code}:\n${output}`)));
-  });
+  dev = await startWranglerDev({ token: TOKEN });
+  workerUrl = dev.url;
 
   const put = await fetch(`${workerUrl}/_tiercel/api/v1/sites`, {
     method: "POST",
@@ -148,13 +108,8 @@ before(async () => {
 });
 
 after(async () => {
-  if (worker?.pid) {
-    try {
-      process.kill(-worker.pid, "SIGTERM");
-    } catch {}
-  }
+  await dev?.stop();
   await new Promise((resolve) => origin?.close(resolve));
-  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 test("a whole body ends cleanly, and is then a hit", async () => {
