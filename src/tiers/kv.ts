@@ -132,39 +132,19 @@ async function writeChunks(
   keyOf: (i: number) => string,
   expirationTtl: number,
 ): Promise<void> {
-  const reader = source.getReader();
-  const count = Math.ceil(total / size);
-  let carry: Uint8Array | undefined;
-  let written = 0;
+  const body = pieces(source, Number.POSITIVE_INFINITY);
   try {
-    for (let i = 0; i < count; i++) {
+    let written = 0;
+    for (let i = 0; written < total; i++) {
       const want = Math.min(size, total - written);
-      const parts: Uint8Array[] = [];
-      let filled = 0;
-      while (filled < want) {
-        let chunk = carry;
-        carry = undefined;
-        if (!chunk) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          chunk = value;
-        }
-        const room = want - filled;
-        if (chunk.byteLength > room) {
-          carry = chunk.subarray(room);
-          chunk = chunk.subarray(0, room);
-        }
-        parts.push(chunk);
-        filled += chunk.byteLength;
-      }
-      if (filled < want) throw new Error(`body ended after ${written + filled} of ${total} bytes`);
-      await kv.put(keyOf(i), concat(parts, filled), { expirationTtl });
-      written += filled;
+      const part = await body.take(want);
+      if (part.byteLength < want) throw new Error(`body ended after ${written + part.byteLength} of ${total} bytes`);
+      await kv.put(keyOf(i), part, { expirationTtl });
+      written += want;
     }
-    const { done } = carry ? { done: false } : await reader.read();
-    if (!done) throw new Error(`body is longer than its declared ${total} bytes`);
+    if (!(await body.atEnd())) throw new Error(`body is longer than its declared ${total} bytes`);
   } catch (error) {
-    await reader.cancel(error).catch(() => {});
+    await body.cancel(error);
     throw error;
   }
 }
@@ -181,6 +161,28 @@ async function writeCounted(
   keyOf: (i: number) => string,
   expirationTtl: number,
 ): Promise<{ total: number; inline: Uint8Array } | { total: number; n: number }> {
+  const body = pieces(source, max);
+  try {
+    const first = await body.take(size);
+    if (await body.atEnd()) return { total: first.byteLength, inline: first };
+    await kv.put(keyOf(0), first, { expirationTtl });
+    let n = 1;
+    let stored = first.byteLength;
+    for (;;) {
+      const part = await body.take(size);
+      if (part.byteLength === 0) break;
+      await kv.put(keyOf(n++), part, { expirationTtl });
+      stored += part.byteLength;
+    }
+    return { total: stored, n };
+  } catch (error) {
+    await body.cancel(error);
+    throw error;
+  }
+}
+
+/** A body read in pieces of a chosen size, refused (BodyTooLargeError) once it runs past `max` bytes. */
+function pieces(source: ReadableStream<Uint8Array>, max: number) {
   const reader = source.getReader();
   let carry: Uint8Array | undefined;
   let ended = false;
@@ -200,41 +202,31 @@ async function writeCounted(
     if (total > max) throw new BodyTooLargeError(`body exceeds ${max} bytes`);
     return value;
   };
-  /** Up to `size` bytes; fewer only at the end of the body. */
-  const fill = async (): Promise<Uint8Array> => {
-    const parts: Uint8Array[] = [];
-    let filled = 0;
-    while (filled < size) {
-      let chunk = await next();
-      if (!chunk) break;
-      const room = size - filled;
-      if (chunk.byteLength > room) {
-        carry = chunk.subarray(room);
-        chunk = chunk.subarray(0, room);
+  return {
+    /** Up to `size` bytes; fewer only at the end of the body. */
+    async take(size: number): Promise<Uint8Array> {
+      const parts: Uint8Array[] = [];
+      let filled = 0;
+      while (filled < size) {
+        let chunk = await next();
+        if (!chunk) break;
+        const room = size - filled;
+        if (chunk.byteLength > room) {
+          carry = chunk.subarray(room);
+          chunk = chunk.subarray(0, room);
+        }
+        parts.push(chunk);
+        filled += chunk.byteLength;
       }
-      parts.push(chunk);
-      filled += chunk.byteLength;
-    }
-    return concat(parts, filled);
+      return concat(parts, filled);
+    },
+    /** Whether the body has ended (reads one chunk ahead to know). */
+    async atEnd(): Promise<boolean> {
+      if (!ended && !carry) carry = await next();
+      return ended && !carry;
+    },
+    cancel: (error: unknown) => reader.cancel(error).catch(() => {}),
   };
-  try {
-    const first = await fill();
-    if (!ended && !carry) carry = await next(); // a body of exactly `size` bytes ends here
-    if (ended) return { total: first.byteLength, inline: first };
-    await kv.put(keyOf(0), first, { expirationTtl });
-    let n = 1;
-    let stored = first.byteLength;
-    while (!ended) {
-      const part = await fill();
-      if (part.byteLength === 0) break;
-      await kv.put(keyOf(n++), part, { expirationTtl });
-      stored += part.byteLength;
-    }
-    return { total: stored, n };
-  } catch (error) {
-    await reader.cancel(error).catch(() => {});
-    throw error;
-  }
 }
 
 /** A lazy stream over the chunks of one entry, read one KV value at a time. */
