@@ -1,0 +1,367 @@
+// A local world of several data centers (docs/architecture.md, "The local multi-location world"): for the
+// node:test end-to-end tests and the bench. One Miniflare (one workerd process) runs
+//
+// - one Worker per data center, each its own isolate running the real bundle of a wrangler config (Tiercel's
+//   by default) behind test/support/world-entry.js, which gives the data center its own Cache API and puts a
+//   delay in front of its every call on the shared parts (KV, R2, Durable Object stubs);
+// - one Worker, "world-objects", that runs the same bundle and defines its Durable Object classes; every data
+//   center binds them by scriptName, so there is one set of Durable Objects;
+// - nothing else: the optimizer Worker is left out (sites with optimize options serve their originals).
+//
+// All of them bind the same KV namespace and R2 bucket ids, so they share one global tier. Each data center's
+// origin traffic (every fetch() the bundle makes) goes through its own delaying loopback proxy here, which
+// counts requests and forwards only to loopback. Everything listens on 127.0.0.1.
+import { spawn } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { createServer, request as httpRequest } from "node:http";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const ENTRY = fileURLToPath(new URL("./world-entry.js", import.meta.url));
+/** The Worker that defines the Durable Object classes every data center binds. */
+export const OBJECTS_WORKER = "world-objects";
+
+// Loopback only: no Request.cf fetch from workers.cloudflare.com, no metrics (wrangler and Miniflare read these).
+process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false";
+process.env.WRANGLER_SEND_METRICS = "false";
+const wranglerEnv = { ...process.env };
+
+const sleep = (ms) => new Promise((done) => setTimeout(done, Math.max(0, ms)));
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]"]);
+
+/**
+ * Bundles a wrangler config's Worker the way it deploys (`wrangler deploy --dry-run --outdir`), into a new
+ * temporary directory. Returns the directory; build once and pass it as `bundleDir` to several worlds.
+ */
+export async function buildBundle({ config = "wrangler.jsonc", timeoutMs = 120_000 } = {}) {
+  const outdir = await mkdtemp(join(tmpdir(), "tiercel-world-bundle-"));
+  const args = ["wrangler", "deploy", "--dry-run", "--outdir", outdir, "-c", config];
+  await new Promise((done, fail) => {
+    const child = spawn("npx", args, {
+      cwd: ROOT,
+      env: wranglerEnv,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    const keep = (chunk) => {
+      output = (output + chunk).slice(-4000);
+    };
+    child.stdout.on("data", keep);
+    child.stderr.on("data", keep);
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {}
+      fail(new Error(`wrangler deploy --dry-run timed out\n${output}`));
+    }, timeoutMs);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      if (code === 0) done();
+      else fail(new Error(`wrangler deploy --dry-run -c ${config} exited with ${code}\n${output}`));
+    });
+  });
+  return outdir;
+}
+
+/** The bundle's files as Miniflare modules, its main module renamed to what world-entry.js imports. */
+async function bundleModules(bundleDir, mainName) {
+  const modules = [{ type: "ESModule", path: join(bundleDir, "__world-entry.mjs"), contents: await readFile(ENTRY) }];
+  const types = { ".js": "ESModule", ".mjs": "ESModule", ".wasm": "CompiledWasm", ".txt": "Text", ".bin": "Data" };
+  for (const name of await readdir(bundleDir, { recursive: true })) {
+    const type = types[/\.[a-z]+$/.exec(name)?.[0] ?? ""];
+    if (!type) continue;
+    const path = name === mainName ? "__world-main.js" : name;
+    modules.push({ type, path: join(bundleDir, path), contents: await readFile(join(bundleDir, name)) });
+  }
+  return modules;
+}
+
+/**
+ * A data center's way to the origin: a loopback HTTP proxy that waits `delay()` ms before forwarding each
+ * request (so the delay lands before the origin's first byte, once per request), streams both bodies as they
+ * are, and counts requests per path. It forwards to loopback hosts only.
+ */
+async function startOriginProxy(delay) {
+  const counts = new Map();
+  let total = 0;
+  const sockets = new Set();
+  const server = createServer(async (req, res) => {
+    const host = req.headers.host ?? "";
+    const target = new URL(`http://${host}${req.url}`);
+    if (!LOOPBACK.has(target.hostname)) {
+      res.writeHead(502, { "content-type": "text/plain" }).end(`world: ${target.hostname} is not loopback\n`);
+      return;
+    }
+    total += 1;
+    counts.set(target.pathname, (counts.get(target.pathname) ?? 0) + 1);
+    await sleep(delay());
+    const upstream = httpRequest(
+      { host: target.hostname, port: target.port || 80, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.rawHeaders);
+        answer.pipe(res);
+        res.on("close", () => answer.destroy());
+      },
+    );
+    upstream.on("error", (error) => {
+      if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" }).end(`world: ${error.message}\n`);
+      else res.destroy();
+    });
+    req.pipe(upstream);
+  });
+  server.on("connection", (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise((done, fail) => {
+    server.once("error", fail);
+    server.listen(0, "127.0.0.1", done);
+  });
+  return {
+    address: `127.0.0.1:${server.address().port}`,
+    requests: (path) => (path === undefined ? total : (counts.get(path) ?? 0)),
+    byPath: () => Object.fromEntries(counts),
+    close() {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((done) => server.close(() => done()));
+    },
+  };
+}
+
+/** Which bindings are shared parts, and of what kind (from the config's Miniflare options). */
+function sharedKinds(options) {
+  const kinds = {};
+  for (const name of Object.keys(options.kvNamespaces ?? {})) kinds[name] = "kv";
+  for (const name of Object.keys(options.r2Buckets ?? {})) kinds[name] = "r2";
+  for (const name of Object.keys(options.durableObjects ?? {})) kinds[name] = "do";
+  return kinds;
+}
+
+/**
+ * Starts the world. Options:
+ * - `dataCenters`: names (lower-case letters and digits), default ["sin", "fra", "iad"];
+ * - `delays`: per data center `{shared, origin}` in ms (missing: 0), e.g. `{sin: {shared: 80, origin: 200}}`;
+ *   `objects: {origin}` delays the Durable Objects' own origin fetches (a shield's), 0 by default;
+ * - `originUrl`: the origin of any site in `sites` that names none (`{kind: "http", url, allowPrivate: true}`);
+ * - `sites`: site configs written to the SITES namespace (`host:<host>` for each host, and `site:<id>`);
+ * - `config`: the wrangler config to run (default Tiercel's `wrangler.jsonc`; `bench/baseline/wrangler.jsonc`
+ *   runs the bench's baseline); `bundleDir`: a bundle of it from `buildBundle()` (else one is built);
+ * - `vars`: extra plain-text variables for every data center; `adminToken` (random by default);
+ * - `onOutput(line)`: workerd's output, line by line (default: kept, the last 200 lines, in `output()`).
+ */
+export async function startWorld(options = {}) {
+  const {
+    dataCenters = ["sin", "fra", "iad"],
+    delays = {},
+    originUrl,
+    sites = [],
+    config = "wrangler.jsonc",
+    vars = {},
+    adminToken = `world-${crypto.randomUUID()}`,
+    onOutput,
+  } = options;
+  for (const dc of dataCenters) {
+    if (!/^[a-z][a-z0-9]{0,15}$/.test(dc)) throw new Error(`world: data center name ${JSON.stringify(dc)}`);
+  }
+  if (new Set(dataCenters).size !== dataCenters.length || dataCenters.includes(OBJECTS_WORKER)) {
+    throw new Error("world: data center names must be distinct");
+  }
+  const cleanup = [];
+  const kept = [];
+  const stop = async () => {
+    for (const step of cleanup.reverse()) await step().catch(() => {});
+    cleanup.length = 0;
+  };
+  try {
+    // The bundle (a wrangler child process) and wrangler's reading of the config, side by side.
+    const building = options.bundleDir ? Promise.resolve(options.bundleDir) : buildBundle({ config });
+    const { Miniflare } = await import("miniflare");
+    const { unstable_getMiniflareWorkerOptions } = await import("wrangler");
+    const { workerOptions, main } = unstable_getMiniflareWorkerOptions(resolve(ROOT, config));
+    const bundleDir = await building;
+    if (!options.bundleDir) cleanup.push(() => rm(bundleDir, { recursive: true, force: true }));
+    const mainName = `${(main ?? "worker.js").replace(/^.*\//, "").replace(/\.[cm]?[jt]s$/, "")}.js`;
+    const modules = await bundleModules(bundleDir, mainName);
+
+    // What the world leaves out: the optimizer Worker and Cloudflare's image service (both remote services).
+    const base = { ...workerOptions };
+    delete base.serviceBindings;
+    delete base.images;
+    delete base.modulesRules;
+    const kinds = sharedKinds(base);
+    const objectClasses = base.durableObjects ?? {};
+
+    const live = {};
+    for (const dc of dataCenters) live[dc] = { shared: delays[dc]?.shared ?? 0, origin: delays[dc]?.origin ?? 0 };
+    const objectsDelay = { origin: delays.objects?.origin ?? 0 };
+    const proxies = {};
+    for (const dc of [...dataCenters, OBJECTS_WORKER]) {
+      const delay = dc === OBJECTS_WORKER ? () => objectsDelay.origin : () => live[dc].origin;
+      proxies[dc] = await startOriginProxy(delay);
+      cleanup.push(() => proxies[dc].close());
+    }
+
+    const takeLines = (stream) => {
+      let rest = "";
+      stream.on("data", (chunk) => {
+        const lines = (rest + chunk).split("\n");
+        rest = lines.pop() ?? "";
+        for (const line of lines) {
+          if (!line.trim()) continue;
+          if (onOutput) onOutput(line);
+          kept.push(line);
+          if (kept.length > 200) kept.shift();
+        }
+      });
+    };
+
+    const worker = (name, dc, bindings, durableObjects) => ({
+      ...base,
+      name,
+      modules,
+      modulesRoot: bundleDir,
+      bindings: { ...base.bindings, ...bindings },
+      durableObjects,
+      outboundService: {
+        external: { address: proxies[name === OBJECTS_WORKER ? OBJECTS_WORKER : dc].address, http: {} },
+      },
+      ...(dc ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
+    });
+    const workers = [
+      worker(OBJECTS_WORKER, undefined, { ...vars, WORLD: JSON.stringify({}) }, objectClasses),
+      ...dataCenters.map((dc) =>
+        worker(
+          dc,
+          dc,
+          {
+            ...vars,
+            ADMIN_TOKEN: adminToken,
+            WORLD: JSON.stringify({ dc, kinds, sharedMs: live[dc].shared }),
+          },
+          Object.fromEntries(
+            Object.entries(objectClasses).map(([binding, object]) => [
+              binding,
+              { ...object, scriptName: OBJECTS_WORKER },
+            ]),
+          ),
+        ),
+      ),
+    ];
+    const mf = new Miniflare({
+      host: "127.0.0.1",
+      port: 0,
+      cf: false,
+      handleRuntimeStdio: (stdout, stderr) => {
+        takeLines(stdout);
+        takeLines(stderr);
+      },
+      workers,
+    });
+    cleanup.push(() => mf.dispose());
+    await mf.ready;
+
+    const urls = {};
+    for (const dc of dataCenters) urls[dc] = (await mf.unsafeGetDirectURL(dc)).origin;
+
+    const world = {
+      dataCenters: [...dataCenters],
+      urls,
+      adminToken,
+      miniflare: mf,
+      bundleDir,
+      url: (dc) => urls[dc] ?? throwUnknown(dc),
+      /** Origin requests made through a data center's proxy ("world-objects": the Durable Objects'), per path. */
+      originRequests(dc, path) {
+        if (dc === undefined) return Object.values(proxies).reduce((sum, proxy) => sum + proxy.requests(path), 0);
+        return (proxies[dc] ?? throwUnknown(dc)).requests(path);
+      },
+      /**
+       * A data center's counters: its calls on the shared parts by `BINDING.method`, its isolate's id, its
+       * origin requests (total and per path), and Tiercel's own isolate stats (`GET /_tiercel/api/v1/stats`;
+       * null for a Worker without them).
+       */
+      async counters(dc) {
+        const own = await getJson(`${world.url(dc)}/__world/counters`);
+        let stats = null;
+        try {
+          stats = await getJson(`${world.url(dc)}/_tiercel/api/v1/stats`, { authorization: `Bearer ${adminToken}` });
+        } catch {}
+        return {
+          dc,
+          isolate: own.isolate,
+          shared: own.calls,
+          origin: { requests: proxies[dc].requests(), byPath: proxies[dc].byPath() },
+          stats,
+        };
+      },
+      /**
+       * Changes a data center's delays from now on: `{shared, origin}` in ms, and `bindings: {NAME: ms}` for
+       * one shared binding (a Durable Object namespace, say) instead of `shared`.
+       */
+      async setDelays(dc, { shared, origin, bindings } = {}) {
+        const now = live[dc] ?? throwUnknown(dc);
+        if (origin !== undefined) now.origin = origin;
+        if (shared !== undefined) now.shared = shared;
+        await postJson(`${world.url(dc)}/__world/settings`, { sharedMs: shared, bindingMs: bindings });
+      },
+      /** Makes every call on `binding` from `dc` throw ("throw"), or work again (null). */
+      setFault(dc, binding, fault) {
+        return postJson(`${world.url(dc)}/__world/settings`, { faults: { [binding]: fault } });
+      },
+      /** A shared KV namespace, from Node: no delay, not counted (to seed or inspect the global tier). */
+      kv: (binding) => mf.getKVNamespace(binding, OBJECTS_WORKER),
+      /** A shared R2 bucket, from Node. */
+      r2: (binding) => mf.getR2Bucket(binding, OBJECTS_WORKER),
+      /** A data center's own Cache API cache `name` (what its `caches.open(name)` opens), from Node. */
+      async cache(dc, name) {
+        if (!live[dc]) throwUnknown(dc);
+        return (await mf.getCaches()).open(`${dc}:${name}`);
+      },
+      /** Writes a site config the way scripts/start.mjs does: `host:<host>` for each host, and `site:<id>`. */
+      async putSite(site) {
+        const full = site.origin ? site : { ...site, origin: { kind: "http", url: originUrl, allowPrivate: true } };
+        if (!full.origin.url && full.origin.kind === "http")
+          throw new Error("world: a site needs an origin or originUrl");
+        const kv = await world.kv("SITES");
+        const value = JSON.stringify(full);
+        await kv.put(`site:${full.id}`, value);
+        for (const host of full.hosts) await kv.put(`host:${host}`, value);
+        return full;
+      },
+      /** The last 200 lines workerd printed. */
+      output: () => [...kept],
+      stop,
+    };
+    for (const site of sites) await world.putSite(site);
+    return world;
+  } catch (error) {
+    await stop();
+    if (kept.length) error.message += `\nworkerd said:\n${kept.slice(-30).join("\n")}`;
+    throw error;
+  }
+}
+
+function throwUnknown(dc) {
+  throw new Error(`world: no data center ${JSON.stringify(dc)}`);
+}
+
+/** A bounded JSON GET over loopback. */
+async function getJson(url, headers = {}) {
+  const response = await fetch(url, { headers, signal: AbortSignal.timeout(10_000) });
+  if (!response.ok) throw new Error(`${url}: ${response.status}`);
+  return response.json();
+}
+
+async function postJson(url, body) {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (!response.ok) throw new Error(`${url}: ${response.status}`);
+  return response.json();
+}
