@@ -65,7 +65,8 @@ function distant(binding, target) {
       if (typeof property === "symbol" || typeof value !== "function" || property === "then") return value;
       return async (...args) => {
         await crossing(binding, property);
-        return value.apply(object, args);
+        // Not value.apply(...): on an RPC stub every property is a remote method, `apply` too.
+        return Reflect.apply(value, object, args);
       };
     },
   });
@@ -78,7 +79,7 @@ function distantNamespace(binding, namespace) {
       const value = object[property];
       if (typeof value !== "function") return value;
       if (property === "get" || property === "getByName") {
-        return (...args) => distant(binding, value.apply(object, args));
+        return (...args) => distant(binding, Reflect.apply(value, object, args));
       }
       return value.bind(object);
     },
