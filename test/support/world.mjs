@@ -35,12 +35,12 @@ const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]"]);
  * Bundles a wrangler config's Worker the way it deploys (`wrangler deploy --dry-run --outdir`), into a new
  * temporary directory. Returns the directory; build once and pass it as `bundleDir` to several worlds.
  */
-export async function buildBundle({ config = "wrangler.jsonc", timeoutMs = 120_000 } = {}) {
+export async function buildBundle({ config = "wrangler.jsonc", root = ROOT, timeoutMs = 120_000 } = {}) {
   const outdir = await mkdtemp(join(tmpdir(), "tiercel-world-bundle-"));
   const args = ["wrangler", "deploy", "--dry-run", "--outdir", outdir, "-c", config];
   await new Promise((done, fail) => {
     const child = spawn("npx", args, {
-      cwd: ROOT,
+      cwd: root,
       env: wranglerEnv,
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
@@ -147,8 +147,9 @@ function sharedKinds(options) {
  *   `objects: {origin}` delays the Durable Objects' own origin fetches (a shield's), 0 by default;
  * - `originUrl`: the origin of any site in `sites` that names none (`{kind: "http", url, allowPrivate: true}`);
  * - `sites`: site configs written to the SITES namespace (`host:<host>` for each host, and `site:<id>`);
- * - `config`: the wrangler config to run (default Tiercel's `wrangler.jsonc`; `bench/baseline/wrangler.jsonc`
- *   runs the bench's baseline); `bundleDir`: a bundle of it from `buildBundle()` (else one is built);
+ * - `config`: the wrangler config to run, relative to `root` (the repository by default, or a copy of it such
+ *   as the bench's snapshot): Tiercel's `wrangler.jsonc` by default, `bench/baseline/wrangler.jsonc` runs the
+ *   bench's baseline; `bundleDir`: a bundle of it from `buildBundle()` (else one is built and removed by stop());
  * - `vars`: extra plain-text variables for every data center; `adminToken` (random by default);
  * - `onOutput(line)`: workerd's output, line by line (default: kept, the last 200 lines, in `output()`).
  */
@@ -159,6 +160,7 @@ export async function startWorld(options = {}) {
     originUrl,
     sites = [],
     config = "wrangler.jsonc",
+    root = ROOT,
     vars = {},
     adminToken = `world-${crypto.randomUUID()}`,
     onOutput,
@@ -177,10 +179,10 @@ export async function startWorld(options = {}) {
   };
   try {
     // The bundle (a wrangler child process) and wrangler's reading of the config, side by side.
-    const building = options.bundleDir ? Promise.resolve(options.bundleDir) : buildBundle({ config });
+    const building = options.bundleDir ? Promise.resolve(options.bundleDir) : buildBundle({ config, root });
     const { Miniflare } = await import("miniflare");
     const { unstable_getMiniflareWorkerOptions } = await import("wrangler");
-    const { workerOptions, main } = unstable_getMiniflareWorkerOptions(resolve(ROOT, config));
+    const { workerOptions, main } = unstable_getMiniflareWorkerOptions(resolve(root, config));
     const bundleDir = await building;
     if (!options.bundleDir) cleanup.push(() => rm(bundleDir, { recursive: true, force: true }));
     const mainName = `${(main ?? "worker.js").replace(/^.*\//, "").replace(/\.[cm]?[jt]s$/, "")}.js`;
