@@ -699,10 +699,12 @@ async function dataCenterB(dir) {
 
 async function main() {
   machine = await machineInfo(ROOT);
-  log(
-    `bench (${P.mode}): origin ${P.originLatencyMs} ms + ${P.originMbps || "∞"} Mbit/s, ${P.runs} runs, ` +
-      `sizes ${P.missSizes.map(fmtSize).join(", ")}; results/${stamp}.json`,
-  );
+  if (onlyWorld) log(`bench (world only, ${quick ? 1 : 3} runs): results/${stamp}.json`);
+  else
+    log(
+      `bench (${P.mode}): origin ${P.originLatencyMs} ms + ${P.originMbps || "∞"} Mbit/s, ${P.runs} runs, ` +
+        `sizes ${P.missSizes.map(fmtSize).join(", ")}; results/${stamp}.json`,
+    );
   origin = await startOrigin({ latencyMs: P.originLatencyMs, mbps: P.originMbps });
   log(`bench origin on ${origin.url}`);
   stateDir = await mkdtemp(join(tmpdir(), "tiercel-bench-"));
