@@ -62,7 +62,9 @@ function distant(binding, target) {
   return new Proxy(target, {
     get(object, property) {
       const value = object[property];
-      if (typeof property === "symbol" || typeof value !== "function" || property === "then") return value;
+      if (typeof value !== "function" || property === "then") return value;
+      // Symbol-keyed methods (Symbol.dispose, say) are local: called on the real object, not delayed.
+      if (typeof property === "symbol") return (...args) => Reflect.apply(value, object, args);
       return async (...args) => {
         await crossing(binding, property);
         // Not value.apply(...): on an RPC stub every property is a remote method, `apply` too.

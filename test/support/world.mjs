@@ -151,7 +151,8 @@ function sharedKinds(options) {
  *   as the bench's snapshot): Tiercel's `wrangler.jsonc` by default, `bench/baseline/wrangler.jsonc` runs the
  *   bench's baseline; `bundleDir`: a bundle of it from `buildBundle()` (else one is built and removed by stop());
  * - `vars`: extra plain-text variables for every data center; `adminToken` (random by default);
- * - `onOutput(line)`: workerd's output, line by line (default: kept, the last 200 lines, in `output()`).
+ * - `onOutput(line)`: workerd's output, line by line (it is always kept too, the last 200 lines, in
+ *   `output()`; with TIERCEL_WORLD_VERBOSE=1 in the environment and no `onOutput`, it is printed to stderr).
  */
 export async function startWorld(options = {}) {
   const {
@@ -163,7 +164,7 @@ export async function startWorld(options = {}) {
     root = ROOT,
     vars = {},
     adminToken = `world-${crypto.randomUUID()}`,
-    onOutput,
+    onOutput = process.env.TIERCEL_WORLD_VERBOSE ? (line) => console.error(`[world] ${line}`) : undefined,
   } = options;
   for (const dc of dataCenters) {
     if (!/^[a-z][a-z0-9]{0,15}$/.test(dc)) throw new Error(`world: data center name ${JSON.stringify(dc)}`);
