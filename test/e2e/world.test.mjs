@@ -28,11 +28,11 @@ function startCountingOrigin() {
 }
 
 /** One GET to a data center, sending the site's Host; the time to the first body byte. */
-function get(dc, path, host = HOST) {
+function get(dc, path, host = HOST, isolate = 0) {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     let ttfbMs;
-    const req = request(`${world.url(dc)}${path}`, { headers: { host }, agent: false }, (res) => {
+    const req = request(`${world.url(dc, isolate)}${path}`, { headers: { host }, agent: false }, (res) => {
       let bytes = 0;
       res.on("data", (chunk) => {
         ttfbMs ??= performance.now() - started;
@@ -82,6 +82,7 @@ before(
     origin = { server, url: `http://127.0.0.1:${server.address().port}` };
     world = await startWorld({
       dataCenters: ["sin", "fra", "iad"],
+      isolates: { fra: 2 },
       delays: DELAYS,
       originUrl: origin.url,
       sites: [SITE],
@@ -225,4 +226,22 @@ test("memory is per data center: three isolates, each counting only its own requ
   assert.equal(requests.fra, 4, JSON.stringify(requests));
   assert.equal(requests.iad, 5, JSON.stringify(requests));
   assert.equal(all.find((c) => c.dc === "iad").stats.config.kvReads, 1, "iad read the site config once");
+});
+
+test("the isolates of one data center share its Cache API, not their memory; one workerd runs the world", async () => {
+  const path = "/two-isolates.txt";
+  assert.match((await get("fra", path)).cacheStatus, /fwd=miss/);
+  await sleep(300);
+  const second = await get("fra", path, HOST, 1);
+  assert.match(second.cacheStatus, /^Tiercel-Edge; hit/, "fra's second isolate hits the entry its first stored");
+  assert.equal(hits.get(path), 1);
+  const [first, other] = await Promise.all([world.counters("fra", 0), world.counters("fra", 1)]);
+  assert.notEqual(first.isolate, other.isolate);
+  assert.equal(other.name, "fra-2");
+  assert.equal(other.stats.sites[SITE.id]?.requests, 1, "the second isolate counted only its own request");
+  assert.equal(world.urlsOf("fra").length, 2);
+
+  const memory = world.memory();
+  // On Linux the world's one workerd is found (by the socket it listens on) and its memory read from /proc.
+  assert.ok(process.platform !== "linux" || memory?.rssKiB > 10_000, JSON.stringify(memory));
 });

@@ -16,7 +16,10 @@ import main from "./__world-main.js";
 
 export * from "./__world-main.js";
 
-/** { dc, kinds: {BINDING: "kv" | "r2" | "do"}, sharedMs, bindingMs: {BINDING: ms}, faults: {BINDING: "throw"} } */
+/**
+ * { dc, name (this isolate's Worker: the dc, or `<dc>-<n>`), kinds: {BINDING: "kv" | "r2" | "do"}, sharedMs,
+ *   bindingMs: {BINDING: ms}, faults: {BINDING: "throw"} }
+ */
 const world = JSON.parse(startEnv.WORLD ?? "{}");
 world.kinds ??= {};
 world.sharedMs ??= 0;
@@ -111,7 +114,7 @@ const json = (body, status = 200) =>
 async function control(request, url) {
   if (url.pathname === "/__world/counters" && request.method === "GET") {
     isolate ??= crypto.randomUUID();
-    return json({ dc: world.dc, isolate, calls });
+    return json({ dc: world.dc, name: world.name, isolate, calls });
   }
   if (url.pathname === "/__world/settings" && request.method === "POST") {
     const body = await request.json();

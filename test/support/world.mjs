@@ -12,6 +12,7 @@
 // origin traffic (every fetch() the bundle makes) goes through its own delaying loopback proxy here, which
 // counts requests and forwards only to loopback. Everything listens on 127.0.0.1.
 import { spawn } from "node:child_process";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createServer, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
@@ -143,6 +144,8 @@ function sharedKinds(options) {
 /**
  * Starts the world. Options:
  * - `dataCenters`: names (lower-case letters and digits), default ["sin", "fra", "iad"];
+ * - `isolates`: isolates per data center, a number or `{dc: n}` (default 1, at most 8): each its own Worker
+ *   (its own memory) on its own socket, all sharing the data center's Cache API, delays and origin proxy;
  * - `delays`: per data center `{shared, origin}` in ms (missing: 0), e.g. `{sin: {shared: 80, origin: 200}}`;
  *   `objects: {origin}` delays the Durable Objects' own origin fetches (a shield's), 0 by default;
  * - `originUrl`: the origin of any site in `sites` that names none (`{kind: "http", url, allowPrivate: true}`);
@@ -157,6 +160,7 @@ function sharedKinds(options) {
 export async function startWorld(options = {}) {
   const {
     dataCenters = ["sin", "fra", "iad"],
+    isolates = 1,
     delays = {},
     originUrl,
     sites = [],
@@ -171,6 +175,12 @@ export async function startWorld(options = {}) {
   }
   if (new Set(dataCenters).size !== dataCenters.length || dataCenters.includes(OBJECTS_WORKER)) {
     throw new Error("world: data center names must be distinct");
+  }
+  const isolateNames = {};
+  for (const dc of dataCenters) {
+    const count = typeof isolates === "number" ? isolates : (isolates[dc] ?? 1);
+    if (!Number.isInteger(count) || count < 1 || count > 8) throw new Error(`world: ${dc} isolates ${count}`);
+    isolateNames[dc] = Array.from({ length: count }, (_, i) => (i === 0 ? dc : `${dc}-${i + 1}`));
   }
   const cleanup = [];
   const kept = [];
@@ -235,20 +245,22 @@ export async function startWorld(options = {}) {
     });
     const workers = [
       worker(OBJECTS_WORKER, undefined, { ...vars, WORLD: JSON.stringify({}) }, objectClasses),
-      ...dataCenters.map((dc) =>
-        worker(
-          dc,
-          dc,
-          {
-            ...vars,
-            ADMIN_TOKEN: adminToken,
-            WORLD: JSON.stringify({ dc, kinds, sharedMs: live[dc].shared }),
-          },
-          Object.fromEntries(
-            Object.entries(objectClasses).map(([binding, object]) => [
-              binding,
-              { ...object, scriptName: OBJECTS_WORKER },
-            ]),
+      ...dataCenters.flatMap((dc) =>
+        isolateNames[dc].map((name) =>
+          worker(
+            name,
+            dc,
+            {
+              ...vars,
+              ADMIN_TOKEN: adminToken,
+              WORLD: JSON.stringify({ dc, name, kinds, sharedMs: live[dc].shared }),
+            },
+            Object.fromEntries(
+              Object.entries(objectClasses).map(([binding, object]) => [
+                binding,
+                { ...object, scriptName: OBJECTS_WORKER },
+              ]),
+            ),
           ),
         ),
       ),
@@ -266,8 +278,13 @@ export async function startWorld(options = {}) {
     cleanup.push(() => mf.dispose());
     await mf.ready;
 
-    const urls = {};
-    for (const dc of dataCenters) urls[dc] = (await mf.unsafeGetDirectURL(dc)).origin;
+    const isolateUrls = {};
+    for (const dc of dataCenters) {
+      isolateUrls[dc] = [];
+      for (const name of isolateNames[dc]) isolateUrls[dc].push((await mf.unsafeGetDirectURL(name)).origin);
+    }
+    const urls = Object.fromEntries(dataCenters.map((dc) => [dc, isolateUrls[dc][0]]));
+    const everyIsolate = (dc, work) => Promise.all((isolateUrls[dc] ?? throwUnknown(dc)).map(work));
 
     const world = {
       dataCenters: [...dataCenters],
@@ -275,25 +292,30 @@ export async function startWorld(options = {}) {
       adminToken,
       miniflare: mf,
       bundleDir,
-      url: (dc) => urls[dc] ?? throwUnknown(dc),
+      /** The base URL of a data center's isolate `i` (0: its first; send the site's Host). */
+      url: (dc, i = 0) => (isolateUrls[dc] ?? throwUnknown(dc))[i] ?? throwUnknown(`${dc} isolate ${i}`),
+      /** The base URLs of all of a data center's isolates. */
+      urlsOf: (dc) => [...(isolateUrls[dc] ?? throwUnknown(dc))],
       /** Origin requests made through a data center's proxy ("world-objects": the Durable Objects'), per path. */
       originRequests(dc, path) {
         if (dc === undefined) return Object.values(proxies).reduce((sum, proxy) => sum + proxy.requests(path), 0);
         return (proxies[dc] ?? throwUnknown(dc)).requests(path);
       },
       /**
-       * A data center's counters: its calls on the shared parts by `BINDING.method`, its isolate's id, its
-       * origin requests (total and per path), and Tiercel's own isolate stats (`GET /_tiercel/api/v1/stats`;
-       * null for a Worker without them).
+       * The counters of a data center's isolate `i`: its calls on the shared parts by `BINDING.method`, its
+       * isolate's random id, the data center's origin requests (total and per path, all its isolates), and
+       * Tiercel's own isolate stats (`GET /_tiercel/api/v1/stats`; null for a Worker without them).
        */
-      async counters(dc) {
-        const own = await getJson(`${world.url(dc)}/__world/counters`);
+      async counters(dc, i = 0) {
+        const own = await getJson(`${world.url(dc, i)}/__world/counters`);
         let stats = null;
         try {
-          stats = await getJson(`${world.url(dc)}/_tiercel/api/v1/stats`, { authorization: `Bearer ${adminToken}` });
+          const auth = { authorization: `Bearer ${adminToken}` };
+          stats = await getJson(`${world.url(dc, i)}/_tiercel/api/v1/stats`, auth);
         } catch {}
         return {
           dc,
+          name: own.name,
           isolate: own.isolate,
           shared: own.calls,
           origin: { requests: proxies[dc].requests(), byPath: proxies[dc].byPath() },
@@ -308,11 +330,19 @@ export async function startWorld(options = {}) {
         const now = live[dc] ?? throwUnknown(dc);
         if (origin !== undefined) now.origin = origin;
         if (shared !== undefined) now.shared = shared;
-        await postJson(`${world.url(dc)}/__world/settings`, { sharedMs: shared, bindingMs: bindings });
+        await everyIsolate(dc, (url) => postJson(`${url}/__world/settings`, { sharedMs: shared, bindingMs: bindings }));
       },
-      /** Makes every call on `binding` from `dc` throw ("throw"), or work again (null). */
-      setFault(dc, binding, fault) {
-        return postJson(`${world.url(dc)}/__world/settings`, { faults: { [binding]: fault } });
+      /** Makes every call on `binding` from `dc` (all its isolates) throw ("throw"), or work again (null). */
+      async setFault(dc, binding, fault) {
+        await everyIsolate(dc, (url) => postJson(`${url}/__world/settings`, { faults: { [binding]: fault } }));
+      },
+      /**
+       * The workerd process running the whole world (every data center, the objects, Miniflare's KV, R2 and
+       * Cache API): its pid and memory from /proc (`rssKiB`, `hwmKiB` the peak; Linux only, else null).
+       */
+      memory() {
+        const pid = workerdPid(isolateUrls[dataCenters[0]][0]);
+        return pid ? { pid, ...memoryOf(pid) } : null;
       },
       /** A shared KV namespace, from Node: no delay, not counted (to seed or inspect the global tier). */
       kv: (binding) => mf.getKVNamespace(binding, OBJECTS_WORKER),
@@ -344,6 +374,58 @@ export async function startWorld(options = {}) {
     await stop();
     if (kept.length) error.message += `\nworkerd said:\n${kept.slice(-30).join("\n")}`;
     throw error;
+  }
+}
+
+/** The workerd child of this process that listens on `url`'s port (matched by socket inode in /proc). */
+function workerdPid(url) {
+  try {
+    const port = Number(new URL(url).port).toString(16).toUpperCase().padStart(4, "0");
+    const inodes = new Set();
+    for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+      let text = "";
+      try {
+        text = readFileSync(table, "utf8");
+      } catch {
+        continue; // no IPv6 here
+      }
+      for (const line of text.split("\n").slice(1)) {
+        const fields = line.trim().split(/\s+/);
+        // local address is field 1 (ADDR:PORT), state 0A is LISTEN, inode is field 9.
+        if (fields[1]?.endsWith(`:${port}`) && fields[3] === "0A") inodes.add(`socket:[${fields[9]}]`);
+      }
+    }
+    for (const name of readdirSync("/proc")) {
+      if (!/^[0-9]+$/.test(name)) continue;
+      try {
+        const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+        if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) !== process.pid) continue;
+        if (!readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0")[0]?.endsWith("workerd")) continue;
+        for (const fd of readdirSync(`/proc/${name}/fd`)) {
+          let link = "";
+          try {
+            link = readlinkSync(`/proc/${name}/fd/${fd}`);
+          } catch {} // closed meanwhile
+          if (inodes.has(link)) return Number(name);
+        }
+      } catch {
+        // gone meanwhile, or not ours to read
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return null;
+}
+
+/** VmRSS and VmHWM of a process, in KiB (NaN if it is gone). */
+function memoryOf(pid) {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const field = (name) => Number(new RegExp(`^${name}:\\s+([0-9]+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
+    return { rssKiB: field("VmRSS"), hwmKiB: field("VmHWM") };
+  } catch {
+    return { rssKiB: Number.NaN, hwmKiB: Number.NaN };
   }
 }
 
