@@ -104,7 +104,13 @@ async function startOriginProxy(delay) {
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.rawHeaders);
         answer.pipe(res);
-        res.on("close", () => answer.destroy());
+        // A body the origin cut short is cut short for the data center too, never ended cleanly.
+        answer.on("close", () => {
+          if (!answer.complete) res.destroy();
+        });
+        res.on("close", () => {
+          if (!res.writableFinished) answer.destroy();
+        });
       },
     );
     upstream.on("error", (error) => {
@@ -112,6 +118,10 @@ async function startOriginProxy(delay) {
       else res.destroy();
     });
     req.pipe(upstream);
+    // The data center went away before its answer was whole: so does the request to the origin.
+    res.on("close", () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
   });
   server.on("connection", (socket) => {
     sockets.add(socket);
@@ -175,6 +185,9 @@ export async function startWorld(options = {}) {
   }
   if (new Set(dataCenters).size !== dataCenters.length || dataCenters.includes(OBJECTS_WORKER)) {
     throw new Error("world: data center names must be distinct");
+  }
+  for (const name of Object.keys(delays)) {
+    if (name !== "objects" && !dataCenters.includes(name)) throw new Error(`world: delays for unknown ${name}`);
   }
   const isolateNames = {};
   for (const dc of dataCenters) {
