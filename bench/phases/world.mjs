@@ -153,6 +153,8 @@ function sample(worker, run, dc, column, answer, originRequests) {
 async function coldBurst(worker, world, origin, size, count, dataCenters) {
   const path = objectPath(size, `burst-${worker}-${nonce()}`);
   const agents = Object.fromEntries(dataCenters.map((dc) => [dc, keepAliveAgent(count)]));
+  const idle = world.memory();
+  const peakReset = world.resetPeakMemory();
   const t0 = performance.now();
   const settled = await Promise.allSettled(
     Array.from({ length: count }, (_, i) => {
@@ -165,6 +167,8 @@ async function coldBurst(worker, world, origin, size, count, dataCenters) {
     }),
   );
   for (const agent of Object.values(agents)) agent.destroy();
+  // The world's one workerd (every location, KV, the Cache API): its peak while the burst ran.
+  const after = world.memory();
   const done = settled.filter((r) => r.status === "fulfilled").map((r) => r.value);
   const whole = done.filter((r) => r.status === 200 && r.bytes === size);
   const perDc = {};
@@ -196,6 +200,8 @@ async function coldBurst(worker, world, origin, size, count, dataCenters) {
       ),
     ),
     allDoneMs: done.length ? round(Math.max(...done.map((r) => r.doneMs))) : null,
+    workerdIdleMiB: idle ? round(idle.rssKiB / 1024) : null,
+    workerdPeakMiB: after && peakReset ? round(after.hwmKiB / 1024) : null,
   };
 }
 
@@ -299,7 +305,7 @@ function render(out) {
   if (out.bursts.length) {
     lines.push("", "   Simultaneous cold requests for one object, spread evenly over the locations:");
     const burstRows = [
-      ["worker", "size", "requests", "whole", "origin fetches", "by location", "TTFB p50", "last done"],
+      ["worker", "size", "requests", "whole", "origin fetches", "by location", "TTFB p50", "last done", "workerd MiB"],
     ];
     for (const b of out.bursts) {
       burstRows.push([
@@ -313,10 +319,14 @@ function render(out) {
           .join(", "),
         ms(b.ttfbP50Ms),
         ms(b.allDoneMs),
+        b.workerdPeakMiB === null ? "—" : `${ms(b.workerdIdleMiB)} → ${ms(b.workerdPeakMiB)}`,
       ]);
     }
     lines.push(...pad(burstRows).map((line) => `   ${line}`));
-    lines.push("   issue 14's goal is 1 origin fetch worldwide (a shield); today's collapsing is per isolate.");
+    lines.push(
+      "   issue 14's goal is 1 origin fetch worldwide (a shield); today's collapsing is per isolate.",
+      "   workerd MiB: the RSS of the world's one workerd (all locations, KV, Cache API) before → its peak during.",
+    );
   }
   if (out.errors.length) lines.push(`   the phase failed: ${out.errors[0].split("\n")[0]}`);
   return lines;

@@ -12,7 +12,7 @@
 // origin traffic (every fetch() the bundle makes) goes through its own delaying loopback proxy here, which
 // counts requests and forwards only to loopback. Everything listens on 127.0.0.1.
 import { spawn } from "node:child_process";
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createServer, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
@@ -356,6 +356,16 @@ export async function startWorld(options = {}) {
       memory() {
         const pid = workerdPid(isolateUrls[dataCenters[0]][0]);
         return pid ? { pid, ...memoryOf(pid) } : null;
+      },
+      /** Resets the peak (`hwmKiB`) of the world's workerd to its current RSS; false where it cannot. */
+      resetPeakMemory() {
+        const pid = workerdPid(isolateUrls[dataCenters[0]][0]);
+        try {
+          if (pid) writeFileSync(`/proc/${pid}/clear_refs`, "5");
+          return Boolean(pid);
+        } catch {
+          return false;
+        }
       },
       /** A shared KV namespace, from Node: no delay, not counted (to seed or inspect the global tier). */
       kv: (binding) => mf.getKVNamespace(binding, OBJECTS_WORKER),
