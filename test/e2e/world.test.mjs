@@ -165,6 +165,9 @@ test("one set of Durable Objects; a URL purge in sin clears sin's edge and the g
     Object.keys(sinCalls).some((call) => call.startsWith("SITE_OWNER.")),
     JSON.stringify(sinCalls),
   );
+  // The objects' own calls are counted too: the owner claimed the host from the registry.
+  const objectCalls = await world.objectCounters();
+  assert.ok(objectCalls["REGISTRY.setHosts"] >= 1, JSON.stringify(objectCalls));
 
   const path = "/purged.txt";
   const keys = await kvObjectKeys();

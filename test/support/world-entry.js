@@ -93,8 +93,11 @@ function distantNamespace(binding, namespace) {
 
 const envs = new WeakMap();
 
-/** The env the bundle sees: the same object for every request (Tiercel builds its pieces once per env). */
-function dcEnv(env) {
+/**
+ * The env the bundle sees: the same object for every request (Tiercel builds its pieces once per env). The
+ * world-objects Worker gives it to its Durable Objects too (with no delay), so their calls are counted.
+ */
+export function worldEnv(env) {
   let out = envs.get(env);
   if (!out) {
     out = { ...env };
@@ -133,6 +136,6 @@ export default {
   fetch(request, env, ctx) {
     const url = new URL(request.url);
     if (url.pathname.startsWith("/__world/")) return control(request, url);
-    return main.fetch(request, world.dc ? dcEnv(env) : env, ctx);
+    return main.fetch(request, world.dc ? worldEnv(env) : env, ctx);
   },
 };

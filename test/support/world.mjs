@@ -81,6 +81,24 @@ async function bundleModules(bundleDir, mainName) {
 }
 
 /**
+ * The world-objects Worker's main module: the Durable Object classes of the bundle, each constructed with the
+ * counted env of world-entry.js (so the objects' own KV, R2 and Durable Object calls are counted too).
+ */
+function objectsEntry(classNames) {
+  const lines = [
+    'import entry, { worldEnv } from "./__world-entry.mjs";',
+    'import * as main from "./__world-main.js";',
+    'export * from "./__world-main.js";',
+    "export default entry;",
+  ];
+  for (const name of classNames) {
+    if (!/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name)) throw new Error(`world: Durable Object class name ${name}`);
+    lines.push(`export class ${name} extends main.${name} { constructor(ctx, env) { super(ctx, worldEnv(env)); } }`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/**
  * A data center's way to the origin: a loopback HTTP proxy that waits `delay()` ms before forwarding each
  * request (so the delay lands before the origin's first byte, once per request), streams both bodies as they
  * are, and counts requests per path. It forwards to loopback hosts only.
@@ -244,10 +262,18 @@ export async function startWorld(options = {}) {
       });
     };
 
+    const objectsModules = [
+      {
+        type: "ESModule",
+        path: join(bundleDir, "__world-objects.mjs"),
+        contents: objectsEntry([...new Set(Object.values(objectClasses).map((object) => object.className))]),
+      },
+      ...modules,
+    ];
     const worker = (name, dc, bindings, durableObjects) => ({
       ...base,
       name,
-      modules,
+      modules: name === OBJECTS_WORKER ? objectsModules : modules,
       modulesRoot: bundleDir,
       bindings: { ...base.bindings, ...bindings },
       durableObjects,
@@ -257,7 +283,12 @@ export async function startWorld(options = {}) {
       ...(dc ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
     });
     const workers = [
-      worker(OBJECTS_WORKER, undefined, { ...vars, WORLD: JSON.stringify({}) }, objectClasses),
+      worker(
+        OBJECTS_WORKER,
+        undefined,
+        { ...vars, WORLD: JSON.stringify({ name: OBJECTS_WORKER, kinds, sharedMs: 0 }) },
+        objectClasses,
+      ),
       ...dataCenters.flatMap((dc) =>
         isolateNames[dc].map((name) =>
           worker(
@@ -334,6 +365,12 @@ export async function startWorld(options = {}) {
           origin: { requests: proxies[dc].requests(), byPath: proxies[dc].byPath() },
           stats,
         };
+      },
+      /** The Durable Objects' own calls on the shared parts (KV, R2, other objects), by `BINDING.method`. */
+      async objectCounters() {
+        const objects = await mf.getWorker(OBJECTS_WORKER);
+        const response = await objects.fetch("http://world.internal/__world/counters");
+        return (await response.json()).calls;
       },
       /**
        * Changes a data center's delays from now on: `{shared, origin}` in ms, and `bindings: {NAME: ms}` for
