@@ -348,15 +348,18 @@ export async function startWorld(options = {}) {
       /**
        * The counters of a data center's isolate `i`: its calls on the shared parts by `BINDING.method`, its
        * isolate's random id, the data center's origin requests (total and per path, all its isolates), and
-       * Tiercel's own isolate stats (`GET /_tiercel/api/v1/stats`; null for a Worker without them).
+       * Tiercel's own isolate stats (`GET /_tiercel/api/v1/stats`; null for a Worker without a SITES binding).
        */
       async counters(dc, i = 0) {
         const own = await getJson(`${world.url(dc, i)}/__world/counters`);
         let stats = null;
-        try {
-          const auth = { authorization: `Bearer ${adminToken}` };
-          stats = await getJson(`${world.url(dc, i)}/_tiercel/api/v1/stats`, auth);
-        } catch {}
+        // Only a Worker with a site store has the admin API (another, the baseline, would fetch the path).
+        if (kinds.SITES) {
+          try {
+            const auth = { authorization: `Bearer ${adminToken}` };
+            stats = await getJson(`${world.url(dc, i)}/_tiercel/api/v1/stats`, auth);
+          } catch {}
+        }
         return {
           dc,
           name: own.name,
