@@ -15,6 +15,7 @@ import { renderSvg, renderTables } from "./lib/report.mjs";
 import { snapshotCode } from "./lib/snapshot.mjs";
 import { machineInfo, summarize } from "./lib/summary.mjs";
 import { killAllNow, kvBulkPut, memoryOf, resetPeak, startWorker, stopAll } from "./lib/wrangler.mjs";
+import { worldPhase } from "./phases/world.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const RESULTS = fileURLToPath(new URL("./results/", import.meta.url));
@@ -43,14 +44,17 @@ const { values: flags } = parseArgs({
     "keep-state": { type: "boolean", default: false },
     verbose: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
+    only: { type: "string" },
   },
 });
 if (flags.help) {
   console.log(`node bench/run.mjs [--quick] [--origin-latency-ms 300] [--origin-mbps 100] [--runs 5]
   [--concurrency 32] [--duration-s 10] [--config-requests 10000] [--config-window-s 65]
-  [--config-cache-seconds 30] [--keep-state] [--verbose]      (see bench/README.md)`);
+  [--config-cache-seconds 30] [--keep-state] [--verbose] [--only world]      (see bench/README.md)`);
   process.exit(0);
 }
+if (flags.only !== undefined && flags.only !== "world") throw new Error(`--only takes "world", not ${flags.only}`);
+const onlyWorld = flags.only === "world";
 
 function num(flag, envName, fallback) {
   const raw = flags[flag] ?? process.env[envName];
@@ -62,7 +66,7 @@ function num(flag, envName, fallback) {
 
 const quick = flags.quick;
 const P = {
-  mode: quick ? "quick" : "full",
+  mode: onlyWorld ? "world" : quick ? "quick" : "full",
   originLatencyMs: num("origin-latency-ms", "BENCH_ORIGIN_LATENCY_MS", 300),
   originMbps: num("origin-mbps", "BENCH_ORIGIN_MBPS", 100),
   runs: Math.max(1, Math.round(num("runs", "BENCH_RUNS", quick ? 1 : 5))),
@@ -145,7 +149,24 @@ const data = {
 let machine;
 
 function results(complete) {
-  return summarize({ data, P, machine, started, complete });
+  if (onlyWorld) {
+    const { code, phases, world } = data;
+    const elapsedS = Number(((Date.now() - started) / 1000).toFixed(1));
+    return {
+      complete,
+      when: new Date().toISOString(),
+      elapsedS,
+      parameters: P,
+      machine,
+      code,
+      phases,
+      world,
+      checks: world?.checks ?? [],
+    };
+  }
+  const summary = summarize({ data, P, machine, started, complete });
+  if (data.world) Object.assign(summary, { world: data.world, checks: [...summary.checks, ...data.world.checks] });
+  return summary;
 }
 
 /** The run's own JSON, rewritten after every phase, so a run that dies keeps what it had. */
@@ -678,10 +699,12 @@ async function dataCenterB(dir) {
 
 async function main() {
   machine = await machineInfo(ROOT);
-  log(
-    `bench (${P.mode}): origin ${P.originLatencyMs} ms + ${P.originMbps || "∞"} Mbit/s, ${P.runs} runs, ` +
-      `sizes ${P.missSizes.map(fmtSize).join(", ")}; results/${stamp}.json`,
-  );
+  if (onlyWorld) log(`bench (world only, ${quick ? 1 : 3} runs): results/${stamp}.json`);
+  else
+    log(
+      `bench (${P.mode}): origin ${P.originLatencyMs} ms + ${P.originMbps || "∞"} Mbit/s, ${P.runs} runs, ` +
+        `sizes ${P.missSizes.map(fmtSize).join(", ")}; results/${stamp}.json`,
+    );
   origin = await startOrigin({ latencyMs: P.originLatencyMs, mbps: P.originMbps });
   log(`bench origin on ${origin.url}`);
   stateDir = await mkdtemp(join(tmpdir(), "tiercel-bench-"));
@@ -690,9 +713,15 @@ async function main() {
   data.code = await snapshotCode(ROOT, codeDir);
   log(`sources snapshot of ${data.code.commit ?? "?"} (${data.code.uncommitted.length} uncommitted changes)`);
 
-  await phase("write the bench site to Tiercel's local KV", () => writeSite(dir));
-  await dataCenterA(dir);
-  await dataCenterB(dir);
+  if (!onlyWorld) {
+    await phase("write the bench site to Tiercel's local KV", () => writeSite(dir));
+    await dataCenterA(dir);
+    await dataCenterB(dir);
+    await stopAll();
+  }
+  await phase("(7) the multi-location world: the per-location table and cold bursts over all locations", async () => {
+    data.world = await worldPhase({ root: codeDir, runs: quick ? 1 : 3, originMbps: P.originMbps, log });
+  });
 
   log("stopping the Workers");
   await teardown();
@@ -704,15 +733,23 @@ async function finish() {
   const complete = data.phases.every((p) => p.ok);
   const final = results(complete);
   await saveRun(complete, final);
-  const svg = renderSvg(final);
-  await writeFile(join(RESULTS, `${stamp}.svg`), svg);
-  const written = [`bench/results/${stamp}.json`, `${stamp}.svg`];
+  const written = [`bench/results/${stamp}.json`];
+  const svg = onlyWorld ? null : renderSvg(final);
+  if (svg) await writeFile(join(RESULTS, `${stamp}.svg`), svg);
+  if (svg) written.push(`${stamp}.svg`);
   if (complete && P.mode === "full") {
     await writeFile(join(RESULTS, "latest.json"), `${JSON.stringify(final, null, 2)}\n`);
     await writeFile(join(RESULTS, "latest.svg"), svg);
     written.push("latest.json", "latest.svg");
   }
-  console.log(renderTables(final));
+  // The world's table (bench/phases/world.mjs) goes just before the checks.
+  const worldLines = (final.world?.lines ?? []).join("\n");
+  const checkLines = final.checks.map((c) => `  ${c.ok ? "ok  " : "FAIL"}  ${c.name}  (${c.detail})`).join("\n");
+  if (onlyWorld)
+    console.log(
+      `World only (${final.elapsedS} s, code ${final.code?.commit ?? "?"})${worldLines}\n\nChecks\n${checkLines}`,
+    );
+  else console.log(renderTables(final).replace("\nChecks\n", `${worldLines}\n\nChecks\n`));
   console.log(`\nresults: ${written.join(", ")}`);
   if (!complete) console.log("latest.json and latest.svg were not updated: the run is incomplete");
   else if (P.mode !== "full") console.log("latest.json and latest.svg were not updated: they hold the latest full run");

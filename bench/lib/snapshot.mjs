@@ -18,6 +18,8 @@ const ENTRIES = [
   "tsconfig.json",
   "worker-configuration.d.ts",
   "src",
+  // wrangler.jsonc's build hook: wrangler runs it before every dev and (dry-run) deploy.
+  "scripts/deploy-guard.mjs",
   "bench/baseline/wrangler.jsonc",
   "bench/baseline/worker.js",
 ];
