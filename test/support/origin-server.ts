@@ -23,7 +23,10 @@ export interface RouteSpec {
   size?: number;
   /** Wait this long before sending the headers. */
   delayMs?: number;
-  /** Send the headers (with the full Content-Length), then this many bytes, then cut the connection. */
+  /**
+   * Send the headers (with the full Content-Length, or with `chunked` none), then this many bytes, then cut
+   * the connection.
+   */
   truncateAfter?: number;
   /** Answer 304 when If-None-Match matches the route's ETag header (or If-Modified-Since its Last-Modified). */
   conditional?: boolean;
@@ -190,10 +193,14 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
   if (req.method === "HEAD") return res.end();
   if (route.chunked) {
     // Headers flushed by the first write without a length: Node frames the rest as chunks, one per write.
-    for (let at = 0; at < payload.byteLength; at += route.chunked) {
-      res.write(payload.subarray(at, at + route.chunked));
+    // With `truncateAfter`, the chunks stop there and the connection is cut (no last chunk).
+    const end = Math.min(payload.byteLength, route.truncateAfter ?? payload.byteLength);
+    for (let at = 0; at < end; at += route.chunked) {
+      res.write(payload.subarray(at, Math.min(end, at + route.chunked)));
     }
-    return res.end();
+    if (route.truncateAfter === undefined) return res.end();
+    setTimeout(() => res.socket?.destroy(), 20);
+    return;
   }
   if (route.stallAfter !== undefined) {
     res.write(payload.subarray(0, route.stallAfter));
