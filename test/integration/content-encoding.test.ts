@@ -167,12 +167,13 @@ describe.each(MODES)("a compressing origin, %s mode", (mode) => {
       headers: { "content-type": "text/plain", "cache-control": "max-age=600" },
     });
     const url = `http://${host}${path}`;
-    const first = (await send(url)) as Response & { bodyError?: unknown };
-    expect(first.status).toBe(200);
-    expect(first.bodyError).toBeInstanceOf(Error);
-    const second = (await send(url)) as Response & { bodyError?: unknown };
+    // Its decoded length is unknown, so it is read before the head leaves (cache.collectUnknownLength): the
+    // break is answered 502, never a 200 that ends cleanly.
+    const first = await send(url);
+    expect(first.status).toBe(502);
+    const second = await send(url);
+    expect(second.status).toBe(502);
     expect(second.headers.get("cache-status")).toContain("fwd=miss");
-    expect(second.bodyError).toBeInstanceOf(Error);
     expect((await origin.hits(path)).hits).toBe(2);
   }, 30_000);
 
