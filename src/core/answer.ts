@@ -94,9 +94,14 @@ export async function withKnownLength(response: Response, limit: number): Promis
   } catch (error) {
     // The origin's own failure (a stall past its limit, a reset) keeps its code; anything else is a body cut short.
     if (error instanceof TiercelError && error.status >= 500) throw error;
-    throw new TiercelError("origin_bad_response", 502, "The origin's body broke off before its end", {
-      cause: error,
-    });
+    throw new TiercelError(
+      "origin_bad_response",
+      502,
+      "The origin's body broke off before its end, or could not be decoded",
+      {
+        cause: error,
+      },
+    );
   }
   const headers = new Headers(response.headers);
   // A body still in a content coding is sent as the origin coded it, never encoded twice (content-coding.ts).

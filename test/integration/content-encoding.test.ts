@@ -43,7 +43,8 @@ function asClient(acceptEncoding: string | undefined): RequestInit {
 }
 
 describe.each(MODES)("a compressing origin, %s mode", (mode) => {
-  for (const coding of ["gzip", "deflate"] as const) {
+  // deflate-raw: Content-Encoding: deflate without the zlib wrapper (RFC 1951 alone), as some servers send it.
+  for (const coding of ["gzip", "deflate", "deflate-raw"] as const) {
     for (const careless of [false, true]) {
       it(`stores and serves the identity bytes of a ${coding} body${careless ? " sent regardless of Accept-Encoding" : ""}`, async () => {
         const { host, id } = await siteIn(mode);

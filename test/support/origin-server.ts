@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from "node:zlib";
 
 /**
  * A real HTTP origin on loopback for the workerd tests. It counts every request per path, remembers the
@@ -51,7 +51,7 @@ export interface RouteSpec {
    * length as Content-Length) when the request's Accept-Encoding lists it, or always with `encodeAlways`
    * (a careless origin). `truncateAfter`, `stallAfter` and `chunked` then apply to the coded bytes.
    */
-  encode?: "gzip" | "br" | "deflate";
+  encode?: "gzip" | "br" | "deflate" | "deflate-raw";
   encodeAlways?: boolean;
   /**
    * Force https the way a backend behind a proxy does: unless X-Forwarded-Proto is https, answer
@@ -228,10 +228,13 @@ function encoded(
   const accepted = String(req.headers["accept-encoding"] ?? "")
     .split(",")
     .map((coding) => coding.split(";")[0]?.trim().toLowerCase());
-  if (!route.encodeAlways && !accepted.includes(route.encode)) return plain;
-  headers["content-encoding"] = route.encode;
+  // "deflate-raw" is a careless origin's deflate: labelled deflate, sent without the zlib wrapper.
+  const label = route.encode === "deflate-raw" ? "deflate" : route.encode;
+  if (!route.encodeAlways && !accepted.includes(label)) return plain;
+  headers["content-encoding"] = label;
   if (route.encode === "gzip") return gzipSync(plain);
   if (route.encode === "br") return brotliCompressSync(plain);
+  if (route.encode === "deflate-raw") return deflateRawSync(plain);
   return deflateSync(plain);
 }
 
