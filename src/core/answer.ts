@@ -63,6 +63,8 @@ export function answerFromEntry(entry: StoredEntry, body: ReadableStream<Uint8Ar
   }
   if (decision.kind === "partial") {
     headers.set("content-range", contentRange(decision, entry.length));
+    // RFC 9530 §2: Content-Digest is of the message content, here the part; Repr-Digest still holds.
+    headers.delete("content-digest");
     headers.set("content-length", String(decision.end - decision.start + 1));
     // A recorded digest can only be checked over the whole body: it is read to its end before the range's
     // last byte goes out (at most the 4 MiB a digested body can have). Larger bodies carry no digest and are

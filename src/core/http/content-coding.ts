@@ -1,4 +1,5 @@
 import { forClient, splitPrefix } from "../streams";
+import { dropDigests } from "./headers";
 
 /**
  * Content codings (RFC 9110 §8.4). The tiers hold the identity representation: Tiercel asks origins only for
@@ -47,7 +48,11 @@ export function decodeContent(response: Response): Response {
   if (codings.length === 0 && !response.headers.has("content-encoding")) return response;
   const headers = new Headers(response.headers);
   headers.delete("content-encoding");
-  if (format !== undefined) headers.delete("content-length");
+  if (format !== undefined) {
+    headers.delete("content-length");
+    // The digests were of the coded bytes (RFC 9530): the decoded ones are other bytes.
+    dropDigests(headers);
+  }
   const body =
     format === "deflate" && response.body
       ? inflate(response.body)
