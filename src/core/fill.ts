@@ -1,6 +1,7 @@
 import { answerFromEntry, withKnownLength } from "./answer";
 import { CacheStatus } from "./cache-status";
 import type { Flight, Shared } from "./collapse";
+import { withDeadline } from "./deadline";
 import { buildEntry, entryHeaders, hasValidators, retentionOf } from "./entry";
 import { TiercelError, withDiagnostics } from "./errors";
 import { describe, type Exchange } from "./exchange";
@@ -397,7 +398,13 @@ async function afterBrokenBody(ex: Exchange, look: Lookup, error: unknown): Prom
   if (stale) {
     const decision = afterOrigin(ex, stale, { kind: "failed", unreachable: cannotReach(error) });
     const tier = ex.deps.tiers[stale.tier];
-    const again = decision.action === "serve-stale" && tier ? await readChecked(tier, stale.key, ex.deps) : null;
+    // A tier that does not answer in time is skipped, as on any lookup: the failure is the answer then.
+    const again =
+      decision.action === "serve-stale" && tier
+        ? await withDeadline(readChecked(tier, stale.key, ex.deps), ex.deps.tierTimeoutMs, `${tier.name} get`).catch(
+            () => null,
+          )
+        : null;
     if (again && decision.action === "serve-stale") {
       ex.status.failed(decision.reason);
       return serveStaleOnError(ex, { ...stale, ...again }, known?.status ?? 502, decision.reason);
