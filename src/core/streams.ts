@@ -201,9 +201,11 @@ export function streamOfChunks(chunks: Uint8Array[]): ReadableStream<Uint8Array>
   let i = 0;
   return new ReadableStream<Uint8Array>({
     pull(controller) {
+      // An empty chunk is skipped here: a pull that enqueues nothing would leave a pending read waiting.
+      while (chunks[i]?.byteLength === 0) i++;
       const next = chunks[i++];
-      if (next === undefined) return controller.close();
-      if (next.byteLength) controller.enqueue(next);
+      if (next === undefined) controller.close();
+      else controller.enqueue(next);
     },
   });
 }
