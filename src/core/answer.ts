@@ -84,12 +84,12 @@ export function answerFromEntry(entry: StoredEntry, body: ReadableStream<Uint8Ar
  * length (issue 11 §3): workerd ends a chunked answer with a clean last chunk even when its body errors, so
  * only a declared length lets a client tell a body that broke off from a whole one. A body that breaks off
  * while it is read rejects (the caller answers with an error, or stale); past `limit` the answer is sent
- * chunked as before, replaying what was read. Event streams (`text/event-stream`) are never held back.
- * `limit` 0 turns this off.
+ * chunked as before, replaying what was read. Answers meant to arrive piece by piece are never held back
+ * (`isStreamedOnPurpose`). `limit` 0 turns this off.
  */
 export async function withKnownLength(response: Response, limit: number): Promise<Response> {
   if (limit <= 0 || !response.body || response.headers.has("content-length")) return response;
-  if (/^\s*text\/event-stream/i.test(response.headers.get("content-type") ?? "")) return response;
+  if (isStreamedOnPurpose(response.headers)) return response;
   let read: Awaited<ReturnType<typeof collectAtMost>>;
   try {
     read = await collectAtMost(response.body, limit);
@@ -112,4 +112,14 @@ export async function withKnownLength(response: Response, limit: number): Promis
   if ("over" in read) return new Response(read.over, sent);
   headers.set("content-length", String(read.total));
   return new Response(forClient(streamOfChunks(read.chunks), read.total), sent);
+}
+
+/**
+ * An answer the origin means to arrive as it is written: an event stream (`text/event-stream`), or one that
+ * says `X-Accel-Buffering: no` (the field streaming backends send so that proxies such as nginx pass each
+ * piece on at once). Held back until complete, such an answer would reach the client late or never.
+ */
+function isStreamedOnPurpose(headers: Headers): boolean {
+  if (/^\s*text\/event-stream/i.test(headers.get("content-type") ?? "")) return true;
+  return headers.get("x-accel-buffering")?.trim().toLowerCase() === "no";
 }

@@ -186,6 +186,19 @@ describe("answers of unknown length", () => {
     expect(await events.text()).toBe("data: 1\n\n");
   });
 
+  it("an answer that says X-Accel-Buffering: no is never held back", async () => {
+    const { host } = await newSite({ bypass: { paths: ["/stream/"] } });
+    const held = `/stream/${unique("held")}`;
+    const streamed = `/stream/${unique("streamed")}`;
+    const json = { "content-type": "application/x-ndjson" };
+    await origin.route(held, { body: '{"n":1}\n', chunked: 4, headers: json });
+    await origin.route(streamed, { body: '{"n":1}\n', chunked: 4, headers: { ...json, "x-accel-buffering": "no" } });
+    expect((await send(`http://${host}${held}`)).headers.get("content-length")).toBe("8");
+    const answer = await send(`http://${host}${streamed}`);
+    expect(answer.headers.get("content-length")).toBeNull();
+    expect(await answer.text()).toBe('{"n":1}\n');
+  });
+
   it("past the site's bound the answer streams chunked; one that breaks off still fails and is not stored", async () => {
     const { host } = await newSite({ cache: { collectUnknownLength: 10_000 } });
     const whole = `/${unique("over-whole")}`;
