@@ -1,11 +1,12 @@
 import type { CachePolicy } from "../sites/schema";
 import type { CacheStatus } from "./cache-status";
 import { entryAge, entryHeaders, type StoredEntry } from "./entry";
+import { TiercelError } from "./errors";
 import { isNotModified, notModifiedHeaders } from "./http/conditional";
 import { contentRange, evaluateRange, sliceStream } from "./http/range";
 import { consumedTargetedFields } from "./http/targeted";
 import type { ServerTiming } from "./server-timing";
-import { forClient } from "./streams";
+import { collectAtMost, forClient, streamOfChunks } from "./streams";
 
 /** Statuses whose responses never have a body (RFC 9110 §6.4.1). */
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
@@ -62,6 +63,8 @@ export function answerFromEntry(entry: StoredEntry, body: ReadableStream<Uint8Ar
   }
   if (decision.kind === "partial") {
     headers.set("content-range", contentRange(decision, entry.length));
+    // RFC 9530 §2: Content-Digest is of the message content, here the part; Repr-Digest still holds.
+    headers.delete("content-digest");
     headers.set("content-length", String(decision.end - decision.start + 1));
     // A recorded digest can only be checked over the whole body: it is read to its end before the range's
     // last byte goes out (at most the 4 MiB a digested body can have). Larger bodies carry no digest and are
@@ -73,4 +76,50 @@ export function answerFromEntry(entry: StoredEntry, body: ReadableStream<Uint8Ar
 
   if (knownLength && !headers.has("content-encoding")) headers.set("content-length", String(entry.length));
   return finish(entry.status, headers, ctx.method === "HEAD" ? null : body);
+}
+
+/**
+ * An answer whose body length is unknown when its head would leave (an origin body sent without
+ * `Content-Length`, or one Tiercel decoded) is read whole first, up to `limit` bytes, and sent with its
+ * length (issue 11 §3): workerd ends a chunked answer with a clean last chunk even when its body errors, so
+ * only a declared length lets a client tell a body that broke off from a whole one. A body that breaks off
+ * while it is read rejects (the caller answers with an error, or stale); past `limit` the answer is sent
+ * chunked as before, replaying what was read. Answers meant to arrive piece by piece are never held back
+ * (`isStreamedOnPurpose`). `limit` 0 turns this off.
+ */
+export async function withKnownLength(response: Response, limit: number): Promise<Response> {
+  if (limit <= 0 || !response.body || response.headers.has("content-length")) return response;
+  if (isStreamedOnPurpose(response.headers)) return response;
+  let read: Awaited<ReturnType<typeof collectAtMost>>;
+  try {
+    read = await collectAtMost(response.body, limit);
+  } catch (error) {
+    // The origin's own failure (a stall past its limit, a reset) keeps its code; anything else is a body cut short.
+    if (error instanceof TiercelError && error.status >= 500) throw error;
+    throw new TiercelError(
+      "origin_bad_response",
+      502,
+      "The origin's body broke off before its end, or could not be decoded",
+      {
+        cause: error,
+      },
+    );
+  }
+  const headers = new Headers(response.headers);
+  // A body still in a content coding is sent as the origin coded it, never encoded twice (content-coding.ts).
+  const init = { status: response.status, statusText: response.statusText, headers };
+  const sent = headers.has("content-encoding") ? { ...init, encodeBody: "manual" as const } : init;
+  if ("over" in read) return new Response(read.over, sent);
+  headers.set("content-length", String(read.total));
+  return new Response(forClient(streamOfChunks(read.chunks), read.total), sent);
+}
+
+/**
+ * An answer the origin means to arrive as it is written: an event stream (`text/event-stream`), or one that
+ * says `X-Accel-Buffering: no` (the field streaming backends send so that proxies such as nginx pass each
+ * piece on at once). Held back until complete, such an answer would reach the client late or never.
+ */
+function isStreamedOnPurpose(headers: Headers): boolean {
+  if (/^\s*text\/event-stream/i.test(headers.get("content-type") ?? "")) return true;
+  return headers.get("x-accel-buffering")?.trim().toLowerCase() === "no";
 }

@@ -1,6 +1,7 @@
-import { answerFromEntry } from "./answer";
+import { answerFromEntry, withKnownLength } from "./answer";
 import { CacheStatus } from "./cache-status";
 import type { Flight, Shared } from "./collapse";
+import { withDeadline } from "./deadline";
 import { buildEntry, entryHeaders, hasValidators, retentionOf } from "./entry";
 import { TiercelError, withDiagnostics } from "./errors";
 import { describe, type Exchange } from "./exchange";
@@ -41,6 +42,17 @@ const ANSWERED_BY_TIERCEL = [
  * same key in this isolate (collapsing), or leads one.
  */
 export async function fromOrigin(ex: Exchange, look: Lookup): Promise<Response> {
+  const answer = await fillOrJoin(ex, look);
+  try {
+    // An answer of unknown length is read whole before its head leaves (answer.ts), so one whose body
+    // breaks off becomes an error answer here, or stale where stale-if-error or grace allow.
+    return await withKnownLength(answer, ex.site.cache.collectUnknownLength);
+  } catch (error) {
+    return afterBrokenBody(ex, look, error);
+  }
+}
+
+async function fillOrJoin(ex: Exchange, look: Lookup): Promise<Response> {
   const { collapser } = ex.deps;
   const inFlight = collapser.waitFor(ex.baseKey);
   if (inFlight) {
@@ -373,6 +385,33 @@ function serveStaleOnError(
   stale.member.fwd = "stale";
   ex.status.forwarded(failedStatus, "none", detail);
   return answerFromEntry(stale.entry, stale.body, answerContext(ex));
+}
+
+/**
+ * The origin's body broke off before the head was sent (nothing of it reached the client, nothing was
+ * stored): the stale entry answers if stale-if-error or grace allow (re-read from its tier: the fill's
+ * store failed, so it is still there), else the failure is the answer.
+ */
+async function afterBrokenBody(ex: Exchange, look: Lookup, error: unknown): Promise<Response> {
+  const known = error instanceof TiercelError ? error : undefined;
+  const stale = look.stale;
+  if (stale) {
+    const decision = afterOrigin(ex, stale, { kind: "failed", unreachable: cannotReach(error) });
+    const tier = ex.deps.tiers[stale.tier];
+    // A tier that does not answer in time is skipped, as on any lookup: the failure is the answer then.
+    const again =
+      decision.action === "serve-stale" && tier
+        ? await withDeadline(readChecked(tier, stale.key, ex.deps), ex.deps.tierTimeoutMs, `${tier.name} get`).catch(
+            () => null,
+          )
+        : null;
+    if (again && decision.action === "serve-stale") {
+      ex.status.failed(decision.reason);
+      return serveStaleOnError(ex, { ...stale, ...again }, known?.status ?? 502, decision.reason);
+    }
+  }
+  ex.status.failed(known?.code ?? "origin_bad_response");
+  throw withDiagnostics(error, ex.status, ex.timing);
 }
 
 /** Failures that mean the origin could not be reached: refused or reset connections, no answer in time. */

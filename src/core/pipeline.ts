@@ -3,7 +3,7 @@ import { isResizeUrl, parseResizeUrl, type ResizeRequest } from "../optimize/res
 import { loopCount } from "../origins/hygiene";
 import { objectSegments } from "../origins/path";
 import type { Site } from "../sites/schema";
-import { answerFromEntry } from "./answer";
+import { answerFromEntry, withKnownLength } from "./answer";
 import { CacheStatus } from "./cache-status";
 import { entryTtl } from "./entry";
 import { errorResponse, TiercelError, withDiagnostics } from "./errors";
@@ -246,7 +246,14 @@ async function forward(
   headers.set("cache-status", status.toString());
   headers.set("server-timing", timing.toString());
   const body = request.method === "HEAD" ? null : response.body;
-  return passOn(body, { status: response.status, statusText: response.statusText, headers });
+  const answer = passOn(body, { status: response.status, statusText: response.statusText, headers });
+  try {
+    // As on a fill (fill.ts): an answer of unknown length goes out with its length, or as an error.
+    return await withKnownLength(answer, site.cache.collectUnknownLength);
+  } catch (error) {
+    status.failed(error instanceof TiercelError ? error.code : "origin_bad_response");
+    throw withDiagnostics(error, status, timing);
+  }
 }
 
 function refuse(error: unknown, deps: Deps, timing: ServerTiming, request: Request): Response {

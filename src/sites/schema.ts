@@ -127,6 +127,18 @@ const cachePolicy = z.strictObject({
       }),
     ])
     .optional(),
+  /**
+   * Bytes of an answer whose length is unknown when its head would leave (no Content-Length from the
+   * origin, or a body Tiercel decoded) read before the head is sent, so it goes out with its length and a
+   * body that breaks off becomes an error answer, never a clean short one (src/core/answer.ts). Past it the
+   * answer streams chunked. 0 turns it off; at most 32 MiB, since it is held in the isolate's memory.
+   */
+  collectUnknownLength: z
+    .number()
+    .int()
+    .min(0)
+    .max(32 * 1024 * 1024)
+    .default(8 * 1024 * 1024),
   /** Most variants one URL may have under Vary; past it, new variants are answered unstored. */
   maxVariants: z.number().int().min(0).max(128).default(32),
   /**
