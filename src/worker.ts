@@ -57,7 +57,7 @@ export function platformFor(env: Env): Platform {
   if (!platform) {
     const stats = new Stats(Date.now);
     // Typed as always present, but a Worker deployed with an older config has none.
-    const statsBinding: DurableObjectNamespace | undefined = env.STATS;
+    const statsBinding: Env["STATS"] | undefined = env.STATS;
     platform = {
       sites: siteStoreFor(env),
       tiers: [edgeTier(caches.open(env.EDGE_CACHE_NAME)), kvTier(env.CACHE_KV)],

@@ -186,7 +186,7 @@ describe("global stats", () => {
       ],
     });
     expect(refused).toBe(2);
-    await runInDurableObject(aggregatorStub() as DurableObjectStub<StatsAggregator>, async (instance, state) => {
+    await runInDurableObject(aggregatorStub(), async (instance, state) => {
       // Rows older than the retention (as an aggregator that ran for months would hold) are pruned.
       const old = (width: number, start: number) =>
         state.storage.sql.exec(
