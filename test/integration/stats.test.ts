@@ -13,7 +13,6 @@ import {
   type StatsBatch,
   type StatsWindow,
 } from "../../src/core/stats-buckets";
-import type { StatsAggregator } from "../../src/objects/stats-aggregator";
 import { platformFor } from "../../src/worker";
 import { adminCall, newSite, origin, send, unique } from "../support/harness";
 
