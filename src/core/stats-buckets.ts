@@ -150,9 +150,19 @@ export interface StatsItem {
   counters: SiteCounters;
 }
 
-/** What an isolate sends the aggregator in one flush. */
+/** What an isolate sends the aggregator in one flush; a retry of it carries the same id. */
 export interface StatsBatch {
+  id: string;
   items: StatsItem[];
+}
+
+/** How long the aggregator remembers a batch id (an isolate gives up on a batch well within it). */
+export const BATCH_ID_MEMORY = HOUR;
+
+/** A batch's id, when it has a usable one. */
+export function batchIdOf(batch: unknown): string | null {
+  const id = isRecord(batch) ? batch.id : undefined;
+  return typeof id === "string" && /^[A-Za-z0-9-]{8,64}$/.test(id) ? id : null;
 }
 
 /** The most items one flush may carry (an isolate bounds what it keeps pending to fewer). */
@@ -276,8 +286,11 @@ export function summarize(plan: WindowPlan, rows: Iterable<Omit<BucketRow, "widt
 
 /** The aggregator's RPC surface (src/objects/stats-aggregator.ts), as isolates and the admin API use it. */
 export interface StatsAggregatorApi {
-  /** Adds one flush; answers how many items were refused (malformed, too old, too far ahead). */
-  add(batch: StatsBatch): Promise<{ refused: number }>;
+  /**
+   * Adds one flush; answers how many items were refused (malformed, too old, too far ahead), or that the
+   * batch's id was already added (a retry whose first try got through): then nothing is added again.
+   */
+  add(batch: StatsBatch): Promise<{ refused: number; duplicate?: true }>;
   query(window: WindowName, site: string | null): Promise<StatsWindow>;
 }
 

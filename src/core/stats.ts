@@ -1,6 +1,5 @@
 import { withDeadline } from "./deadline";
 import {
-  addCounters,
   bucketStart,
   emptyCounters,
   MINUTE,
@@ -149,16 +148,6 @@ export class Stats {
     return items;
   }
 
-  /** Puts back deltas a flush could not deliver (to go with the next one), within the pending bound. */
-  restore(items: StatsItem[]): void {
-    for (const item of items) {
-      const counters = this.pendingOf(item.start, item.site);
-      if (counters) addCounters(counters, item.counters);
-      else this.dropped += eventsIn(item.counters);
-    }
-    this.pendingEvents += items.length;
-  }
-
   snapshot(siteId?: string): Record<string, SiteCounters> {
     const out: Record<string, SiteCounters> = {};
     for (const [id, counters] of this.sites) {
@@ -175,7 +164,7 @@ export function wireLength(response: Response): number {
 }
 
 /** A rough count of what a delta held, for the `dropped` figure. */
-function eventsIn(counters: SiteCounters): number {
+export function eventsIn(counters: SiteCounters): number {
   return counters.requests + counters.originFetches + counters.errors;
 }
 
@@ -207,15 +196,21 @@ export interface FlushStatus {
   lastError: string | null;
 }
 
+/** How many times one batch is tried before it is dropped (with the back-off, about half an hour). */
+export const MAX_ATTEMPTS = 10;
+
 /**
  * Sends an isolate's pending deltas to the aggregator: at most once per interval (sooner once the
- * threshold is reached), one flush at a time, always in `waitUntil`, never on a request's path. A failed
- * flush puts its deltas back (bounded by `Stats`' pending bound) and waits longer each time before the
- * next try.
+ * threshold is reached), one flush at a time, always in `waitUntil`, never on a request's path. A batch
+ * that fails is kept as it is, with its id, and sent again (the aggregator ignores an id it has already
+ * added, so a flush whose answer was lost is not counted twice) after a wait that doubles per failure,
+ * at most MAX_ATTEMPTS times. Meanwhile new counts wait in `Stats`, within its pending bound.
  */
 export class StatsFlusher {
   private nextAt: number;
   private inFlight: Promise<boolean> | null = null;
+  /** The batch being delivered (kept across failures). */
+  private held: { batch: StatsBatch; attempts: number } | null = null;
   readonly status: FlushStatus = { flushes: 0, failures: 0, failing: 0, lastFlushAt: null, lastError: null };
 
   constructor(
@@ -231,7 +226,7 @@ export class StatsFlusher {
   /** After a request: starts a flush in the background if one is due. Cheap when none is; never throws. */
   maybeFlush(waitUntil: (work: Promise<unknown>) => void): void {
     try {
-      if (this.inFlight || this.stats.pendingEvents === 0) return;
+      if (this.inFlight || (this.stats.pendingEvents === 0 && !this.held)) return;
       const due =
         this.now() >= this.nextAt || (this.status.failing === 0 && this.stats.pendingEvents >= this.options.threshold);
       if (due) waitUntil(this.flush());
@@ -240,12 +235,18 @@ export class StatsFlusher {
     }
   }
 
-  /** Flushes now (after any flush in flight); true when everything pending got through. Never rejects. */
+  /**
+   * Flushes now (after any flush in flight): a batch kept from a failure, then what is pending. True when
+   * everything got through. Never rejects.
+   */
   async flush(): Promise<boolean> {
     while (this.inFlight) await this.inFlight;
-    const items = this.stats.take();
-    if (items.length === 0) return true;
-    this.inFlight = this.deliver(items);
+    this.inFlight = (async () => {
+      for (let round = 0; round < 2; round++) {
+        if (!(await this.deliver())) return false;
+      }
+      return true;
+    })();
     try {
       return await this.inFlight;
     } finally {
@@ -253,23 +254,41 @@ export class StatsFlusher {
     }
   }
 
-  private async deliver(items: StatsItem[]): Promise<boolean> {
+  /** Sends the held batch, or a new one of what is pending; true when it got through (or there was none). */
+  private async deliver(): Promise<boolean> {
+    if (!this.held) {
+      const items = this.stats.take();
+      if (items.length === 0) return true;
+      this.held = { batch: { id: crypto.randomUUID(), items }, attempts: 0 };
+    }
+    const held = this.held;
     const now = this.now();
     try {
-      await withDeadline(this.send({ items }), this.options.timeoutMs, "stats flush");
+      await withDeadline(this.send(held.batch), this.options.timeoutMs, "stats flush");
+      this.held = null;
       this.status.flushes += 1;
       this.status.failing = 0;
       this.status.lastFlushAt = new Date(now).toISOString();
       this.nextAt = now + this.options.intervalMs;
       return true;
     } catch (error) {
-      this.stats.restore(items);
+      held.attempts += 1;
       this.status.failures += 1;
       this.status.failing += 1;
       this.status.lastError = String(error);
       const wait = Math.min(this.options.intervalMs * 2 ** this.status.failing, this.options.maxBackoffMs);
       this.nextAt = now + wait;
-      this.log("stats.flush-failed", { items: items.length, failing: this.status.failing, error: String(error) });
+      const dropping = held.attempts >= MAX_ATTEMPTS;
+      if (dropping) {
+        this.held = null;
+        this.stats.dropped += held.batch.items.reduce((sum, item) => sum + eventsIn(item.counters), 0);
+      }
+      this.log("stats.flush-failed", {
+        items: held.batch.items.length,
+        attempts: held.attempts,
+        dropped: dropping,
+        error: String(error),
+      });
       return false;
     }
   }

@@ -1,7 +1,9 @@
 import { DurableObject } from "cloudflare:workers";
 import {
   addCounters,
+  BATCH_ID_MEMORY,
   type BucketRow,
+  batchIdOf,
   isWindow,
   parseCounters,
   retentionCutoffs,
@@ -21,7 +23,7 @@ const PRUNE_EVERY_MS = 60_000;
 /**
  * `STATS` → StatsAggregator: one instance (named "global") that sums the isolates' flushed deltas into
  * time buckets in its SQLite storage: 1-minute buckets kept 48 h, 1-hour buckets kept 35 days, one row per
- * bucket and site. Each flush is applied in one synchronous transaction (no await inside), so concurrent
+ * bucket and site, and the ids of the last hour's batches. Each flush is applied in one synchronous transaction (no await inside), so concurrent
  * flushes are serialized by the object and none is lost. What goes in and comes out is decided by the pure
  * functions of src/core/stats-buckets.ts.
  */
@@ -30,24 +32,33 @@ export class StatsAggregator extends DurableObject<Env> implements StatsAggregat
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    // The ids of recent batches: a retried flush whose first try got through is not added twice.
+    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, at INTEGER NOT NULL)");
     ctx.storage.sql.exec(
       "CREATE TABLE IF NOT EXISTS buckets (width INTEGER NOT NULL, start INTEGER NOT NULL, site TEXT NOT NULL, counters TEXT NOT NULL, PRIMARY KEY (width, start, site))",
     );
   }
 
-  async add(batch: StatsBatch): Promise<{ refused: number }> {
+  async add(batch: StatsBatch): Promise<{ refused: number; duplicate?: true }> {
     const now = Date.now();
+    const id = batchIdOf(batch);
     const { rows, refused } = rowsOf(batch, now);
-    this.ctx.storage.transactionSync(() => {
+    const duplicate = this.ctx.storage.transactionSync(() => {
+      if (id !== null) {
+        if (this.ctx.storage.sql.exec("SELECT 1 FROM batches WHERE id = ?", id).toArray().length > 0) return true;
+        this.ctx.storage.sql.exec("INSERT INTO batches (id, at) VALUES (?, ?)", id, now);
+      }
       for (const row of rows) this.addRow(row);
       if (now - this.prunedAt >= PRUNE_EVERY_MS) {
         for (const { width, before } of retentionCutoffs(now)) {
           this.ctx.storage.sql.exec("DELETE FROM buckets WHERE width = ? AND start < ?", width, before);
         }
+        this.ctx.storage.sql.exec("DELETE FROM batches WHERE at < ?", now - BATCH_ID_MEMORY);
         this.prunedAt = now;
       }
+      return false;
     });
-    return { refused };
+    return duplicate ? { refused: 0, duplicate } : { refused };
   }
 
   async query(window: WindowName, site: string | null): Promise<StatsWindow> {

@@ -171,12 +171,31 @@ describe("global stats", () => {
     expect(answer.sites[id]?.requests).toBe(5);
   });
 
+  it("adds a retried batch once when its first try got through but its answer was lost", async () => {
+    const site = unique("st");
+    let tries = 0;
+    const ids: string[] = [];
+    const { stats, flusher } = isolate(async (batch) => {
+      tries += 1;
+      ids.push(batch.id);
+      await aggregator.add(batch);
+      if (tries === 1) throw new Error("the answer was lost");
+    });
+    for (let i = 0; i < 7; i++) stats.record(site, "miss");
+    expect(await flusher.flush()).toBe(false);
+    expect(await flusher.flush()).toBe(true);
+    expect(ids).toHaveLength(2);
+    expect(ids[1]).toBe(ids[0]);
+    expect((await statsOf(`?window=5m&site=${site}`)).sites[site]?.requests).toBe(7);
+  });
+
   it("keeps buckets within their retention, and refuses items outside it", async () => {
     const site = unique("st");
     const now = Date.now();
     const minute = bucketStart(now, MINUTE);
     const counted = (requests: number) => ({ ...emptyCounters(), requests });
     const { refused } = await aggregator.add({
+      id: crypto.randomUUID(),
       items: [
         { start: minute, site, counters: counted(1) },
         { start: minute - 47 * HOUR, site, counters: counted(1) },
@@ -199,7 +218,7 @@ describe("global stats", () => {
       old(HOUR, bucketStart(now, HOUR) - 36 * 24 * HOUR);
       old(HOUR, bucketStart(now, HOUR) - 34 * 24 * HOUR);
       (instance as unknown as { prunedAt: number }).prunedAt = 0;
-      await instance.add({ items: [{ start: minute, site, counters: counted(1) }] });
+      await instance.add({ id: crypto.randomUUID(), items: [{ start: minute, site, counters: counted(1) }] });
       const rows = state.storage.sql
         .exec<{ width: number; start: number }>(
           "SELECT width, start FROM buckets WHERE site = ? ORDER BY width, start",

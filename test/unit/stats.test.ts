@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Stats, StatsFlusher } from "../../src/core/stats";
+import { MAX_ATTEMPTS, Stats, StatsFlusher } from "../../src/core/stats";
 import {
   addCounters,
   emptyCounters,
@@ -209,10 +209,12 @@ describe("flushing", () => {
     expect(sent[1]?.items[0]?.counters.requests).toBe(5);
   });
 
-  it("keeps the deltas of a failed or hung flush, backs off, and delivers them later; never rejects", async () => {
+  it("keeps a failed or hung flush's batch, backs off, and sends it again with its id; never rejects", async () => {
     let mode: "down" | "hung" | "up" = "down";
     const sent: StatsBatch[] = [];
+    const tried: string[] = [];
     const { stats, flusher, logs, started, waitUntil, advance } = setup((batch) => {
+      tried.push(batch.id);
       if (mode === "down") return Promise.reject(new Error("aggregator unreachable"));
       if (mode === "hung") return new Promise(() => {});
       sent.push(batch);
@@ -225,6 +227,7 @@ describe("flushing", () => {
     mode = "hung";
     expect(await flusher.flush()).toBe(false);
     expect(flusher.status.failing).toBe(2);
+    expect(tried[1]).toBe(tried[0]);
     // Backing off: the threshold does not hurry a failing aggregator, and the interval has doubled twice.
     for (let i = 0; i < 10; i++) stats.record("a", "miss");
     advance(10_000);
@@ -234,9 +237,18 @@ describe("flushing", () => {
     advance(30_000);
     flusher.maybeFlush(waitUntil);
     await Promise.all(started);
-    expect(sent).toHaveLength(1);
-    expect(sent[0]?.items.reduce((sum, item) => sum + item.counters.requests, 0)).toBe(12);
+    // The kept batch (its one count) with its id, then what was counted meanwhile in a batch of its own.
+    expect(sent.map((batch) => batch.id)).toEqual([tried[0], tried[3]]);
+    expect(sent.map((batch) => batch.items.reduce((sum, item) => sum + item.counters.requests, 0))).toEqual([1, 11]);
     expect(flusher.status.failing).toBe(0);
     expect(logs.filter((event) => event === "stats.flush-failed")).toHaveLength(2);
+  });
+
+  it("drops a batch after MAX_ATTEMPTS failures, counting what it held as dropped", async () => {
+    const { stats, flusher } = setup(() => Promise.reject(new Error("down")));
+    for (let i = 0; i < 3; i++) stats.record("a", "miss");
+    for (let i = 0; i < MAX_ATTEMPTS; i++) expect(await flusher.flush()).toBe(false);
+    expect(stats.dropped).toBe(3);
+    expect(await flusher.flush()).toBe(true);
   });
 });
