@@ -1,3 +1,4 @@
+import { withDeadline } from "../core/deadline";
 import { errorResponse, TiercelError } from "../core/errors";
 import type { Logger } from "../core/exchange";
 import type { Stats, StatsFlusher } from "../core/stats";
@@ -251,9 +252,12 @@ async function statsBody(deps: AdminDeps, url: URL, pathSite?: string) {
   };
 }
 
+/** How long a stats query may take (a 7-day window of many sites reads many rows). */
+const QUERY_TIMEOUT_MS = 10_000;
+
 async function queryStats(deps: AdminDeps, window: WindowName, site: string | null) {
   try {
-    return await deps.control.stats().query(window, site);
+    return await withDeadline(deps.control.stats().query(window, site), QUERY_TIMEOUT_MS, "stats query");
   } catch (cause) {
     throw new TiercelError("stats_unavailable", 503, "The stats aggregator could not be reached; retry", {
       cause,

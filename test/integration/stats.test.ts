@@ -1,5 +1,6 @@
 import { createExecutionContext, env, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { handleAdmin } from "../../src/admin/api";
 import type { ErrorBody } from "../../src/core/errors";
 import { respond } from "../../src/core/pipeline";
 import { type SiteCounters, Stats, StatsFlusher } from "../../src/core/stats";
@@ -241,6 +242,36 @@ describe("global stats", () => {
     const site = await adminCall("GET", "/stats?site=no/such");
     expect(site.status).toBe(400);
     expect((site.body as unknown as ErrorBody).error.code).toBe("invalid_site");
+  });
+
+  it("answers 503 stats_unavailable when the aggregator cannot be reached", async () => {
+    const platform = platformFor(env);
+    const unreachable = () => Promise.reject(new Error("aggregator unreachable"));
+    const response = await handleAdmin(
+      new Request("http://admin.test/_tiercel/api/v1/stats?window=5m", { headers: { authorization: "Bearer t0ken" } }),
+      {
+        control: {
+          registry: () => {
+            throw new Error("not used");
+          },
+          owner: () => {
+            throw new Error("not used");
+          },
+          stats: () => ({ add: unreachable, query: unreachable }),
+        },
+        token: "t0ken",
+        sites: platform.sites,
+        tiers: platform.tiers,
+        stats: new Stats(Date.now),
+        now: Date.now,
+        log: quiet,
+        tierTimeoutMs: 100,
+        invalidated: new Map(),
+      },
+    );
+    expect(response.status).toBe(503);
+    expect(response.headers.get("retry-after")).toBe("1");
+    expect(((await response.json()) as ErrorBody).error.code).toBe("stats_unavailable");
   });
 
   it("counts a failed request as the site's error, and the Worker flushes in the background", async () => {
