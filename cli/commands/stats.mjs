@@ -13,7 +13,7 @@ export const stats = {
   help: `Shows each site's figures over a time window, summed across every isolate and data center:
 requests, hits per tier, stale answers, origin fetches and the bytes they brought, errors, optimizer
 work and bytes served, then the requests per bucket (oldest first) and this isolate's config lookups.
-Isolates send their counts at most every 10 s, so the last seconds of other isolates may be missing.
+Isolates send their counts every 10 s, so the last seconds of other isolates may be missing.
 
   --window <w>   5m, 1h (the default) or 24h, 7d: 1-minute buckets for the first two, 1-hour for the others
   --site <id>    one site only (the same as giving its id as the argument)`,

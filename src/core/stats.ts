@@ -171,8 +171,10 @@ export function eventsIn(counters: SiteCounters): number {
 export interface FlushOptions {
   /** At most one flush per this many ms (unless the threshold is reached first). */
   intervalMs: number;
-  /** Counting events that make a flush due before the interval is over. */
+  /** Counting events that make a flush due before the interval is over (at most once per `minGapMs`). */
   threshold: number;
+  /** The shortest time between two flushes that the threshold makes due. */
+  minGapMs: number;
   /** How long one flush may take before it counts as failed. */
   timeoutMs: number;
   /** After failures, the wait doubles per failure up to this. */
@@ -181,7 +183,8 @@ export interface FlushOptions {
 
 export const FLUSH_DEFAULTS: FlushOptions = {
   intervalMs: 10_000,
-  threshold: 1_000,
+  threshold: 10_000,
+  minGapMs: 1_000,
   timeoutMs: 5_000,
   maxBackoffMs: 5 * MINUTE,
 };
@@ -201,13 +204,14 @@ export const MAX_ATTEMPTS = 10;
 
 /**
  * Sends an isolate's pending deltas to the aggregator: at most once per interval (sooner once the
- * threshold is reached), one flush at a time, always in `waitUntil`, never on a request's path. A batch
+ * threshold is reached, but not twice within `minGapMs`), one flush at a time, always in `waitUntil`, never on a request's path. A batch
  * that fails is kept as it is, with its id, and sent again (the aggregator ignores an id it has already
  * added, so a flush whose answer was lost is not counted twice) after a wait that doubles per failure,
  * at most MAX_ATTEMPTS times. Meanwhile new counts wait in `Stats`, within its pending bound.
  */
 export class StatsFlusher {
   private nextAt: number;
+  private lastAt: number;
   private inFlight: Promise<boolean> | null = null;
   /** The batch being delivered (kept across failures). */
   private held: { batch: StatsBatch; attempts: number } | null = null;
@@ -220,15 +224,20 @@ export class StatsFlusher {
     private readonly log: (event: string, fields: Record<string, unknown>) => void,
     private readonly options: FlushOptions = FLUSH_DEFAULTS,
   ) {
-    this.nextAt = now() + options.intervalMs;
+    this.lastAt = now();
+    this.nextAt = this.lastAt + options.intervalMs;
   }
 
   /** After a request: starts a flush in the background if one is due. Cheap when none is; never throws. */
   maybeFlush(waitUntil: (work: Promise<unknown>) => void): void {
     try {
       if (this.inFlight || (this.stats.pendingEvents === 0 && !this.held)) return;
+      const now = this.now();
       const due =
-        this.now() >= this.nextAt || (this.status.failing === 0 && this.stats.pendingEvents >= this.options.threshold);
+        now >= this.nextAt ||
+        (this.status.failing === 0 &&
+          this.stats.pendingEvents >= this.options.threshold &&
+          now - this.lastAt >= this.options.minGapMs);
       if (due) waitUntil(this.flush());
     } catch (error) {
       this.log("stats.flush-failed", { error: String(error) });
@@ -263,6 +272,7 @@ export class StatsFlusher {
     }
     const held = this.held;
     const now = this.now();
+    this.lastAt = now;
     try {
       await withDeadline(this.send(held.batch), this.options.timeoutMs, "stats flush");
       this.held = null;

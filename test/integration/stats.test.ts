@@ -35,6 +35,7 @@ function isolate(send: (batch: StatsBatch) => Promise<unknown> = (batch) => aggr
   const flusher = new StatsFlusher(stats, send, Date.now, quiet, {
     intervalMs: 0,
     threshold: 1,
+    minGapMs: 0,
     timeoutMs: 2_000,
     maxBackoffMs: 0,
   });
@@ -152,6 +153,7 @@ describe("global stats", () => {
     const hungFast = new StatsFlusher(hung.stats, () => new Promise(() => {}), Date.now, quiet, {
       intervalMs: 0,
       threshold: 1,
+      minGapMs: 0,
       timeoutMs: 20,
       maxBackoffMs: 0,
     });

@@ -178,6 +178,7 @@ describe("flushing", () => {
       {
         intervalMs: 10_000,
         threshold: 5,
+        minGapMs: 1_000,
         timeoutMs: 50,
         maxBackoffMs: 60_000,
         ...options,
@@ -188,7 +189,7 @@ describe("flushing", () => {
     return { stats, flusher, logs, started, waitUntil, advance: (ms: number) => (now += ms) };
   }
 
-  it("happens at most once per interval, or when the threshold is reached", async () => {
+  it("happens at most once per interval, or when the threshold is reached (at most once a second)", async () => {
     const sent: StatsBatch[] = [];
     const { stats, flusher, started, waitUntil, advance } = setup(async (batch) => {
       sent.push(batch);
@@ -203,7 +204,12 @@ describe("flushing", () => {
     await Promise.all(started);
     expect(sent[0]?.items[0]?.counters.requests).toBe(1);
     for (let i = 0; i < 5; i++) stats.record("a", "miss");
+    // The threshold is reached, but the last flush was just now: not twice within a second.
     flusher.maybeFlush(waitUntil);
+    expect(started).toHaveLength(1);
+    advance(1_000);
+    flusher.maybeFlush(waitUntil);
+    expect(started).toHaveLength(2);
     await Promise.all(started);
     expect(sent).toHaveLength(2);
     expect(sent[1]?.items[0]?.counters.requests).toBe(5);
