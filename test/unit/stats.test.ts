@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { MAX_ATTEMPTS, Stats, StatsFlusher } from "../../src/core/stats";
 import {
   addCounters,
+  batchIdOf,
   emptyCounters,
   HOUR,
   MINUTE,
@@ -86,6 +87,15 @@ describe("buckets", () => {
     expect(rows).toHaveLength(5);
     expect(rowsOf({ items: "x" }, now).refused).toBe(1);
     expect(rowsOf({ items: Array.from({ length: 20_001 }, () => ({})) }, now).rows).toEqual([]);
+  });
+
+  it("take a batch id only when it is a short word (a UUID)", () => {
+    expect(batchIdOf({ id: "0b8a6f1e-8c1d-4c55-9a57-6f6f0d2f6a10", items: [] })).toBe(
+      "0b8a6f1e-8c1d-4c55-9a57-6f6f0d2f6a10",
+    );
+    for (const id of [undefined, 42, "short", "x".repeat(65), "has space in it"]) {
+      expect(batchIdOf({ id, items: [] })).toBeNull();
+    }
   });
 
   it("keep minutes 48 hours and hours 35 days", () => {
