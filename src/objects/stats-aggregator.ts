@@ -23,9 +23,9 @@ const PRUNE_EVERY_MS = 60_000;
 /**
  * `STATS` → StatsAggregator: one instance (named "global") that sums the isolates' flushed deltas into
  * time buckets in its SQLite storage: 1-minute buckets kept 48 h, 1-hour buckets kept 35 days, one row per
- * bucket and site, and the ids of the last hour's batches. Each flush is applied in one synchronous transaction (no await inside), so concurrent
- * flushes are serialized by the object and none is lost. What goes in and comes out is decided by the pure
- * functions of src/core/stats-buckets.ts.
+ * bucket and site, and the ids of the last hour's batches. Each flush is applied in one synchronous
+ * transaction (no await inside), so concurrent flushes are serialized by the object and none is lost. What
+ * goes in and comes out is decided by the pure functions of src/core/stats-buckets.ts.
  */
 export class StatsAggregator extends DurableObject<Env> implements StatsAggregatorApi {
   private prunedAt = 0;
@@ -34,6 +34,7 @@ export class StatsAggregator extends DurableObject<Env> implements StatsAggregat
     super(ctx, env);
     // The ids of recent batches: a retried flush whose first try got through is not added twice.
     ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, at INTEGER NOT NULL)");
+    ctx.storage.sql.exec("CREATE INDEX IF NOT EXISTS batches_by_at ON batches (at)");
     ctx.storage.sql.exec(
       "CREATE TABLE IF NOT EXISTS buckets (width INTEGER NOT NULL, start INTEGER NOT NULL, site TEXT NOT NULL, counters TEXT NOT NULL, PRIMARY KEY (width, start, site))",
     );
