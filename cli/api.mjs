@@ -102,8 +102,15 @@ export function createAdminClient({ baseUrl, token, timeoutMs, fetch = globalThi
      * @param {{ urls?: string[], tags?: string[], all?: boolean, soft?: boolean }} purge
      */
     purge: (id, purge) => request("POST", `${site(id)}/purge`, purge),
-    /** @param {string} [id] one site's counters; all sites' when absent */
-    stats: (id) => request("GET", id === undefined ? "/stats" : `${site(id)}/stats`),
+    /**
+     * @param {string} [id] one site's figures; all sites' when absent
+     * @param {string} [window] the window ("5m", "1h", "24h" or "7d"); the API's default, an hour, when absent
+     */
+    stats: (id, window) =>
+      request(
+        "GET",
+        `${id === undefined ? "/stats" : `${site(id)}/stats`}${window === undefined ? "" : `?window=${encodeURIComponent(window)}`}`,
+      ),
   };
 }
 

@@ -2,7 +2,8 @@ import { ADMIN_PREFIX, type ControlPlane, handleAdmin } from "./admin/api";
 import { createCollapser } from "./core/collapse";
 import { errorResponse, TiercelError } from "./core/errors";
 import { type Deps, type Logger, respond } from "./core/pipeline";
-import { Stats } from "./core/stats";
+import { Stats, StatsFlusher } from "./core/stats";
+import { STATS_NAME, type StatsAggregatorApi } from "./core/stats-buckets";
 import { cloudflareImagesEngine } from "./optimize/cloudflare-images";
 import { DEFAULT_OPTIMIZE_LIMITS, type Engines, TRANSFORM_BOUNDS } from "./optimize/optimize";
 import { TransformLimiter } from "./optimize/queue";
@@ -18,6 +19,7 @@ import { kvTier } from "./tiers/kv";
 // The Durable Object classes bound in wrangler.jsonc (docs/architecture.md, "Durable Objects").
 export { HostRegistry } from "./objects/host-registry";
 export { SiteOwner } from "./objects/site-owner";
+export { StatsAggregator } from "./objects/stats-aggregator";
 
 /**
  * The Worker entry point: the only file that reads `env`. It binds the platform to the pieces once per
@@ -53,6 +55,9 @@ const platforms = new WeakMap<Env, Platform>();
 export function platformFor(env: Env): Platform {
   let platform = platforms.get(env);
   if (!platform) {
+    const stats = new Stats(Date.now);
+    // Typed as always present, but a Worker deployed with an older config has none.
+    const statsBinding: Env["STATS"] | undefined = env.STATS;
     platform = {
       sites: siteStoreFor(env),
       tiers: [edgeTier(caches.open(env.EDGE_CACHE_NAME)), kvTier(env.CACHE_KV)],
@@ -66,7 +71,11 @@ export function platformFor(env: Env): Platform {
       now: Date.now,
       log,
       collapser: createCollapser(),
-      stats: new Stats(Date.now()),
+      stats,
+      // Without the STATS binding (an older config), the counters stay in the isolate.
+      ...(statsBinding
+        ? { flusher: new StatsFlusher(stats, (batch) => aggregator(env).add(batch), Date.now, log) }
+        : {}),
       invalidated: new Map(),
       tierTimeoutMs: LIMITS.tierTimeoutMs,
       maxBufferBytes: LIMITS.maxBufferBytes,
@@ -122,6 +131,7 @@ export default {
         sites: platform.sites,
         tiers: platform.tiers,
         stats: platform.stats,
+        ...(platform.flusher ? { flusher: platform.flusher } : {}),
         now: platform.now,
         log: platform.log,
         tierTimeoutMs: platform.tierTimeoutMs,
@@ -137,7 +147,13 @@ function controlPlane(env: Env): ControlPlane {
   return {
     registry: () => env.REGISTRY.get(env.REGISTRY.idFromName(REGISTRY_NAME)) as unknown as HostRegistryApi,
     owner: (siteId) => env.SITE_OWNER.get(env.SITE_OWNER.idFromName(siteId)) as unknown as SiteOwnerApi,
+    stats: () => aggregator(env),
   };
+}
+
+/** The stats aggregator's one instance (docs/architecture.md, "Durable Objects"). */
+function aggregator(env: Env): StatsAggregatorApi {
+  return env.STATS.get(env.STATS.idFromName(STATS_NAME)) as unknown as StatsAggregatorApi;
 }
 
 /**

@@ -1,6 +1,8 @@
+import { withDeadline } from "../core/deadline";
 import { errorResponse, TiercelError } from "../core/errors";
 import type { Logger } from "../core/exchange";
-import type { Stats } from "../core/stats";
+import type { Stats, StatsFlusher } from "../core/stats";
+import { isWindow, SITE_ID, type StatsAggregatorApi, type WindowName } from "../core/stats-buckets";
 import { invalidate } from "../core/store";
 import type { Tier } from "../core/tier";
 import {
@@ -25,6 +27,8 @@ const API = "/_tiercel/api/v1";
 export interface ControlPlane {
   registry(): HostRegistryApi;
   owner(siteId: string): SiteOwnerApi;
+  /** The stats aggregator (one instance). */
+  stats(): StatsAggregatorApi;
 }
 
 export interface AdminDeps {
@@ -34,6 +38,8 @@ export interface AdminDeps {
   sites: SiteStore;
   tiers: Tier[];
   stats: Stats;
+  /** This isolate's flusher: the stats routes flush it first, so the answer includes this isolate's latest. */
+  flusher?: StatsFlusher;
   now(): number;
   log: Logger;
   tierTimeoutMs: number;
@@ -86,13 +92,13 @@ async function route(request: Request, url: URL, deps: AdminDeps): Promise<Respo
     if (method === "GET") return json(200, await listSites(deps, url.searchParams.get("cursor")));
     if (method === "POST") return siteResponse(201, await createSite(deps, await readJson(request)));
   }
-  if (path === `${API}/stats` && method === "GET") return json(200, statsBody(deps));
+  if (path === `${API}/stats` && method === "GET") return json(200, await statsBody(deps, url));
   const site = /^\/_tiercel\/api\/v1\/sites\/([A-Za-z0-9_-]{1,64})(\/purge|\/stats)?$/.exec(path);
   if (site?.[1]) {
     const id = site[1];
     const action = site[2];
     if (action === "/purge" && method === "POST") return json(202, await purge(deps, id, await readJson(request)));
-    if (action === "/stats" && method === "GET") return json(200, statsBody(deps, id));
+    if (action === "/stats" && method === "GET") return json(200, await statsBody(deps, url, id));
     if (!action && method === "GET") return siteResponse(200, await getSite(deps, id));
     if (!action && method === "PUT") {
       const ifRevision = revisionOf(request.headers.get("if-match"));
@@ -215,13 +221,49 @@ function revisionOf(header: string | null): number | undefined {
   return Number(match[1]);
 }
 
-function statsBody(deps: AdminDeps, siteId?: string) {
+/**
+ * Stats summed across every isolate (the aggregator's buckets) for a window, with this isolate's own
+ * counters under `isolate`. `?window=5m|1h|24h|7d` (1h by default), `?site=<id>` (or the site's path).
+ */
+async function statsBody(deps: AdminDeps, url: URL, pathSite?: string) {
+  const window = url.searchParams.get("window") ?? "1h";
+  if (!isWindow(window)) {
+    throw new TiercelError("invalid_window", 400, "window must be one of 5m, 1h, 24h, 7d");
+  }
+  const site = pathSite ?? url.searchParams.get("site");
+  if (site !== null && !SITE_ID.test(site)) {
+    throw new TiercelError("invalid_site", 400, "site must be a site id (letters, digits, - and _; at most 64)");
+  }
+  // This isolate's latest counts go in first; a failed flush keeps them for the next one.
+  await deps.flusher?.flush();
+  const global = await queryStats(deps, window, site);
   return {
-    scope: "isolate",
-    since: new Date(deps.stats.since).toISOString(),
-    sites: deps.stats.snapshot(siteId),
-    config: { ...deps.sites.counters },
+    scope: "global",
+    site,
+    ...global,
+    isolate: {
+      since: new Date(deps.stats.since).toISOString(),
+      sites: deps.stats.snapshot(site ?? undefined),
+      config: { ...deps.sites.counters },
+      flush: deps.flusher
+        ? { ...deps.flusher.status, pending: deps.stats.pendingEvents, dropped: deps.stats.dropped }
+        : null,
+    },
   };
+}
+
+/** How long a stats query may take (a 7-day window of many sites reads many rows). */
+const QUERY_TIMEOUT_MS = 10_000;
+
+async function queryStats(deps: AdminDeps, window: WindowName, site: string | null) {
+  try {
+    return await withDeadline(deps.control.stats().query(window, site), QUERY_TIMEOUT_MS, "stats query");
+  } catch (cause) {
+    throw new TiercelError("stats_unavailable", 503, "The stats aggregator could not be reached; retry", {
+      cause,
+      headers: { "retry-after": "1" },
+    });
+  }
 }
 
 async function readJson(request: Request): Promise<unknown> {

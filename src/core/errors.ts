@@ -29,6 +29,9 @@ export type ErrorCode =
   | "revision_conflict"
   | "invalid_precondition"
   | "owner_unavailable"
+  | "invalid_window"
+  | "invalid_site"
+  | "stats_unavailable"
   | "resize_not_enabled"
   | "bad_resize_options"
   | "resize_not_allowed";

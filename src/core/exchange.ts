@@ -7,7 +7,7 @@ import type { CacheStatus } from "./cache-status";
 import type { Collapser } from "./collapse";
 import type { Origin } from "./origin";
 import type { ServerTiming } from "./server-timing";
-import type { Stats } from "./stats";
+import type { Stats, StatsFlusher } from "./stats";
 import type { Tier } from "./tier";
 
 /**
@@ -27,6 +27,8 @@ export interface Deps {
   collapser: Collapser;
   /** Per-site request counters of this isolate. */
   stats: Stats;
+  /** Sends the counters' deltas to the aggregator in batches (absent: they stay in the isolate). */
+  flusher?: StatsFlusher;
   /**
    * Keys invalidated in this isolate (by an unsafe method or a URL purge) and when: a fill whose origin
    * request started before that time must not store its result after it.

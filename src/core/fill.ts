@@ -19,6 +19,7 @@ import { selectingValues, variantKey } from "./keys";
 import { type Found, type Lookup, readChecked } from "./lookup";
 import { usePolicy } from "./policy";
 import { ServerTiming } from "./server-timing";
+import { wireLength } from "./stats";
 import { invalidate, storeBody } from "./store";
 import { streamOf } from "./streams";
 import { isStandIn, keepOptimizedHeaders, originEtag, transformResponse } from "./transform";
@@ -132,6 +133,7 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
     throw withDiagnostics(error, ex.status, ex.timing);
   }
   const responseTime = deps.now();
+  deps.stats.originBytes(site.id, wireLength(response));
 
   // RFC 5861 §4: a 5xx from the origin may be answered with a stale response within stale-if-error.
   if (response.status >= 500 && stale) {

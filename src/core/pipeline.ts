@@ -18,6 +18,7 @@ import { consumedTargetedFields } from "./http/targeted";
 import { cacheKey, keyedUrl, keyPartsFor } from "./keys";
 import { lookupTiers } from "./lookup";
 import { ServerTiming } from "./server-timing";
+import { wireLength } from "./stats";
 import { invalidate, storeBody } from "./store";
 
 export type { Deps, Logger } from "./exchange";
@@ -34,15 +35,20 @@ const UNSAFE_METHODS = new Set(["POST", "PUT", "DELETE", "PATCH"]);
 /** Entry point for every request: find the site, then hand over to `handleRequest`. Never throws. */
 export async function respond(request: Request, deps: Deps): Promise<Response> {
   const timing = new ServerTiming(deps.now);
+  let site: Site | null = null;
   try {
     const url = new URL(request.url);
     // On Cloudflare the URL's host is the Host header; locally and in tests the header is the truth.
     const host = normalizeHost(request.headers.get("host") ?? url.host);
-    const site = await timing.measure("site", () => deps.sites.siteForHost(host, deps.waitUntil));
+    site = await timing.measure("site", () => deps.sites.siteForHost(host, deps.waitUntil));
     if (!site) throw new TiercelError("site_not_found", 404, `No site is configured for host ${host}`);
     return await handleRequest(request, site, deps, timing);
   } catch (error) {
+    if (site && (!(error instanceof TiercelError) || error.status >= 500)) deps.stats.error(site.id);
     return refuse(error, deps, timing, request);
+  } finally {
+    // The counters reach the aggregator in batches, in the background (never a write per request).
+    deps.flusher?.maybeFlush(deps.waitUntil);
   }
 }
 
@@ -241,6 +247,7 @@ async function forward(
     if (error instanceof TiercelError) status.add({ cache: "Tiercel", fwd: "miss", detail: error.code });
     throw withDiagnostics(error, status, timing);
   }
+  deps.stats.originBytes(site.id, wireLength(response));
   status.forwarded(response.status, "none", detail);
   const headers = endToEndHeaders(response.headers, consumedTargetedFields(site.cache.targetedFields));
   headers.set("cache-status", status.toString());

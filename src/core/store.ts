@@ -86,9 +86,16 @@ export function storeBody(
   const puts = target.tiers.map(async (tier, i) => {
     const copy = copies[i] as ReadableStream<Uint8Array>;
     const checked = cancelIfStalled(copy, deps.tierTimeoutMs * 5).pipeThrough(verifyLength(declared));
-    await tier.put(target.key, entry, checked, retention);
+    await putCounted(ex, tier, target.key, entry, checked, retention);
     if (target.index)
-      await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), indexRetention(retention));
+      await putCounted(
+        ex,
+        tier,
+        ex.baseKey,
+        indexEntry(entry, target.index),
+        new Uint8Array(0),
+        indexRetention(retention),
+      );
   });
   // A streamed store moves at its slowest reader's pace (the client's among them), so collapsed waiters are
   // not held for it: they are told at once to go to the origin themselves.
@@ -143,9 +150,16 @@ async function storeUnknownLength(
   const copies = fanOut(read.over, target.tiers.length);
   const puts = target.tiers.map(async (tier, i) => {
     const copy = cancelIfStalled(copies[i] as ReadableStream<Uint8Array>, deps.tierTimeoutMs * 5);
-    await tier.put(target.key, entry, copy, retention, { maxBytes: maxObject });
+    await putCounted(ex, tier, target.key, entry, copy, retention, { maxBytes: maxObject });
     if (target.index)
-      await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), indexRetention(retention));
+      await putCounted(
+        ex,
+        tier,
+        ex.baseKey,
+        indexEntry(entry, target.index),
+        new Uint8Array(0),
+        indexRetention(retention),
+      );
   });
   const results = await Promise.allSettled(puts);
   results.forEach((result, i) => {
@@ -219,9 +233,16 @@ async function putBuffered(
     target.tiers.map(async (tier) => {
       try {
         const write = async () => {
-          await tier.put(target.key, entry, bytes, retention);
+          await putCounted(ex, tier, target.key, entry, bytes, retention);
           if (target.index)
-            await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), indexRetention(retention));
+            await putCounted(
+              ex,
+              tier,
+              ex.baseKey,
+              indexEntry(entry, target.index),
+              new Uint8Array(0),
+              indexRetention(retention),
+            );
         };
         await withDeadline(write(), deps.tierTimeoutMs, `${tier.name} put`);
         return true;
@@ -284,4 +305,10 @@ function indexRetention(retention: number): number {
 /** The record stored at the base key of a response that varies: no headers, no body, just the index. */
 function indexEntry(entry: StoredEntry, index: VariantIndex): StoredEntry {
   return { ...entry, headers: [], length: 0, digest: "", tags: [], variants: index };
+}
+
+/** One tier write, counted in the site's stats once the tier has taken it (a KV or R2 write is billed). */
+async function putCounted(ex: Exchange, tier: Tier, ...args: Parameters<Tier["put"]>): Promise<void> {
+  await tier.put(...args);
+  ex.deps.stats.tierWrite(ex.site.id, tier.name);
 }

@@ -71,7 +71,7 @@ export async function transformResponse(
   );
   describeResult(headers, result, whole);
   const outcome = result.retryAfter !== undefined ? "failed" : result.bytes !== whole ? "transformed" : "original";
-  ex.deps.stats.optimized(ex.site.id, outcome);
+  ex.deps.stats.optimized(ex.site.id, outcome, result.detail === "optimize-busy");
   const transformed: Transformed = { body: streamOf(result.bytes), length: result.bytes.byteLength };
   if (result.detail) transformed.detail = result.detail;
   if (result.retryAfter !== undefined) transformed.retryAfter = result.retryAfter;

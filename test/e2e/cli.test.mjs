@@ -84,7 +84,19 @@ test("the CLI manages a site on the local Worker: put, serve, list, purge, stats
 
   const stats = await cli(["stats", id, "--json"]);
   assert.equal(stats.code, 0, stats.stderr);
-  assert.equal(JSON.parse(stats.stdout).sites[id].requests, 3);
+  const answer = JSON.parse(stats.stdout);
+  // Summed by the stats aggregator (the answering isolate flushes first), over the default window.
+  assert.equal(answer.scope, "global");
+  assert.equal(answer.sites[id].requests, 3);
+  assert.equal(answer.series.length, 60);
+  assert.equal(
+    answer.series.reduce((/** @type {number} */ sum, /** @type {any} */ point) => sum + point.values.requests, 0),
+    3,
+  );
+  const window = await cli(["stats", "--window", "5m", "--site", id]);
+  assert.equal(window.code, 0, window.stderr);
+  assert.match(window.stdout, new RegExp(`^${id} +3 `, "m"));
+  assert.match(window.stdout, /^requests per minute: /m);
 
   const refused = await cli(["sites", "list"], { TIERCEL_TOKEN: "wrong" });
   assert.equal(refused.code, 1);
