@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { wranglerEnv as env, startWranglerDev } from "../support/wrangler-dev.mjs";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const TOKEN = "e2e-admin-token";
+const TOKEN = "e2e-admin-token-0123456789abcdef0123";
 
 let dev;
 let workerUrl;
