@@ -1,4 +1,10 @@
-import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
+import {
+  createExecutionContext,
+  env,
+  runDurableObjectAlarm,
+  runInDurableObject,
+  waitOnExecutionContext,
+} from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ErrorBody } from "../../src/core/errors";
 import type { AuditRecord } from "../../src/sites/audit";
@@ -279,6 +285,37 @@ describe("audit log", () => {
       expect(bad.status, query).toBe(400);
       expect(codeOf(bad.body)).toBe("invalid_query");
     }
+  });
+
+  it("hands over, from the owner's alarm, a record whose first hand-over failed, and keeps it once", async () => {
+    const site = await createSite();
+    const owner = env.SITE_OWNER.get(env.SITE_OWNER.idFromName(site.id));
+    // As if the registry had been unreachable when the change was made: the record is still in the outbox,
+    // with the alarm set to retry; and as if the first hand-over had in fact landed (seq 1, the create).
+    const entry = {
+      at: Date.now(),
+      actor: { kind: "admin" },
+      action: "site.purge",
+      site: site.id,
+      hosts: [],
+      summary: { retried: true },
+    };
+    await runInDurableObject(owner, async (_instance, state) => {
+      state.storage.sql.exec(
+        "INSERT INTO audit_outbox (seq, entry) VALUES (1, ?)",
+        JSON.stringify({ ...entry, summary: { again: true } }),
+      );
+      state.storage.sql.exec("INSERT INTO audit_outbox (entry) VALUES (?)", JSON.stringify(entry));
+      await state.storage.setAlarm(Date.now() + 60_000);
+    });
+    expect(await runDurableObjectAlarm(owner)).toBe(true);
+    const { records } = await auditOf(`site=${site.id}`);
+    expect(records.map((r) => r.action)).toEqual(["site.purge", "site.create"]);
+    expect(records[0]?.summary).toEqual({ retried: true });
+    const left = await runInDurableObject(owner, async (_instance, state) =>
+      state.storage.sql.exec("SELECT count(*) AS n FROM audit_outbox").one(),
+    );
+    expect(left.n).toBe(0);
   });
 
   it("keeps at most 10,000 records, and a record handed over twice once", async () => {
