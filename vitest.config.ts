@@ -48,7 +48,7 @@ export default defineConfig({
           TEST_S3_KEY_ID: "tiercel-test",
           TEST_S3_SECRET: "tiercel-test-secret",
           TEST_S3_WRONG_SECRET: "not-the-secret",
-          ADMIN_TOKEN: "test-admin-token",
+          ADMIN_TOKEN: "test-admin-token-0123456789abcdef0123",
         },
         // The optimizer Worker runs in a workerd process of its own (test/support/optimizer-process.ts);
         // the cache Worker's OPTIMIZER binding (wrangler.jsonc) reaches it there.

@@ -111,6 +111,18 @@ export function createAdminClient({ baseUrl, token, timeoutMs, fetch = globalThi
         "GET",
         `${id === undefined ? "/stats" : `${site(id)}/stats`}${window === undefined ? "" : `?window=${encodeURIComponent(window)}`}`,
       ),
+    /** @param {{ name: string, sites: string[] }} token */
+    createToken: (token) => request("POST", "/tokens", token),
+    listTokens: () => request("GET", "/tokens"),
+    /** @param {string} id */
+    revokeToken: (id) => request("DELETE", `/tokens/${encodeURIComponent(id)}`),
+    /** @param {{ site?: string, limit?: string, before?: string }} query */
+    audit: (query) => {
+      const params = new URLSearchParams();
+      for (const [name, value] of Object.entries(query)) if (value !== undefined) params.set(name, value);
+      const search = params.toString();
+      return request("GET", `/audit${search === "" ? "" : `?${search}`}`);
+    },
   };
 }
 

@@ -1,4 +1,4 @@
-import { ADMIN_PREFIX, type ControlPlane, handleAdmin } from "./admin/api";
+import { adminHostOf, adminRouteError, adminRouteOf, type ControlPlane, handleAdmin } from "./admin/api";
 import { createCollapser } from "./core/collapse";
 import { errorResponse, TiercelError } from "./core/errors";
 import { type Deps, type Logger, respond } from "./core/pipeline";
@@ -117,9 +117,13 @@ export default {
   fetch(request, env, ctx) {
     const platform = platformFor(env);
     // Tiercel's reserved prefix is answered before any site is looked up: no site can shadow it. Under
-    // it, resize URLs belong to the site; everything else is the admin API.
+    // it, resize URLs belong to the site; everything else is the admin API, on ADMIN_HOST only when that
+    // is set (src/admin/api.ts, adminRouteOf).
     const url = new URL(request.url);
-    if (url.pathname.startsWith(ADMIN_PREFIX) && !isResizeUrl(url)) {
+    const adminHost = secretOf(env, "ADMIN_HOST");
+    const route = adminRouteOf(request.headers.get("host") ?? url.host, url.pathname, isResizeUrl(url), adminHost);
+    if (route !== "site" && route !== "admin") return errorResponse(adminRouteError(route));
+    if (route === "admin") {
       if (!(env as { SITES?: KVNamespace }).SITES) {
         return errorResponse(
           new TiercelError("admin_disabled", 503, "The admin API needs a site store: bind the SITES KV namespace"),
@@ -128,6 +132,7 @@ export default {
       return handleAdmin(request, {
         control: controlPlane(env),
         token: secretOf(env, "ADMIN_TOKEN"),
+        adminHost: adminHost === undefined ? undefined : (adminHostOf(adminHost) ?? undefined),
         sites: platform.sites,
         tiers: platform.tiers,
         stats: platform.stats,

@@ -13,7 +13,7 @@ import { DEFAULT_URL, LOCAL_DEV_TOKEN, resolveConnection } from "../connection.m
 import { startFakeAdminApi } from "../testing/fake-admin-api.mjs";
 
 const CLI = fileURLToPath(new URL("../tiercel.mjs", import.meta.url));
-const TOKEN = "test-admin-token-7f3a9c";
+const TOKEN = "test-admin-token-7f3a9c-0123456789abcdef";
 const concurrently = { concurrency: true };
 
 /** @typedef {Awaited<ReturnType<typeof startFakeAdminApi>>} FakeApi */

@@ -1,6 +1,8 @@
 import { DurableObject } from "cloudflare:workers";
 import { TiercelError } from "../core/errors";
+import { type AuditEntry, deleteEntry, purgeEntry, siteWriteEntry } from "../sites/audit";
 import {
+  type AuditHandOver,
   applyPurge,
   type HostRegistryApi,
   nextPublishAt,
@@ -17,6 +19,7 @@ import {
 } from "../sites/owner";
 import { parseSite } from "../sites/schema";
 import { legacySiteKey, legacyTombstoneKey, REGISTRY_NAME, siteIdOf, siteKey } from "../sites/store";
+import { type Actor, checkScopedEdit } from "../sites/tokens";
 
 /** What the owner keeps in its storage (besides `state`). */
 interface Published {
@@ -34,9 +37,19 @@ interface Published {
  * pure functions of src/sites/owner.ts, and stores the next state with the next revision, so no update is
  * lost and no stale state is ever written back. Publishing to KV is coalesced to one write per host per
  * second (`nextPublishAt`): a burst of changes publishes once more, from an alarm, with the latest state.
+ *
+ * Each change stores its audit record (src/sites/audit.ts) in the same transaction as the new state, in the
+ * `audit_outbox` table, then hands it to the registry; a failed hand-over is retried from the alarm.
  */
 export class SiteOwner extends DurableObject<Env> implements SiteOwnerApi {
   private readonly serial = serialQueue();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    ctx.storage.sql.exec(
+      "CREATE TABLE IF NOT EXISTS audit_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, entry TEXT NOT NULL)",
+    );
+  }
 
   read(id: string): Promise<Outcome<OwnedSite | null>> {
     return this.serial(() =>
@@ -47,7 +60,12 @@ export class SiteOwner extends DurableObject<Env> implements SiteOwnerApi {
     );
   }
 
-  write(id: string, body: unknown, ifRevision?: number): Promise<Outcome<OwnedSite & { dropped: string[] }>> {
+  write(
+    id: string,
+    body: unknown,
+    ifRevision: number | undefined,
+    actor: Actor,
+  ): Promise<Outcome<OwnedSite & { dropped: string[] }>> {
     return this.serial(() =>
       outcomeOf(async () => {
         const current = await this.load(id);
@@ -61,31 +79,40 @@ export class SiteOwner extends DurableObject<Env> implements SiteOwnerApi {
           );
         }
         const site = siteFromBody(id, body, current);
+        checkScopedEdit(actor, current, site);
         const { released } = unwrap(await this.registry().setHosts(id, site.hosts));
         const next: OwnerState = { kind: "site", site, revision: (current?.revision ?? 0) + 1 };
-        await this.save(id, next);
+        const before = current?.kind === "site" ? current.site : null;
+        await this.save(id, next, undefined, siteWriteEntry(actor, before, site, next.revision, Date.now()));
         await this.publishSoon();
+        await this.handOverAudit();
         return { site, revision: next.revision, dropped: released };
       }),
     );
   }
 
-  purge(id: string, body: unknown): Promise<Outcome<OwnedSite & { keys: string[]; request: PurgeRequest }>> {
+  purge(
+    id: string,
+    body: unknown,
+    actor: Actor,
+  ): Promise<Outcome<OwnedSite & { keys: string[]; request: PurgeRequest }>> {
     return this.serial(() =>
       outcomeOf(async () => {
         const request = parsePurgeRequest(body);
         const current = await this.load(id);
         if (current?.kind !== "site") throw new TiercelError("site_not_found", 404, `No site ${id}`);
-        const { site, keys } = await applyPurge(current.site, request, Date.now());
+        const now = Date.now();
+        const { site, keys } = await applyPurge(current.site, request, now);
         const next: OwnerState = { kind: "site", site, revision: current.revision + 1 };
-        await this.save(id, next);
+        await this.save(id, next, undefined, purgeEntry(actor, site, request, next.revision, now));
         await this.publishSoon();
+        await this.handOverAudit();
         return { site, revision: next.revision, keys, request };
       }),
     );
   }
 
-  remove(id: string): Promise<Outcome<{ hosts: string[] }>> {
+  remove(id: string, actor: Actor): Promise<Outcome<{ hosts: string[] }>> {
     return this.serial(() =>
       outcomeOf(async () => {
         const current = await this.load(id);
@@ -93,15 +120,21 @@ export class SiteOwner extends DurableObject<Env> implements SiteOwnerApi {
         // The registry releases the hosts and deletes their KV copies.
         const hosts = await this.registry().release(id);
         // The tombstone keeps the generation: the id, written again, starts past every entry it stored.
-        await this.save(id, { kind: "deleted", generation: current.site.generation, revision: current.revision + 1 });
+        const revision = current.revision + 1;
+        const entry = deleteEntry(actor, current.site, revision, Date.now());
+        await this.save(id, { kind: "deleted", generation: current.site.generation, revision }, undefined, entry);
         await this.env.SITES.delete(legacySiteKey(id)).catch(() => undefined);
+        await this.handOverAudit();
         return { hosts: [...new Set([...hosts, ...current.site.hosts])] };
       }),
     );
   }
 
   override async alarm(): Promise<void> {
-    await this.serial(() => this.publish());
+    await this.serial(async () => {
+      await this.publish();
+      await this.handOverAudit();
+    });
   }
 
   private registry(): HostRegistryApi {
@@ -147,11 +180,40 @@ export class SiteOwner extends DurableObject<Env> implements SiteOwnerApi {
     return null;
   }
 
-  private async save(id: string, state: OwnerState, publishedRevision?: number): Promise<void> {
-    await this.ctx.storage.put<unknown>({ state, id, empty: false });
+  /** Stores the next state and, in the same transaction, the audit record of the change that made it. */
+  private async save(id: string, state: OwnerState, publishedRevision?: number, audit?: AuditEntry): Promise<void> {
+    this.ctx.storage.transactionSync(() => {
+      this.ctx.storage.kv.put("state", state);
+      this.ctx.storage.kv.put("id", id);
+      this.ctx.storage.kv.put("empty", false);
+      if (audit) this.ctx.storage.sql.exec("INSERT INTO audit_outbox (entry) VALUES (?)", JSON.stringify(audit));
+    });
     if (publishedRevision !== undefined) {
       await this.ctx.storage.put<Published>("published", { revision: publishedRevision, at: 0, count: 0 });
     }
+  }
+
+  /**
+   * Hands the outbox's records to the registry (the log the API reads) and drops them once it has them. A
+   * failure never fails the change: the records stay and the alarm tries again a second later.
+   */
+  private async handOverAudit(): Promise<void> {
+    const rows = this.ctx.storage.sql
+      .exec<{ seq: number; entry: string }>("SELECT seq, entry FROM audit_outbox ORDER BY seq LIMIT 100")
+      .toArray();
+    const last = rows.at(-1);
+    if (!last) return;
+    const records: AuditHandOver[] = rows.map((row) => ({ seq: row.seq, entry: JSON.parse(row.entry) }));
+    const source = `owner:${records[0]?.entry.site}`;
+    try {
+      await this.registry().appendAudit(source, records);
+      this.ctx.storage.sql.exec("DELETE FROM audit_outbox WHERE seq <= ?", last.seq);
+    } catch (error) {
+      console.log(JSON.stringify({ event: "owner.audit-handover-failed", source, error: String(error) }));
+      if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + 1_000);
+      return;
+    }
+    if (rows.length === 100) await this.handOverAudit();
   }
 
   /** Publishes now if the last publish is a second old, else once from an alarm (coalescing a burst). */

@@ -2,7 +2,9 @@ import { TiercelError } from "../core/errors";
 import { cacheKey, keyPartsFor } from "../core/keys";
 import { isResizeUrl, parseResizeUrl } from "../optimize/resize-url";
 import { checkConnectTarget, checkOriginUrl } from "../origins/address";
+import type { AuditEntry, AuditQuery, AuditRecord } from "./audit";
 import { type Site, siteSchema } from "./schema";
+import type { Actor, StoredToken, TokenInfo } from "./tokens";
 
 /**
  * What a site's owner (src/objects/site-owner.ts) decides, as pure functions: the next state of a site
@@ -261,13 +263,31 @@ export function serialQueue(): <T>(work: () => Promise<T>) => Promise<T> {
   };
 }
 
-/** The site owner's RPC surface (src/objects/site-owner.ts), as the admin API uses it. */
+/**
+ * The site owner's RPC surface (src/objects/site-owner.ts), as the admin API uses it. Every change names
+ * its actor: the owner records it in the audit log in the same transaction as the change.
+ */
 export interface SiteOwnerApi {
   read(id: string): Promise<Outcome<OwnedSite | null>>;
   /** `ifRevision`: refuse with 412 unless the current revision (0: none) is this one. */
-  write(id: string, body: unknown, ifRevision?: number): Promise<Outcome<OwnedSite & { dropped: string[] }>>;
-  purge(id: string, body: unknown): Promise<Outcome<OwnedSite & { keys: string[]; request: PurgeRequest }>>;
-  remove(id: string): Promise<Outcome<{ hosts: string[] }>>;
+  write(
+    id: string,
+    body: unknown,
+    ifRevision: number | undefined,
+    actor: Actor,
+  ): Promise<Outcome<OwnedSite & { dropped: string[] }>>;
+  purge(
+    id: string,
+    body: unknown,
+    actor: Actor,
+  ): Promise<Outcome<OwnedSite & { keys: string[]; request: PurgeRequest }>>;
+  remove(id: string, actor: Actor): Promise<Outcome<{ hosts: string[] }>>;
+}
+
+/** An audit record on its way from an owner's outbox to the registry: its outbox number and the entry. */
+export interface AuditHandOver {
+  seq: number;
+  entry: AuditEntry;
 }
 
 /** The host registry's RPC surface (src/objects/host-registry.ts). */
@@ -279,4 +299,12 @@ export interface HostRegistryApi {
   release(siteId: string): Promise<string[]>;
   /** Site ids holding at least one host, in id order, after `after`. */
   list(after: string | null, limit: number): Promise<{ ids: string[]; cursor: string | null }>;
+  /** Stores a scoped token (its hash) and its audit record, in one transaction. */
+  createToken(token: StoredToken, actor: Actor): Promise<Outcome<TokenInfo>>;
+  token(id: string): Promise<StoredToken | null>;
+  listTokens(): Promise<TokenInfo[]>;
+  revokeToken(id: string, actor: Actor, at: number): Promise<Outcome<TokenInfo>>;
+  /** Keeps records an owner hands over from its outbox (idempotent by `source` and `seq`). */
+  appendAudit(source: string, records: AuditHandOver[]): Promise<void>;
+  audit(query: AuditQuery, sites: string[] | null): Promise<{ records: AuditRecord[]; next: string | null }>;
 }

@@ -8,7 +8,7 @@ import { createServer } from "node:net";
 import { after, before, test } from "node:test";
 import { startWranglerDev } from "../support/wrangler-dev.mjs";
 
-const TOKEN = "e2e-cut-short-token";
+const TOKEN = "e2e-cut-short-token-0123456789abcdef";
 const HEAD = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nCache-Control: public, max-age=600\r\n";
 
 let dev;
