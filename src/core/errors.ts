@@ -29,6 +29,7 @@ export type ErrorCode =
   | "revision_conflict"
   | "invalid_precondition"
   | "owner_unavailable"
+  | "purge_limit"
   | "resize_not_enabled"
   | "bad_resize_options"
   | "resize_not_allowed";

@@ -6,6 +6,7 @@ import type { SiteStore } from "../sites/store";
 import type { CacheStatus } from "./cache-status";
 import type { Collapser } from "./collapse";
 import type { Origin } from "./origin";
+import type { PurgeView } from "./purge";
 import type { ServerTiming } from "./server-timing";
 import type { Stats } from "./stats";
 import type { Tier } from "./tier";
@@ -52,6 +53,8 @@ export interface Exchange {
   request: Request;
   url: URL;
   site: Site;
+  /** The site's purge state, as this isolate knows it (parsed once per version, checked by Map lookups). */
+  purges: PurgeView;
   deps: Deps;
   timing: ServerTiming;
   status: CacheStatus;

@@ -17,6 +17,7 @@ import { endToEndHeaders } from "./http/headers";
 import { consumedTargetedFields } from "./http/targeted";
 import { cacheKey, keyedUrl, keyPartsFor } from "./keys";
 import { lookupTiers } from "./lookup";
+import { NO_PURGES, type PurgeView } from "./purge";
 import { ServerTiming } from "./server-timing";
 import { invalidate, storeBody } from "./store";
 
@@ -40,7 +41,8 @@ export async function respond(request: Request, deps: Deps): Promise<Response> {
     const host = normalizeHost(request.headers.get("host") ?? url.host);
     const site = await timing.measure("site", () => deps.sites.siteForHost(host, deps.waitUntil));
     if (!site) throw new TiercelError("site_not_found", 404, `No site is configured for host ${host}`);
-    return await handleRequest(request, site, deps, timing);
+    const purges = (await deps.sites.purgesFor?.(site.id, deps.waitUntil)) ?? NO_PURGES;
+    return await handleRequest(request, site, deps, timing, purges);
   } catch (error) {
     return refuse(error, deps, timing, request);
   }
@@ -52,6 +54,7 @@ export async function handleRequest(
   site: Site,
   deps: Deps,
   timing = new ServerTiming(deps.now),
+  purges: PurgeView = NO_PURGES,
 ): Promise<Response> {
   let url = new URL(request.url);
   const method = request.method;
@@ -115,6 +118,7 @@ export async function handleRequest(
     request: withoutIgnoredCookies(request, site.cache.ignoreCookies),
     url: keyed,
     site,
+    purges,
     deps,
     timing,
     status: new CacheStatus(),

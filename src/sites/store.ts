@@ -1,5 +1,6 @@
 import { withDeadline } from "../core/deadline";
 import { TiercelError } from "../core/errors";
+import { NO_PURGES, type PurgeView } from "../core/purge";
 import { parseSite, type Site } from "./schema";
 
 /**
@@ -22,6 +23,19 @@ export interface SiteStore {
    * the owner's publish to KV; an older revision than one already remembered is ignored.
    */
   prime(site: Site, revision: number): Promise<void>;
+  /**
+   * The site's published purge state, parsed once per version and kept in isolate memory (read through the
+   * same memory → micro-cache → KV layers as configs). None known: `NO_PURGES`. Stores without owners
+   * (zero-config mode) have none.
+   */
+  purgesFor?(siteId: string, waitUntil?: (work: Promise<unknown>) => void): Promise<PurgeView>;
+  /**
+   * Applies one owner change to what this isolate and data center know of the site's purges: true when it
+   * could (they knew the version before it), false when the whole state is needed (`primePurges`).
+   */
+  applyPurges?(siteId: string, delta: PurgeDelta): Promise<boolean>;
+  /** Makes this isolate and data center use `published` for the site at once (after an admin purge). */
+  primePurges?(siteId: string, published: PublishedPurges): Promise<void>;
   readonly counters: ConfigCounters;
 }
 
@@ -55,8 +69,9 @@ export interface SiteStoreOptions {
  *
  * - Owners (Durable Objects, src/objects/) hold the truth: `SITE_OWNER` by site id (config, revision,
  *   purge state, tombstone), `REGISTRY` ("hosts") the host → site id claims.
- * - KV `SITES` is the read path the owners publish to: `host:<host>` holds the whole site config (its
- *   revision in the key's metadata) for each of the site's hosts.
+ * - KV `SITES` is the read path the owners publish to: `host:<host>` holds the site's settings (its
+ *   revision in the key's metadata) for each of the site's hosts; `purges:<siteId>` its purge state
+ *   (`PublishedPurges`), apart, so a purge never rewrites the settings.
  * - Before owners, the admin API wrote `site:<id>` and `tombstone:<id>` too, and operators may add a site
  *   by hand as one `host:` key: owners read these once, the first time they meet the site or the host.
  */
@@ -76,6 +91,78 @@ export function legacySiteKey(id: string): string {
 export function legacyTombstoneKey(id: string): string {
   return `tombstone:${id}`;
 }
+
+/** The KV key of a site's published purge state (`PublishedPurges`), apart from its settings. */
+export function purgesKey(siteId: string): string {
+  return `purges:${siteId}`;
+}
+
+/**
+ * A site's purge state as its owner publishes it (KV `purges:<siteId>`, JSON; the version also in the key's
+ * metadata) and answers for it: records as [name, epoch ms] pairs, which parse straight into Maps. URL
+ * records are keyed by `urlPurgeKey` (src/core/purge.ts). Untrusted when read back: `parsePublishedPurges`.
+ */
+export interface PublishedPurges {
+  v: 1;
+  version: number;
+  floor: number;
+  tagFloor: number;
+  softAll?: number;
+  urls: [string, number][];
+  tags: [string, number][];
+  softTags: [string, number][];
+}
+
+/** What one owner write changed in the purge state: the records it added and the new site-wide times. */
+export interface PurgeDelta {
+  /** The version this delta produces; it applies to a state at `version - 1`. */
+  version: number;
+  floor: number;
+  tagFloor: number;
+  softAll?: number;
+  urls: [string, number][];
+  tags: [string, number][];
+  softTags: [string, number][];
+}
+
+/** A published purge state read back from KV (or the micro-cache): null when it does not check out. */
+export function parsePublishedPurges(raw: string): PublishedPurges | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return null;
+  }
+  if (typeof value !== "object" || value === null) return null;
+  const v = value as Partial<PublishedPurges>;
+  const time = (t: unknown) => typeof t === "number" && Number.isFinite(t);
+  const pairs = (list: unknown) =>
+    Array.isArray(list) && list.every((pair) => Array.isArray(pair) && typeof pair[0] === "string" && time(pair[1]));
+  if (
+    v.v !== 1 ||
+    !time(v.version) ||
+    !time(v.floor) ||
+    !time(v.tagFloor) ||
+    (v.softAll !== undefined && !time(v.softAll)) ||
+    !pairs(v.urls) ||
+    !pairs(v.tags) ||
+    !pairs(v.softTags)
+  ) {
+    return null;
+  }
+  return v as PublishedPurges;
+}
+
+/**
+ * The owner's SQLite tables for purge records (src/objects/site-owner.ts). Site-wide purge times live in its
+ * key-value storage under `purgeMeta`; its config and revision under `state`.
+ */
+export const PURGE_TABLES = [
+  "CREATE TABLE IF NOT EXISTS purge_urls (key TEXT PRIMARY KEY, at INTEGER NOT NULL)",
+  "CREATE INDEX IF NOT EXISTS purge_urls_at ON purge_urls (at)",
+  "CREATE TABLE IF NOT EXISTS purge_tags (tag TEXT NOT NULL, soft INTEGER NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (tag, soft))",
+  "CREATE INDEX IF NOT EXISTS purge_tags_at ON purge_tags (at)",
+] as const;
 
 /** The registry's Durable Object name (one instance; shardable later by a hash of the host). */
 export const REGISTRY_NAME = "hosts";
@@ -103,6 +190,66 @@ interface Record_ {
 }
 
 const MAX_REMEMBERED = 10_000;
+
+/** A published purge state as the hot path checks it: Maps, built once per version. */
+export function purgeViewOf(published: PublishedPurges): PurgeView {
+  return {
+    version: published.version,
+    floor: published.floor,
+    tagFloor: published.tagFloor,
+    ...(published.softAll === undefined ? {} : { softAll: published.softAll }),
+    urls: new Map(published.urls),
+    tags: new Map(published.tags),
+    softTags: new Map(published.softTags),
+  };
+}
+
+/**
+ * A view with one owner change applied, in O(records added): the Maps are extended in place (records are
+ * only ever added, so a request holding the view meanwhile sees a consistent, newer state). Records a raised
+ * floor covers are dropped (one pass, when a floor moves), so the view stays as bounded as the owner's state.
+ */
+export function applyPurgeDelta(view: PurgeView, delta: PurgeDelta): PurgeView {
+  // The empty view's Maps are shared by every site: never extended.
+  const own = view.version > 0 && view !== NO_PURGES;
+  const merge = (records: ReadonlyMap<string, number>, added: [string, number][], floor: number, old: number) => {
+    const map = own ? (records as Map<string, number>) : new Map<string, number>();
+    if (floor > old) for (const [name, at] of map) if (at <= floor) map.delete(name);
+    for (const [name, at] of added) map.set(name, Math.max(at, map.get(name) ?? at));
+    return map;
+  };
+  const tagFloor = Math.max(delta.floor, delta.tagFloor);
+  const oldTagFloor = Math.max(view.floor, view.tagFloor);
+  return {
+    version: delta.version,
+    floor: delta.floor,
+    tagFloor: delta.tagFloor,
+    ...(delta.softAll === undefined ? {} : { softAll: delta.softAll }),
+    urls: merge(view.urls, delta.urls, delta.floor, view.floor),
+    tags: merge(view.tags, delta.tags, tagFloor, oldTagFloor),
+    softTags: merge(view.softTags, delta.softTags, tagFloor, oldTagFloor),
+  };
+}
+
+/** A view as the owner publishes it (for the micro-cache). */
+export function publishedOf(view: PurgeView): PublishedPurges {
+  return {
+    v: 1,
+    version: view.version,
+    floor: view.floor,
+    tagFloor: view.tagFloor,
+    ...(view.softAll === undefined ? {} : { softAll: view.softAll }),
+    urls: [...view.urls],
+    tags: [...view.tags],
+    softTags: [...view.softTags],
+  };
+}
+
+/** What this isolate knows of a site's purges: the parsed view and when it was read. */
+interface PurgeRecord_ {
+  view: PurgeView;
+  fetchedAt: number;
+}
 
 export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteStore {
   const memoryMs = (options.memorySeconds ?? 5) * 1000;
@@ -153,6 +300,43 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
     }
   };
 
+  const purgeMemory = new Map<string, PurgeRecord_>();
+  const purgeUrlFor = (siteId: string) => `https://config.tiercel.internal/v1/purges/${encodeURIComponent(siteId)}`;
+  const rememberPurges = (siteId: string, record: PurgeRecord_) => {
+    purgeMemory.delete(siteId);
+    purgeMemory.set(siteId, record);
+    if (purgeMemory.size > MAX_REMEMBERED) {
+      const oldest = purgeMemory.keys().next().value;
+      if (oldest !== undefined) purgeMemory.delete(oldest);
+    }
+  };
+  /** A view for `raw` (null: none published); the known one when its version is the same (no re-parse). */
+  const viewOf = (siteId: string, raw: string | null, version: number | undefined, known?: PurgeView): PurgeView => {
+    if (raw === null) return NO_PURGES;
+    if (known && version !== undefined && known.version === version) return known;
+    const published = parsePublishedPurges(raw);
+    if (!published) {
+      options.log?.("config.purges-invalid", { siteId });
+      return known ?? NO_PURGES;
+    }
+    return purgeViewOf(published);
+  };
+  const writePurgeCache = async (siteId: string, raw: string | null, version: number, fetchedAt: number) => {
+    if (!options.cache) return;
+    try {
+      const cache = await options.cache;
+      const headers = {
+        "content-type": "application/json",
+        "cache-control": `max-age=${lastKnownMs / 1000}`,
+        "x-tiercel-fetched-at": String(fetchedAt),
+        "x-tiercel-version": String(version),
+      };
+      await cache.put(purgeUrlFor(siteId), new Response(raw ?? "null", { headers }));
+    } catch (error) {
+      options.log?.("config.cache-skipped", { siteId, error: String(error) });
+    }
+  };
+
   const resolve = (host: string, record: Record_): Site | null => {
     if (!record.parsed) {
       try {
@@ -185,7 +369,8 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
       if (cached && now - cached.fetchedAt < freshFor(cached)) {
         if (cached.raw === null) counters.negativeHits += 1;
         else counters.cacheHits += 1;
-        // Memory keeps it only for what is left of its micro-cache freshness.
+        // Memory keeps it only for what is left of its micro-cache freshness; the same config is not parsed again.
+        if (inMemory?.parsed && inMemory.raw === cached.raw) cached.parsed = inMemory.parsed;
         remember(host, cached);
         return resolve(host, cached);
       }
@@ -208,6 +393,7 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
         });
       }
       const record: Record_ = { raw, fetchedAt: now };
+      if (inMemory?.parsed && inMemory.raw === raw) record.parsed = inMemory.parsed;
       remember(host, record);
       const write = writeCache(host, record);
       if (waitUntil) waitUntil(write);
@@ -227,6 +413,75 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
           await writeCache(host, record);
         }),
       );
+    },
+
+    async purgesFor(siteId, waitUntil) {
+      const now = options.now();
+      const inMemory = purgeMemory.get(siteId);
+      if (inMemory && now - inMemory.fetchedAt < Math.min(memoryMs, cacheMs)) return inMemory.view;
+      const known = inMemory?.view;
+      if (options.cache) {
+        try {
+          const cache = await options.cache;
+          const response = await withDeadline(cache.match(purgeUrlFor(siteId)), timeoutMs, "purges cache get");
+          const fetchedAt = Number(response?.headers.get("x-tiercel-fetched-at"));
+          if (response && Number.isFinite(fetchedAt) && now - fetchedAt < cacheMs) {
+            const version = Number(response.headers.get("x-tiercel-version"));
+            // The body is read only when the version is new to this isolate.
+            const fresh = known && known.version === version;
+            if (fresh) response.body?.cancel().catch(() => {});
+            const raw = fresh ? null : await response.text();
+            const view = fresh ? known : viewOf(siteId, raw === "null" ? null : raw, version, known);
+            rememberPurges(siteId, { view, fetchedAt });
+            return view;
+          }
+          response?.body?.cancel().catch(() => {});
+        } catch (error) {
+          options.log?.("config.cache-skipped", { siteId, error: String(error) });
+        }
+      }
+      try {
+        counters.kvReads += 1;
+        const read = await withDeadline(
+          kv.getWithMetadata<{ version?: number }>(purgesKey(siteId), "text"),
+          timeoutMs,
+          "purges KV get",
+        );
+        const version = read.metadata?.version ?? 0;
+        const view = viewOf(siteId, read.value, version, known);
+        rememberPurges(siteId, { view, fetchedAt: now });
+        const write = writePurgeCache(siteId, read.value, view.version, now);
+        if (waitUntil) waitUntil(write);
+        else await write;
+        return view;
+      } catch (error) {
+        // Purges are never guessed away: the last known state stands in (as a config does) while KV fails.
+        options.log?.("config.purges-skipped", { siteId, error: String(error) });
+        if (inMemory && now - inMemory.fetchedAt < lastKnownMs) return inMemory.view;
+        throw new TiercelError("site_store_unavailable", 503, "The site config store is unavailable", {
+          cause: error,
+          headers: { "retry-after": "5" },
+        });
+      }
+    },
+
+    async applyPurges(siteId, delta) {
+      const known = purgeMemory.get(siteId)?.view;
+      if (known && known.version >= delta.version) return true;
+      if (!known || known.version !== delta.version - 1) return false;
+      const view = applyPurgeDelta(known, delta);
+      const now = options.now();
+      rememberPurges(siteId, { view, fetchedAt: now });
+      await writePurgeCache(siteId, JSON.stringify(publishedOf(view)), view.version, now);
+      return true;
+    },
+
+    async primePurges(siteId, published) {
+      const known = purgeMemory.get(siteId)?.view;
+      if (known && known.version > published.version) return;
+      const now = options.now();
+      rememberPurges(siteId, { view: purgeViewOf(published), fetchedAt: now });
+      await writePurgeCache(siteId, JSON.stringify(published), published.version, now);
     },
 
     async forget(hosts) {
