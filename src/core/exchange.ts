@@ -18,6 +18,8 @@ import type { Tier } from "./tier";
  */
 export interface Deps {
   sites: SiteStore;
+  /** The control feed's client (src/sites/control.ts): checked before each request, at most once per window. */
+  control?: { beforeRequest(waitUntil?: (work: Promise<unknown>) => void): Promise<void> };
   /** Cache tiers, nearest the client first (edge, then global). */
   tiers: Tier[];
   originFor(site: Site): Origin;

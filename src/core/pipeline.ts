@@ -39,7 +39,11 @@ export async function respond(request: Request, deps: Deps): Promise<Response> {
     const url = new URL(request.url);
     // On Cloudflare the URL's host is the Host header; locally and in tests the header is the truth.
     const host = normalizeHost(request.headers.get("host") ?? url.host);
-    const site = await timing.measure("site", () => deps.sites.siteForHost(host, deps.waitUntil));
+    const site = await timing.measure("site", async () => {
+      // At most once per window, and never longer than a small bound: what changed since the last check.
+      await deps.control?.beforeRequest(deps.waitUntil);
+      return deps.sites.siteForHost(host, deps.waitUntil);
+    });
     if (!site) throw new TiercelError("site_not_found", 404, `No site is configured for host ${host}`);
     const purges = (await deps.sites.purgesFor?.(site.id, deps.waitUntil)) ?? NO_PURGES;
     return await handleRequest(request, site, deps, timing, purges);

@@ -1,6 +1,8 @@
 import { DurableObject } from "cloudflare:workers";
 import { TiercelError } from "../core/errors";
+import { type FeedAppend, purgeChange } from "../sites/control";
 import {
+  type ControlFeedApi,
   type HostRegistryApi,
   hasLegacyPurges,
   migrateLegacyPurges,
@@ -20,6 +22,7 @@ import {
 import { EMPTY_META, type PurgeMeta, type PurgeRows, publishedPurges, recordPurge } from "../sites/purges";
 import { parseSite, type Site } from "../sites/schema";
 import {
+  FEED_NAME,
   legacySiteKey,
   legacyTombstoneKey,
   PURGE_TABLES,
@@ -94,6 +97,7 @@ export class SiteOwner extends DurableObject<Env> implements SiteOwnerApi {
         const next: OwnerState = { kind: "site", site, revision: (current?.revision ?? 0) + 1 };
         await this.save(id, next);
         await this.publishSoon();
+        await this.announce({ siteId: id, config: { revision: next.revision, hosts: site.hosts, dropped: released } });
         return { site, revision: next.revision, dropped: released };
       }),
     );
@@ -120,6 +124,11 @@ export class SiteOwner extends DurableObject<Env> implements SiteOwnerApi {
         };
         await this.ctx.storage.put<unknown>({ state: next, purgeMeta: result.meta });
         await this.publishSoon();
+        await this.announce({
+          siteId: id,
+          purge: purgeChange(result.delta),
+          ...(plan.configChanged ? { config: { revision: next.revision, hosts: plan.site.hosts, dropped: [] } } : {}),
+        });
         return {
           site: plan.site,
           revision: next.revision,
@@ -142,6 +151,15 @@ export class SiteOwner extends DurableObject<Env> implements SiteOwnerApi {
         // The tombstone keeps the generation: the id, written again, starts past every entry it stored.
         await this.save(id, { kind: "deleted", generation: current.site.generation, revision: current.revision + 1 });
         await this.env.SITES.delete(legacySiteKey(id)).catch(() => undefined);
+        await this.announce({
+          siteId: id,
+          config: {
+            revision: current.revision + 1,
+            hosts: [...new Set([...hosts, ...current.site.hosts])],
+            dropped: [],
+            deleted: true,
+          },
+        });
         return { hosts: [...new Set([...hosts, ...current.site.hosts])] };
       }),
     );
@@ -149,6 +167,20 @@ export class SiteOwner extends DurableObject<Env> implements SiteOwnerApi {
 
   override async alarm(): Promise<void> {
     await this.serial(() => this.publish());
+  }
+
+  /**
+   * Tells the control feed about a committed change, so every data center sees it within its window. A feed
+   * that cannot be reached is logged and skipped: the change is still published to KV (the slower path).
+   */
+  private async announce(change: FeedAppend): Promise<void> {
+    const feed = (this.env as { CONTROL?: Env["CONTROL"] }).CONTROL;
+    if (!feed) return;
+    try {
+      await (feed.get(feed.idFromName(FEED_NAME)) as unknown as ControlFeedApi).append(change);
+    } catch (error) {
+      console.log(JSON.stringify({ event: "owner.announce-failed", siteId: change.siteId, error: String(error) }));
+    }
   }
 
   private registry(): HostRegistryApi {
@@ -170,6 +202,11 @@ export class SiteOwner extends DurableObject<Env> implements SiteOwnerApi {
       };
       await this.ctx.storage.put<unknown>({ state: next, purgeMeta: moved.meta });
       await this.publishSoon();
+      await this.announce({
+        siteId: id,
+        config: { revision: next.revision, hosts: next.site.hosts, dropped: [] },
+        purge: { version: moved.meta.version },
+      });
       return next;
     }
     if (stored) return stored;

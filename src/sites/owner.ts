@@ -5,7 +5,7 @@ import { isResizeUrl, parseResizeUrl } from "../optimize/resize-url";
 import { checkConnectTarget, checkOriginUrl } from "../origins/address";
 import type { PurgeAdd, PurgeMeta, PurgeRows } from "./purges";
 import { type Site, siteSchema } from "./schema";
-import type { PublishedPurges, PurgeDelta } from "./store";
+import type { FeedAnswer, FeedChange, PublishedPurges, PurgeDelta } from "./store";
 
 /**
  * What a site's owner (src/objects/site-owner.ts) decides, as pure functions: the next state of a site
@@ -286,6 +286,12 @@ export interface PurgeDone extends OwnedSite {
   delta: PurgeDelta;
   /** Tag records dropped to keep the tag table bounded by this purge (see src/sites/purges.ts). */
   evictedTags: number;
+}
+
+/** The control feed's RPC surface (src/objects/control-feed.ts). */
+export interface ControlFeedApi {
+  append(change: Omit<FeedChange, "seq" | "at">): Promise<number>;
+  since(seq: number): Promise<FeedAnswer>;
 }
 
 /** The host registry's RPC surface (src/objects/host-registry.ts). */

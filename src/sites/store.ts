@@ -62,6 +62,27 @@ export interface SiteStoreOptions {
   lastKnownSeconds?: number;
   /** Deadline for one KV or Cache API read, in milliseconds. */
   timeoutMs?: number;
+  /**
+   * The owners, for a config or purge state the control feed says is newer than what KV answered (KV may lag
+   * behind for up to a minute). Without them, what KV answers is used.
+   */
+  owners?: {
+    config(siteId: string): Promise<{ site: Site; revision: number } | null>;
+    purges(siteId: string): Promise<PublishedPurges>;
+  };
+}
+
+/**
+ * What the control feed tells a site store (src/sites/control.ts): changes as they come, and whether the
+ * feed is current, which lets the store keep what it knows in memory for as long as it is.
+ */
+export interface ControlledStore {
+  /** One change from the feed, in feed order. */
+  note(change: FeedChange): void;
+  /** The feed lost track (a reset answer): nothing this isolate knows counts as current any more. */
+  reset(): void;
+  /** Tells the store how to ask whether the feed is current (checked within its window). */
+  attach(current: () => boolean): void;
 }
 
 /**
@@ -164,6 +185,38 @@ export const PURGE_TABLES = [
   "CREATE INDEX IF NOT EXISTS purge_tags_at ON purge_tags (at)",
 ] as const;
 
+/**
+ * One change in the control feed (`CONTROL` → ControlFeed, one instance named `feed`): what an owner
+ * committed, appended right after it. `seq` is the feed's, strictly increasing. Settings changes carry the
+ * new settings revision and the hosts to look at again; purge changes the delta itself when it is small
+ * (`FEED_INLINE_RECORDS`), else only the version (isolates then fetch the whole state by version).
+ */
+export interface FeedChange {
+  seq: number;
+  /** When the feed appended it (epoch ms). */
+  at: number;
+  siteId: string;
+  config?: { revision: number; hosts: string[]; dropped: string[]; deleted?: boolean };
+  purge?: { version: number; delta?: PurgeDelta };
+}
+
+/** What "changes since N" answers: the changes after N, or `reset` when N is older than the log keeps. */
+export type FeedAnswer = { seq: number; changes: FeedChange[] } | { seq: number; reset: true };
+
+/** The feed's SQLite table: the last `FEED_LOG_ENTRIES` changes, the body as JSON. */
+export const FEED_TABLES = [
+  "CREATE TABLE IF NOT EXISTS feed (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, body TEXT NOT NULL)",
+  "CREATE INDEX IF NOT EXISTS feed_at ON feed (at)",
+  // The highest sequence ever used (kept when its row is trimmed).
+  "CREATE TABLE IF NOT EXISTS feed_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+] as const;
+
+/** The control feed's Durable Object name (one instance). */
+export const FEED_NAME = "feed";
+
+/** Where isolates keep immutable answers in the Cache API (per data center): configs and purge states by version, feed answers by window. */
+export const CONTROL_CACHE_ORIGIN = "https://control.tiercel.internal/v1";
+
 /** The registry's Durable Object name (one instance; shardable later by a hash of the host). */
 export const REGISTRY_NAME = "hosts";
 
@@ -184,9 +237,18 @@ export function siteIdOf(raw: string | null): string | null {
 interface Record_ {
   raw: string | null;
   fetchedAt: number;
-  /** The owner's revision, when this isolate learned it from the owner (see `prime`). */
+  /** The settings revision (KV metadata, or the owner's answer); absent for a config written by hand. */
   revision?: number;
   parsed?: { site: Site | null } | { error: TiercelError };
+  /** Checked against the control feed in this epoch: kept in memory for as long as the feed is current. */
+  epoch?: number;
+}
+
+/** What the control feed said last about a host: it belongs to the site at least at this revision, or left it. */
+interface HostHint {
+  siteId: string;
+  revision: number;
+  left: boolean;
 }
 
 const MAX_REMEMBERED = 10_000;
@@ -249,9 +311,20 @@ export function publishedOf(view: PurgeView): PublishedPurges {
 interface PurgeRecord_ {
   view: PurgeView;
   fetchedAt: number;
+  epoch?: number;
 }
 
-export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteStore {
+/** A Map kept to at most `MAX_REMEMBERED` entries, the least recently set dropped first. */
+function setBounded<K, V>(map: Map<K, V>, key: K, value: V): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > MAX_REMEMBERED) {
+    const oldest = map.keys().next().value;
+    if (oldest !== undefined) map.delete(oldest);
+  }
+}
+
+export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteStore & ControlledStore {
   const memoryMs = (options.memorySeconds ?? 5) * 1000;
   const cacheMs = (options.cacheSeconds ?? 30) * 1000;
   const negativeMs = (options.negativeSeconds ?? 10) * 1000;
@@ -262,14 +335,16 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
   const urlFor = (host: string) => `https://config.tiercel.internal/v1/host/${encodeURIComponent(host)}`;
   const freshFor = (record: Record_) => (record.raw === null ? Math.min(negativeMs, cacheMs) : cacheMs);
 
-  const remember = (host: string, record: Record_) => {
-    memory.delete(host);
-    memory.set(host, record);
-    if (memory.size > MAX_REMEMBERED) {
-      const oldest = memory.keys().next().value;
-      if (oldest !== undefined) memory.delete(oldest);
-    }
-  };
+  // What the control feed has said (src/sites/control.ts). Without a feed, `current` stays false and every
+  // record lives by the TTLs above.
+  let current: () => boolean = () => false;
+  let epoch = 0;
+  const hints = new Map<string, HostHint>();
+  const latestPurge = new Map<string, number>();
+  /** Whether a record checked against the feed may be used with no TTL: the feed is current, same epoch. */
+  const known = (record: { epoch?: number }) => record.epoch === epoch && current();
+
+  const remember = (host: string, record: Record_) => setBounded(memory, host, record);
 
   const readCache = async (host: string): Promise<Record_ | undefined> => {
     if (!options.cache) return undefined;
@@ -280,7 +355,11 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
       const value = (await response.json()) as Partial<Record_>;
       if (typeof value.fetchedAt !== "number" || (typeof value.raw !== "string" && value.raw !== null))
         return undefined;
-      return { raw: value.raw, fetchedAt: value.fetchedAt };
+      return {
+        raw: value.raw,
+        fetchedAt: value.fetchedAt,
+        ...(typeof value.revision === "number" ? { revision: value.revision } : {}),
+      };
     } catch (error) {
       options.log?.("config.cache-skipped", { host, error: String(error) });
       return undefined;
@@ -291,7 +370,7 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
     if (!options.cache) return;
     try {
       const cache = await options.cache;
-      const body = JSON.stringify({ raw: record.raw, fetchedAt: record.fetchedAt });
+      const body = JSON.stringify({ raw: record.raw, fetchedAt: record.fetchedAt, revision: record.revision });
       // Kept for the last-known window, so it can stand in when KV fails; freshness is checked on read.
       const headers = { "content-type": "application/json", "cache-control": `max-age=${lastKnownMs / 1000}` };
       await cache.put(urlFor(host), new Response(body, { headers }));
@@ -300,40 +379,55 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
     }
   };
 
-  const purgeMemory = new Map<string, PurgeRecord_>();
-  const purgeUrlFor = (siteId: string) => `https://config.tiercel.internal/v1/purges/${encodeURIComponent(siteId)}`;
-  const rememberPurges = (siteId: string, record: PurgeRecord_) => {
-    purgeMemory.delete(siteId);
-    purgeMemory.set(siteId, record);
-    if (purgeMemory.size > MAX_REMEMBERED) {
-      const oldest = purgeMemory.keys().next().value;
-      if (oldest !== undefined) purgeMemory.delete(oldest);
+  /**
+   * A record read from the micro-cache or KV, checked against what the feed said about its host: one older
+   * than the feed's revision is replaced by the owner's config (by revision, kept in the Cache API, since a
+   * revision never changes). When that fails, the record is used as it is, on the TTLs (never current).
+   */
+  const checked = async (host: string, record: Record_, now: number): Promise<Record_> => {
+    if (!current()) return record;
+    const hint = hints.get(host);
+    const siteId = siteIdOf(record.raw);
+    // Only an owner's config (it has a revision) is announced by the feed when it changes: a config written
+    // by hand, or an unknown host, keeps living by the TTLs.
+    const keep = (checkedRecord: Record_) =>
+      checkedRecord.revision !== undefined && checkedRecord.raw !== null ? { ...checkedRecord, epoch } : checkedRecord;
+    if (!hint) return keep(record);
+    if (hint.left) {
+      // The feed said the host left this site: an older copy naming it is no site at all.
+      if (siteId === hint.siteId && (record.revision ?? 0) < hint.revision) return { raw: null, fetchedAt: now };
+      return keep(record);
     }
-  };
-  /** A view for `raw` (null: none published); the known one when its version is the same (no re-parse). */
-  const viewOf = (siteId: string, raw: string | null, version: number | undefined, known?: PurgeView): PurgeView => {
-    if (raw === null) return NO_PURGES;
-    if (known && version !== undefined && known.version === version) return known;
-    const published = parsePublishedPurges(raw);
-    if (!published) {
-      options.log?.("config.purges-invalid", { siteId });
-      return known ?? NO_PURGES;
+    if (siteId === hint.siteId && (record.revision ?? 0) >= hint.revision) return keep(record);
+    const owned = await ownerConfig(hint.siteId, hint.revision);
+    if (owned && owned.revision >= hint.revision) {
+      if (!owned.site.hosts.includes(host)) return { raw: null, fetchedAt: now, revision: owned.revision };
+      return { raw: JSON.stringify(owned.site), fetchedAt: now, revision: owned.revision, epoch };
     }
-    return purgeViewOf(published);
+    return record;
   };
-  const writePurgeCache = async (siteId: string, raw: string | null, version: number, fetchedAt: number) => {
-    if (!options.cache) return;
+
+  /** The owner's settings at `revision` or later: from this data center's Cache API, else from the owner. */
+  const ownerConfig = async (siteId: string, revision: number): Promise<{ site: Site; revision: number } | null> => {
+    if (!options.owners) return null;
+    const url = `${CONTROL_CACHE_ORIGIN}/config/${encodeURIComponent(siteId)}/${revision}`;
     try {
-      const cache = await options.cache;
-      const headers = {
-        "content-type": "application/json",
-        "cache-control": `max-age=${lastKnownMs / 1000}`,
-        "x-tiercel-fetched-at": String(fetchedAt),
-        "x-tiercel-version": String(version),
-      };
-      await cache.put(purgeUrlFor(siteId), new Response(raw ?? "null", { headers }));
+      const cache = options.cache ? await options.cache : undefined;
+      const hit = await cache?.match(url);
+      if (hit) return (await hit.json()) as { site: Site; revision: number };
+      const owned = await withDeadline(options.owners.config(siteId), timeoutMs, "owner config");
+      if (owned && cache) {
+        const body = JSON.stringify(owned);
+        const headers = { "content-type": "application/json", "cache-control": "max-age=86400" };
+        await cache.put(
+          `${CONTROL_CACHE_ORIGIN}/config/${encodeURIComponent(siteId)}/${owned.revision}`,
+          new Response(body, { headers }),
+        );
+      }
+      return owned;
     } catch (error) {
-      options.log?.("config.cache-skipped", { siteId, error: String(error) });
+      options.log?.("config.owner-skipped", { siteId, error: String(error) });
+      return null;
     }
   };
 
@@ -354,46 +448,169 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
     return record.parsed.site;
   };
 
+  /** Keeps the parse of a record with the same config, so the same config is never parsed twice. */
+  const carry = (record: Record_, before: Record_ | undefined) => {
+    if (before?.parsed && before.raw === record.raw) record.parsed = before.parsed;
+    return record;
+  };
+
+  const purgeMemory = new Map<string, PurgeRecord_>();
+  const purgeUrlFor = (siteId: string) => `https://config.tiercel.internal/v1/purges/${encodeURIComponent(siteId)}`;
+  const rememberPurges = (siteId: string, record: PurgeRecord_) => setBounded(purgeMemory, siteId, record);
+  /** A view for `raw` (null: none published); the known one when its version is the same (no re-parse). */
+  const viewOf = (siteId: string, raw: string | null, version: number | undefined, before?: PurgeView): PurgeView => {
+    if (raw === null) return NO_PURGES;
+    if (before && version !== undefined && before.version === version) return before;
+    const published = parsePublishedPurges(raw);
+    if (!published) {
+      options.log?.("config.purges-invalid", { siteId });
+      return before ?? NO_PURGES;
+    }
+    return purgeViewOf(published);
+  };
+  const writePurgeCache = async (
+    url: string,
+    raw: string | null,
+    version: number,
+    fetchedAt: number,
+    maxAge: number,
+  ) => {
+    if (!options.cache) return;
+    try {
+      const cache = await options.cache;
+      const headers = {
+        "content-type": "application/json",
+        "cache-control": `max-age=${maxAge}`,
+        "x-tiercel-fetched-at": String(fetchedAt),
+        "x-tiercel-version": String(version),
+      };
+      await cache.put(url, new Response(raw ?? "null", { headers }));
+    } catch (error) {
+      options.log?.("config.cache-skipped", { url, error: String(error) });
+    }
+  };
+  /** The owner's purge state at `version` or later: from this data center's Cache API, else the owner. */
+  const ownerPurges = async (siteId: string, version: number, before?: PurgeView): Promise<PurgeView | null> => {
+    if (!options.owners) return null;
+    const url = (v: number) => `${CONTROL_CACHE_ORIGIN}/purges/${encodeURIComponent(siteId)}/${v}`;
+    try {
+      const cache = options.cache ? await options.cache : undefined;
+      const hit = await cache?.match(url(version));
+      if (hit) return viewOf(siteId, await hit.text(), version, before);
+      const published = await withDeadline(options.owners.purges(siteId), timeoutMs, "owner purges");
+      const raw = JSON.stringify(published);
+      await writePurgeCache(url(published.version), raw, published.version, options.now(), 86_400);
+      return purgeViewOf(published);
+    } catch (error) {
+      options.log?.("config.owner-skipped", { siteId, error: String(error) });
+      return null;
+    }
+  };
+  /** A purge view read from the micro-cache or KV, replaced by the owner's when the feed knows a newer one. */
+  const checkedView = async (siteId: string, view: PurgeView, fetchedAt: number): Promise<PurgeRecord_> => {
+    if (!current()) return { view, fetchedAt };
+    const latest = latestPurge.get(siteId) ?? 0;
+    if (view.version >= latest) return { view, fetchedAt, epoch };
+    const owned = await ownerPurges(siteId, latest, view);
+    if (owned && owned.version >= latest) return { view: owned, fetchedAt: options.now(), epoch };
+    return { view, fetchedAt };
+  };
+
   return {
     counters,
+
+    attach(isCurrent) {
+      current = isCurrent;
+    },
+
+    reset() {
+      epoch += 1;
+    },
+
+    note(change) {
+      if (change.config) {
+        const { revision, hosts, dropped, deleted } = change.config;
+        for (const host of [...hosts, ...dropped]) {
+          setBounded(hints, host, {
+            siteId: change.siteId,
+            revision,
+            left: deleted === true || dropped.includes(host),
+          });
+          const before = memory.get(host);
+          if (before && !(before.revision !== undefined && before.revision >= revision && !deleted)) {
+            // Read again on the next request (checked against this hint); the parse is kept if it is the same.
+            memory.set(host, { ...before, epoch: -1, fetchedAt: 0 });
+          }
+        }
+      }
+      if (change.purge) {
+        const { version, delta } = change.purge;
+        setBounded(latestPurge, change.siteId, Math.max(version, latestPurge.get(change.siteId) ?? 0));
+        const before = purgeMemory.get(change.siteId);
+        if (!before || before.view.version >= version) return;
+        if (delta && before.view.version === version - 1) {
+          rememberPurges(change.siteId, {
+            view: applyPurgeDelta(before.view, delta),
+            fetchedAt: before.fetchedAt,
+            epoch: before.epoch ?? epoch,
+          });
+        } else {
+          purgeMemory.set(change.siteId, { ...before, epoch: -1, fetchedAt: 0 });
+        }
+      }
+    },
 
     async siteForHost(host, waitUntil) {
       const now = options.now();
       const inMemory = memory.get(host);
-      if (inMemory && now - inMemory.fetchedAt < Math.min(memoryMs, freshFor(inMemory))) {
+      if (inMemory && (known(inMemory) || now - inMemory.fetchedAt < Math.min(memoryMs, freshFor(inMemory)))) {
         if (inMemory.raw === null) counters.negativeHits += 1;
         else counters.memoryHits += 1;
         return resolve(host, inMemory);
       }
-      const cached = await readCache(host);
-      if (cached && now - cached.fetchedAt < freshFor(cached)) {
+      const cachedRaw = await readCache(host);
+      if (cachedRaw && now - cachedRaw.fetchedAt < freshFor(cachedRaw)) {
+        const cached = carry(await checked(host, cachedRaw, now), inMemory);
         if (cached.raw === null) counters.negativeHits += 1;
         else counters.cacheHits += 1;
-        // Memory keeps it only for what is left of its micro-cache freshness; the same config is not parsed again.
-        if (inMemory?.parsed && inMemory.raw === cached.raw) cached.parsed = inMemory.parsed;
+        // Memory keeps it only for what is left of its micro-cache freshness (or while the feed is current).
         remember(host, cached);
+        if (cached !== cachedRaw && cached.raw !== cachedRaw.raw) {
+          const write = writeCache(host, cached);
+          if (waitUntil) waitUntil(write);
+          else await write;
+        }
         return resolve(host, cached);
       }
-      let raw: string | null;
+      let read: { value: string | null; metadata: { revision?: number } | null };
       try {
         counters.kvReads += 1;
-        raw = await withDeadline(kv.get(siteKey(host), "text"), timeoutMs, "config KV get");
+        read = await withDeadline(
+          kv.getWithMetadata<{ revision?: number }>(siteKey(host), "text"),
+          timeoutMs,
+          "config KV get",
+        );
       } catch (cause) {
-        const lastKnown = [inMemory, cached]
+        const lastKnown = [inMemory, cachedRaw]
           .filter((record): record is Record_ => record !== undefined)
           .sort((a, b) => b.fetchedAt - a.fetchedAt)[0];
         if (lastKnown && now - lastKnown.fetchedAt < lastKnownMs) {
           counters.lastKnownServed += 1;
           options.log?.("config.last-known", { host, age: Math.round((now - lastKnown.fetchedAt) / 1000) });
-          return resolve(host, lastKnown);
+          return resolve(host, carry(lastKnown, inMemory));
         }
         throw new TiercelError("site_store_unavailable", 503, "The site config store is unavailable", {
           cause,
           headers: { "retry-after": "5" },
         });
       }
-      const record: Record_ = { raw, fetchedAt: now };
-      if (inMemory?.parsed && inMemory.raw === raw) record.parsed = inMemory.parsed;
+      const revision = read.metadata?.revision;
+      const fromKv: Record_ = {
+        raw: read.value,
+        fetchedAt: now,
+        ...(typeof revision === "number" ? { revision } : {}),
+      };
+      const record = carry(await checked(host, fromKv, now), inMemory);
       remember(host, record);
       const write = writeCache(host, record);
       if (waitUntil) waitUntil(write);
@@ -406,9 +623,9 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
       const raw = JSON.stringify(site);
       await Promise.all(
         site.hosts.map(async (host) => {
-          const known = memory.get(host)?.revision;
-          if (known !== undefined && known > revision) return;
-          const record: Record_ = { raw, fetchedAt: now, revision, parsed: { site } };
+          const before = memory.get(host)?.revision;
+          if (before !== undefined && before > revision) return;
+          const record: Record_ = { raw, fetchedAt: now, revision, parsed: { site }, epoch };
           remember(host, record);
           await writeCache(host, record);
         }),
@@ -418,8 +635,8 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
     async purgesFor(siteId, waitUntil) {
       const now = options.now();
       const inMemory = purgeMemory.get(siteId);
-      if (inMemory && now - inMemory.fetchedAt < Math.min(memoryMs, cacheMs)) return inMemory.view;
-      const known = inMemory?.view;
+      if (inMemory && (known(inMemory) || now - inMemory.fetchedAt < Math.min(memoryMs, cacheMs))) return inMemory.view;
+      const before = inMemory?.view;
       if (options.cache) {
         try {
           const cache = await options.cache;
@@ -428,12 +645,13 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
           if (response && Number.isFinite(fetchedAt) && now - fetchedAt < cacheMs) {
             const version = Number(response.headers.get("x-tiercel-version"));
             // The body is read only when the version is new to this isolate.
-            const fresh = known && known.version === version;
-            if (fresh) response.body?.cancel().catch(() => {});
-            const raw = fresh ? null : await response.text();
-            const view = fresh ? known : viewOf(siteId, raw === "null" ? null : raw, version, known);
-            rememberPurges(siteId, { view, fetchedAt });
-            return view;
+            const same = before !== undefined && before.version === version;
+            if (same) response.body?.cancel().catch(() => {});
+            const raw = same ? null : await response.text();
+            const view = same ? before : viewOf(siteId, raw === "null" ? null : raw, version, before);
+            const record = await checkedView(siteId, view, fetchedAt);
+            rememberPurges(siteId, record);
+            return record.view;
           }
           response?.body?.cancel().catch(() => {});
         } catch (error) {
@@ -448,12 +666,13 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
           "purges KV get",
         );
         const version = read.metadata?.version ?? 0;
-        const view = viewOf(siteId, read.value, version, known);
-        rememberPurges(siteId, { view, fetchedAt: now });
-        const write = writePurgeCache(siteId, read.value, view.version, now);
+        const record = await checkedView(siteId, viewOf(siteId, read.value, version, before), now);
+        rememberPurges(siteId, record);
+        const raw = record.view.version === version ? read.value : JSON.stringify(publishedOf(record.view));
+        const write = writePurgeCache(purgeUrlFor(siteId), raw, record.view.version, now, lastKnownMs / 1000);
         if (waitUntil) waitUntil(write);
         else await write;
-        return view;
+        return record.view;
       } catch (error) {
         // Purges are never guessed away: the last known state stands in (as a config does) while KV fails.
         options.log?.("config.purges-skipped", { siteId, error: String(error) });
@@ -466,22 +685,28 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
     },
 
     async applyPurges(siteId, delta) {
-      const known = purgeMemory.get(siteId)?.view;
-      if (known && known.version >= delta.version) return true;
-      if (!known || known.version !== delta.version - 1) return false;
-      const view = applyPurgeDelta(known, delta);
+      const before = purgeMemory.get(siteId)?.view;
+      if (before && before.version >= delta.version) return true;
+      if (!before || before.version !== delta.version - 1) return false;
+      const view = applyPurgeDelta(before, delta);
       const now = options.now();
-      rememberPurges(siteId, { view, fetchedAt: now });
-      await writePurgeCache(siteId, JSON.stringify(publishedOf(view)), view.version, now);
+      rememberPurges(siteId, { view, fetchedAt: now, epoch });
+      await writePurgeCache(
+        purgeUrlFor(siteId),
+        JSON.stringify(publishedOf(view)),
+        view.version,
+        now,
+        lastKnownMs / 1000,
+      );
       return true;
     },
 
     async primePurges(siteId, published) {
-      const known = purgeMemory.get(siteId)?.view;
-      if (known && known.version > published.version) return;
+      const before = purgeMemory.get(siteId)?.view;
+      if (before && before.version > published.version) return;
       const now = options.now();
-      rememberPurges(siteId, { view: purgeViewOf(published), fetchedAt: now });
-      await writePurgeCache(siteId, JSON.stringify(published), published.version, now);
+      rememberPurges(siteId, { view: purgeViewOf(published), fetchedAt: now, epoch });
+      await writePurgeCache(purgeUrlFor(siteId), JSON.stringify(published), published.version, now, lastKnownMs / 1000);
     },
 
     async forget(hosts) {
