@@ -142,7 +142,7 @@ function siteStoreFor(env: Env, suffix: string, windowMs: number): { sites: Site
 }
 
 /** The longest a request waits for a control feed check (it goes on in the background). */
-export const CONTROL_WAIT_MS = 50;
+const CONTROL_WAIT_MS = 50;
 
 export default {
   fetch(request, env, ctx) {
