@@ -341,8 +341,13 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
   let epoch = 0;
   const hints = new Map<string, HostHint>();
   const latestPurge = new Map<string, number>();
-  /** Whether a record checked against the feed may be used with no TTL: the feed is current, same epoch. */
-  const known = (record: { epoch?: number }) => record.epoch === epoch && current();
+  /**
+   * Whether a record checked against the feed may be used past the TTLs: the feed is current, same epoch.
+   * Still read again after `lastKnownSeconds` (5 min; the same config is not parsed again), so a change
+   * whose announcement was lost (an owner that could not reach the feed) heals through KV.
+   */
+  const known = (record: { epoch?: number; fetchedAt: number }) =>
+    record.epoch === epoch && current() && options.now() - record.fetchedAt < lastKnownMs;
 
   const remember = (host: string, record: Record_) => setBounded(memory, host, record);
 
