@@ -166,20 +166,37 @@ export class SiteOwner extends DurableObject<Env> implements SiteOwnerApi {
   }
 
   override async alarm(): Promise<void> {
-    await this.serial(() => this.publish());
+    await this.serial(async () => {
+      await this.publish();
+      await this.announce();
+    });
   }
 
   /**
    * Tells the control feed about a committed change, so every data center sees it within its window. A feed
-   * that cannot be reached is logged and skipped: the change is still published to KV (the slower path).
+   * that cannot be reached is logged and the change retried from the alarm a second later (in order, after
+   * any it missed before); meanwhile the change is published to KV (the slower path).
    */
-  private async announce(change: FeedAppend): Promise<void> {
+  private async announce(change?: FeedAppend): Promise<void> {
     const feed = (this.env as { CONTROL?: Env["CONTROL"] }).CONTROL;
     if (!feed) return;
+    // Changes the feed missed go first, in order; at most the last 100 are kept for a retry.
+    const pending = (await this.ctx.storage.get<FeedAppend[]>("pendingAnnounce")) ?? [];
+    if (change) pending.push(change);
+    if (pending.length === 0) return;
+    const stub = feed.get(feed.idFromName(FEED_NAME)) as unknown as ControlFeedApi;
+    let sent = 0;
     try {
-      await (feed.get(feed.idFromName(FEED_NAME)) as unknown as ControlFeedApi).append(change);
+      for (const next of pending) {
+        await stub.append(next);
+        sent += 1;
+      }
+      await this.ctx.storage.delete("pendingAnnounce");
     } catch (error) {
-      console.log(JSON.stringify({ event: "owner.announce-failed", siteId: change.siteId, error: String(error) }));
+      const siteId = pending[sent]?.siteId;
+      console.log(JSON.stringify({ event: "owner.announce-failed", siteId, error: String(error) }));
+      await this.ctx.storage.put("pendingAnnounce", pending.slice(sent).slice(-100));
+      if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + 1_000);
     }
   }
 

@@ -536,6 +536,9 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
       if (change.config) {
         const { revision, hosts, dropped, deleted } = change.config;
         for (const host of [...hosts, ...dropped]) {
+          // Hints only move forward: a change the feed got late (an owner's retry) never undoes a newer one.
+          const hinted = hints.get(host);
+          if (hinted && hinted.siteId === change.siteId && hinted.revision > revision) continue;
           setBounded(hints, host, {
             siteId: change.siteId,
             revision,
