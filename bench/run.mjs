@@ -15,6 +15,8 @@ import { renderSvg, renderTables } from "./lib/report.mjs";
 import { snapshotCode } from "./lib/snapshot.mjs";
 import { machineInfo, summarize } from "./lib/summary.mjs";
 import { killAllNow, kvBulkPut, memoryOf, resetPeak, startWorker, stopAll } from "./lib/wrangler.mjs";
+
+import { propagation } from "./phases/propagation.mjs";
 import { worldPhase } from "./phases/world.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -145,6 +147,7 @@ const data = {
   collapse: [],
   memory: [],
   config: null,
+  propagation: null,
 };
 let machine;
 
@@ -164,7 +167,7 @@ function results(complete) {
       checks: world?.checks ?? [],
     };
   }
-  const summary = summarize({ data, P, machine, started, complete });
+  const summary = { ...summarize({ data, P, machine, started, complete }), propagation: data.propagation };
   if (data.world) Object.assign(summary, { world: data.world, checks: [...summary.checks, ...data.world.checks] });
   return summary;
 }
@@ -652,6 +655,19 @@ async function dataCenterA(dir) {
   for (const worker of live) {
     await phase(`(6) memory while ${fmtSize(P.memorySize)} streams through: ${worker.label}`, async () => {
       data.memory.push(await memory(worker, agents[worker.name]));
+    });
+  }
+  if (tiercel.a) {
+    await phase("(7) control plane: propagation, and the hot path with and without a pending change", async () => {
+      const figures = await propagation({
+        url: tiercel.a.url,
+        token: TOKEN,
+        originUrl: origin.url,
+        requests: quick ? 100 : 300,
+      });
+      data.propagation = figures;
+      log(`  ${JSON.stringify(figures)}`);
+      if (!figures.propagation.allSeen) throw new Error("a settings change was not served within 100 requests");
     });
   }
   // The cold burst is the last thing A does: whatever it leaves behind cannot touch another figure.

@@ -10,12 +10,14 @@ import { TransformLimiter } from "./optimize/queue";
 import { type OptimizerBinding, remoteImageEngine, remoteMinifier, unboundOptimizer } from "./optimize/remote";
 import { isResizeUrl } from "./optimize/resize-url";
 import { originFactory } from "./origins";
+import { ControlClient } from "./sites/control";
 import { envSiteStore } from "./sites/env-site";
-import type { HostRegistryApi, SiteOwnerApi } from "./sites/owner";
-import { kvSiteStore, REGISTRY_NAME, type SiteStore } from "./sites/store";
+import { type ControlFeedApi, type HostRegistryApi, type SiteOwnerApi, unwrap } from "./sites/owner";
+import { FEED_NAME, kvSiteStore, REGISTRY_NAME, type SiteStore } from "./sites/store";
 import { edgeTier } from "./tiers/edge";
 import { kvTier } from "./tiers/kv";
 
+export { ControlFeed } from "./objects/control-feed";
 // The Durable Object classes bound in wrangler.jsonc (docs/architecture.md, "Durable Objects").
 export { HostRegistry } from "./objects/host-registry";
 export { SiteOwner } from "./objects/site-owner";
@@ -49,69 +51,105 @@ function configCacheSeconds(env: Env): number {
   const value = Number((env as unknown as Record<string, unknown>).CONFIG_CACHE_SECONDS ?? 30);
   return Number.isFinite(value) && value >= 0 && value <= 300 ? value : 30;
 }
+/** The control feed's window: CONTROL_WINDOW_MS (100–60000), 1000 by default. */
+export function controlWindowMs(env: Env): number {
+  const value = Number((env as unknown as Record<string, unknown>).CONTROL_WINDOW_MS ?? 1000);
+  return Number.isFinite(value) && value >= 100 && value <= 60_000 ? value : 1000;
+}
 const platforms = new WeakMap<Env, Platform>();
 
 /** Builds the env-derived pieces once per isolate (env is the same object for every request). */
 export function platformFor(env: Env): Platform {
   let platform = platforms.get(env);
   if (!platform) {
-    const stats = new Stats(Date.now);
-    // Typed as always present, but a Worker deployed with an older config has none.
-    const statsBinding: Env["STATS"] | undefined = env.STATS;
-    platform = {
-      sites: siteStoreFor(env),
-      tiers: [edgeTier(caches.open(env.EDGE_CACHE_NAME)), kvTier(env.CACHE_KV)],
-      originFor: originFactory({
-        headersTimeoutMs: LIMITS.originHeadersTimeoutMs,
-        bodyIdleMs: LIMITS.originBodyIdleMs,
-        // Bucket credentials are Worker secrets, named in the site config; never stored in KV.
-        secret: (name) => secretOf(env, name),
-        connectMode: (env.ORIGIN_CONNECT_MODE as string) === "resolve-override" ? "resolve-override" : "direct",
-      }),
-      now: Date.now,
-      log,
-      collapser: createCollapser(),
-      stats,
-      // Without the STATS binding (an older config), the counters stay in the isolate.
-      ...(statsBinding
-        ? { flusher: new StatsFlusher(stats, (batch) => aggregator(env).add(batch), Date.now, log) }
-        : {}),
-      invalidated: new Map(),
-      tierTimeoutMs: LIMITS.tierTimeoutMs,
-      maxBufferBytes: LIMITS.maxBufferBytes,
-      maxObjectBytes: LIMITS.maxObjectBytes,
-      engines: enginesFor(env),
-      optimizeLimits: DEFAULT_OPTIMIZE_LIMITS,
-      transformLimiter: new TransformLimiter(TRANSFORM_BOUNDS.perSite, TRANSFORM_BOUNDS.isolate),
-    };
+    platform = buildPlatform(env);
     platforms.set(env, platform);
   }
   return platform;
 }
 
 /**
+ * The pieces of one isolate. `dataCenter` names its Cache API caches (tests simulate several data centers
+ * in one process: each gets its own caches and memory, and shares KV and the Durable Objects);
+ * `windowMs` overrides CONTROL_WINDOW_MS.
+ */
+export function buildPlatform(env: Env, place: { dataCenter?: string; windowMs?: number } = {}): Platform {
+  const suffix = place.dataCenter ? `-${place.dataCenter}` : "";
+  const { sites, control } = siteStoreFor(env, suffix, place.windowMs ?? controlWindowMs(env));
+  const stats = new Stats(Date.now);
+  // Typed as always present, but a Worker deployed with an older config has none.
+  const statsBinding: Env["STATS"] | undefined = env.STATS;
+  return {
+    sites,
+    ...(control ? { control } : {}),
+    tiers: [edgeTier(caches.open(`${env.EDGE_CACHE_NAME}${suffix}`)), kvTier(env.CACHE_KV)],
+    originFor: originFactory({
+      headersTimeoutMs: LIMITS.originHeadersTimeoutMs,
+      bodyIdleMs: LIMITS.originBodyIdleMs,
+      // Bucket credentials are Worker secrets, named in the site config; never stored in KV.
+      secret: (name) => secretOf(env, name),
+      connectMode: (env.ORIGIN_CONNECT_MODE as string) === "resolve-override" ? "resolve-override" : "direct",
+    }),
+    now: Date.now,
+    log,
+    collapser: createCollapser(),
+    stats,
+    // Without the STATS binding (an older config), the counters stay in the isolate.
+    ...(statsBinding ? { flusher: new StatsFlusher(stats, (batch) => aggregator(env).add(batch), Date.now, log) } : {}),
+    invalidated: new Map(),
+    tierTimeoutMs: LIMITS.tierTimeoutMs,
+    maxBufferBytes: LIMITS.maxBufferBytes,
+    maxObjectBytes: LIMITS.maxObjectBytes,
+    engines: enginesFor(env),
+    optimizeLimits: DEFAULT_OPTIMIZE_LIMITS,
+    transformLimiter: new TransformLimiter(TRANSFORM_BOUNDS.perSite, TRANSFORM_BOUNDS.isolate),
+  };
+}
+
+/**
  * The site store: the SITES namespace when bound; without it, the one site of the TIERCEL_SITE variable
  * (zero-config mode, src/sites/env-site.ts); without either, no host has a site.
  */
-function siteStoreFor(env: Env): SiteStore {
+function siteStoreFor(env: Env, suffix: string, windowMs: number): { sites: SiteStore; control?: ControlClient } {
   const kv = (env as { SITES?: KVNamespace }).SITES;
   if (kv) {
-    return kvSiteStore(kv, {
-      cache: caches.open("tiercel-config"),
+    const owners = controlPlane(env);
+    const sites = kvSiteStore(kv, {
+      cache: caches.open(`tiercel-config${suffix}`),
       now: Date.now,
       log,
       cacheSeconds: configCacheSeconds(env),
+      owners: {
+        config: async (siteId) => unwrap(await owners.owner(siteId).read(siteId)),
+        purges: (siteId) => owners.owner(siteId).purges(siteId),
+      },
     });
+    // Without the CONTROL binding (an older deployment), configs live by the TTLs and KV alone.
+    const feed = (env as { CONTROL?: Env["CONTROL"] }).CONTROL;
+    if (!feed) return { sites };
+    const control = new ControlClient({
+      store: sites,
+      feed: (since) => (feed.get(feed.idFromName(FEED_NAME)) as unknown as ControlFeedApi).since(since),
+      cache: caches.open(`tiercel-control${suffix}`),
+      now: Date.now,
+      windowMs,
+      waitMs: CONTROL_WAIT_MS,
+      log,
+    });
+    return { sites, control };
   }
-  return (
-    envSiteStore(env as unknown as Record<string, unknown>) ?? {
+  return {
+    sites: envSiteStore(env as unknown as Record<string, unknown>) ?? {
       counters: { kvReads: 0, memoryHits: 0, cacheHits: 0, negativeHits: 0, lastKnownServed: 0 },
       siteForHost: async () => null,
       forget: async () => {},
       prime: async () => {},
-    }
-  );
+    },
+  };
 }
+
+/** The longest a request waits for a control feed check (it goes on in the background). */
+const CONTROL_WAIT_MS = 50;
 
 export default {
   fetch(request, env, ctx) {
@@ -141,6 +179,7 @@ export default {
         log: platform.log,
         tierTimeoutMs: platform.tierTimeoutMs,
         invalidated: platform.invalidated,
+        ...(platform.control ? { propagationMs: 2 * controlWindowMs(env) + CONTROL_WAIT_MS } : {}),
       });
     }
     return respond(request, { ...platform, waitUntil: (work) => ctx.waitUntil(work) });

@@ -117,7 +117,11 @@ export async function startFakeAdminApi({ token, sites: initial = [] }) {
       }
       return send(202, {
         purged: { urls, tags, all, soft },
-        propagation: "KV and this data center at once; every data center within about 90 s",
+        propagation: {
+          here: "at once (this data center)",
+          everywhereWithinMs: 2050,
+          how: "through the control feed, without waiting for KV",
+        },
       });
     }
     if ((path === "/stats" || tail === "/stats") && req.method === "GET") {

@@ -116,6 +116,8 @@ export interface AdminDeps {
   tierTimeoutMs: number;
   /** The isolate's record of invalidated keys (see Deps.invalidated). */
   invalidated: Map<string, number>;
+  /** The longest a change takes to be visible in every data center, when the control feed bounds it. */
+  propagationMs?: number;
 }
 
 export async function handleAdmin(request: Request, deps: AdminDeps): Promise<Response> {
@@ -326,8 +328,15 @@ async function deleteSite(deps: AdminDeps, id: string, who: Principal) {
 }
 
 async function purge(deps: AdminDeps, id: string, body: unknown, who: Principal) {
-  const done = await control(() => deps.control.owner(id).purge(id, body, actorOf(who)));
-  await deps.sites.prime(done.site, done.revision);
+  const owner = deps.control.owner(id);
+  const done = await control(() => owner.purge(id, body, actorOf(who)));
+  // This isolate and data center apply the purge at once: the delta onto what they know, or the whole state.
+  if (!(await deps.sites.applyPurges?.(id, done.delta))) {
+    const whole = await reach(() => owner.purges(id));
+    await deps.sites.primePurges?.(id, whole);
+  }
+  // A purge of everything is a new generation: new settings.
+  if (done.request.all && !done.request.soft) await deps.sites.prime(done.site, done.revision);
   // URL purges also remove the entries now: KV everywhere, the Cache API in this data center.
   if (done.keys.length > 0) await invalidate({ deps }, done.keys);
   const { urls, tags, all, soft } = done.request;
@@ -340,12 +349,28 @@ async function purge(deps: AdminDeps, id: string, body: unknown, who: Principal)
     tags,
     all,
     soft,
+    evictedTags: done.evictedTags,
   });
   return {
     purged: { urls, tags, all, soft, generation: done.site.generation },
     revision: done.revision,
-    propagation:
-      "this data center at once; the owner publishes to KV within 1 s; every data center within the config micro-cache TTL plus KV propagation (about 90 s)",
+    purgeVersion: done.delta.version,
+    ...(done.evictedTags > 0
+      ? { evictedTags: done.evictedTags, tagFloor: new Date(done.delta.tagFloor).toISOString() }
+      : {}),
+    propagation: propagationOf(deps),
+  };
+}
+
+/** When a change is visible everywhere, as the purge answer says it. */
+function propagationOf(deps: AdminDeps): { here: string; everywhereWithinMs: number; how: string } {
+  return {
+    here: "at once (this data center)",
+    everywhereWithinMs: deps.propagationMs ?? 91_000,
+    how:
+      deps.propagationMs === undefined
+        ? "owner publishes to KV within 1 s; others within the config micro-cache TTL plus KV propagation"
+        : "through the control feed, without waiting for KV",
   };
 }
 

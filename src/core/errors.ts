@@ -37,6 +37,7 @@ export type ErrorCode =
   | "invalid_window"
   | "invalid_site"
   | "stats_unavailable"
+  | "purge_limit"
   | "resize_not_enabled"
   | "bad_resize_options"
   | "resize_not_allowed";

@@ -6,6 +6,7 @@ import type { SiteStore } from "../sites/store";
 import type { CacheStatus } from "./cache-status";
 import type { Collapser } from "./collapse";
 import type { Origin } from "./origin";
+import type { PurgeView } from "./purge";
 import type { ServerTiming } from "./server-timing";
 import type { Stats, StatsFlusher } from "./stats";
 import type { Tier } from "./tier";
@@ -17,6 +18,8 @@ import type { Tier } from "./tier";
  */
 export interface Deps {
   sites: SiteStore;
+  /** The control feed's client (src/sites/control.ts): checked before each request, at most once per window. */
+  control?: { beforeRequest(waitUntil?: (work: Promise<unknown>) => void): Promise<void> };
   /** Cache tiers, nearest the client first (edge, then global). */
   tiers: Tier[];
   originFor(site: Site): Origin;
@@ -54,6 +57,8 @@ export interface Exchange {
   request: Request;
   url: URL;
   site: Site;
+  /** The site's purge state, as this isolate knows it (parsed once per version, checked by Map lookups). */
+  purges: PurgeView;
   deps: Deps;
   timing: ServerTiming;
   status: CacheStatus;

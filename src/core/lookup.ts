@@ -73,7 +73,8 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
       continue;
     }
     const purgeKeys = ex.sourceKey ? [ex.baseKey, ex.sourceKey] : [ex.baseKey];
-    const purge = purgeState(found.entry, ex.site.purges, ...purgeKeys);
+    const hold = { now: deps.now(), maxHoldMs: ex.site.cache.maxHold * 1000 };
+    const purge = purgeState(found.entry, ex.purges, ex.site.purges, hold, ...purgeKeys);
     if (purge === "purged") {
       // Purged: as good as absent, not even for stale-if-error.
       await found.body.cancel();
@@ -98,7 +99,7 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
       continue;
     }
     const candidate: Found = { ...found, tier: index, key: found.key, member, softPurged: purge === "soft" };
-    if (purge === "soft") candidate.softPurgedAt = softPurgedAt(found.entry, ex.site.purges);
+    if (purge === "soft") candidate.softPurgedAt = softPurgedAt(found.entry, ex.purges, ex.site.purges);
     const decision = decide({
       request: { method: ex.request.method, makesVariant: ex.resize !== undefined },
       stored: {

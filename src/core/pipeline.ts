@@ -17,6 +17,7 @@ import { endToEndHeaders } from "./http/headers";
 import { consumedTargetedFields } from "./http/targeted";
 import { cacheKey, keyedUrl, keyPartsFor } from "./keys";
 import { lookupTiers } from "./lookup";
+import { NO_PURGES, type PurgeView } from "./purge";
 import { ServerTiming } from "./server-timing";
 import { wireLength } from "./stats";
 import { invalidate, storeBody } from "./store";
@@ -40,9 +41,14 @@ export async function respond(request: Request, deps: Deps): Promise<Response> {
     const url = new URL(request.url);
     // On Cloudflare the URL's host is the Host header; locally and in tests the header is the truth.
     const host = normalizeHost(request.headers.get("host") ?? url.host);
-    site = await timing.measure("site", () => deps.sites.siteForHost(host, deps.waitUntil));
+    site = await timing.measure("site", async () => {
+      // At most once per window, and never longer than a small bound: what changed since the last check.
+      await deps.control?.beforeRequest(deps.waitUntil);
+      return deps.sites.siteForHost(host, deps.waitUntil);
+    });
     if (!site) throw new TiercelError("site_not_found", 404, `No site is configured for host ${host}`);
-    return await handleRequest(request, site, deps, timing);
+    const purges = (await deps.sites.purgesFor?.(site.id, deps.waitUntil)) ?? NO_PURGES;
+    return await handleRequest(request, site, deps, timing, purges);
   } catch (error) {
     if (site && (!(error instanceof TiercelError) || error.status >= 500)) deps.stats.error(site.id);
     return refuse(error, deps, timing, request);
@@ -58,6 +64,7 @@ export async function handleRequest(
   site: Site,
   deps: Deps,
   timing = new ServerTiming(deps.now),
+  purges: PurgeView = NO_PURGES,
 ): Promise<Response> {
   let url = new URL(request.url);
   const method = request.method;
@@ -121,6 +128,7 @@ export async function handleRequest(
     request: withoutIgnoredCookies(request, site.cache.ignoreCookies),
     url: keyed,
     site,
+    purges,
     deps,
     timing,
     status: new CacheStatus(),

@@ -115,6 +115,12 @@ const cachePolicy = z.strictObject({
    */
   grace: seconds.default(86_400),
   /**
+   * The longest any tier may hold an entry: one fetched longer ago than this is absent on lookup, whatever
+   * its lifetime, so URL purge records can expire after it (src/sites/purges.ts). 3 days by default; at
+   * least a minute, at most 30 days.
+   */
+  maxHold: z.number().int().min(60).max(2_592_000).default(259_200),
+  /**
    * Which query parameters take part in the key and reach the origin: `all` (exactly as received), `none`,
    * or an allow-list, optionally sorted by name. Unset: `none` for bucket origins, `all` for http ones.
    */
@@ -217,8 +223,9 @@ const optimize = z.strictObject({
 const purgeTimes = z.record(z.string().max(1024), z.number().int().min(0)).default({});
 
 /**
- * What purges have happened, checked on every read: an entry fetched before the purge time of its URL or of
- * one of its tags is purged (hard) or stale (soft). Written by the admin API; pruned there.
+ * Purge records as configs carried them before owners kept purges apart (src/sites/purges.ts). Still read
+ * (a config published before the change), never written: an owner moves them out when it first loads the
+ * site, and the settings it publishes carry none.
  */
 const purges = z.strictObject({
   /** Base cache key → purge time (URL purges). */

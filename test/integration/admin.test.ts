@@ -264,8 +264,8 @@ describe("config reads", () => {
     let failing = false;
     let now = Date.now();
     const kv = {
-      get: (key: string, type: "text") =>
-        failing ? Promise.reject(new Error("KV is down")) : env.SITES.get(key, type),
+      getWithMetadata: (key: string, type: "text") =>
+        failing ? Promise.reject(new Error("KV is down")) : env.SITES.getWithMetadata(key, type),
     } as unknown as KVNamespace;
     const store = kvSiteStore(kv, { now: () => now, memorySeconds: 5, cacheSeconds: 30, lastKnownSeconds: 300 });
     const site = await createSite();
