@@ -250,7 +250,9 @@ describe("global stats", () => {
     const platform = platformFor(env);
     const unreachable = () => Promise.reject(new Error("aggregator unreachable"));
     const response = await handleAdmin(
-      new Request("http://admin.test/_tiercel/api/v1/stats?window=5m", { headers: { authorization: "Bearer t0ken" } }),
+      new Request("http://admin.test/_tiercel/api/v1/stats?window=5m", {
+        headers: { authorization: "Bearer stats-test-token-0123456789abcdef0123" },
+      }),
       {
         control: {
           registry: () => {
@@ -261,7 +263,7 @@ describe("global stats", () => {
           },
           stats: () => ({ add: unreachable, query: unreachable }),
         },
-        token: "t0ken",
+        token: "stats-test-token-0123456789abcdef0123",
         sites: platform.sites,
         tiers: platform.tiers,
         stats: new Stats(Date.now),
