@@ -14,6 +14,7 @@
 //
 // `watch: false` below is not enough to stop esbuild's watch of the sources, hence the bench's snapshot.
 // The process prints `Ready on <url>` once the Worker answers, and disposes of the Worker on SIGTERM/SIGINT.
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 
 // Loopback only, whoever starts this: no Request.cf fetch from workers.cloudflare.com, no metrics.
@@ -31,6 +32,8 @@ const { values: args } = parseArgs({
     "persist-to": { type: "string" },
     var: { type: "string", multiple: true, default: [] },
     "log-level": { type: "string", default: "log" },
+    // Only for profiling (bench/profile.mjs): the DevTools inspector on this port. Never for measuring.
+    "inspector-port": { type: "string" },
   },
 });
 if (!args.port || !args["persist-to"]) {
@@ -55,10 +58,14 @@ const worker = await unstable_startWorker({
   sendMetrics: false,
   dev: {
     remote: false,
-    inspector: false,
+    inspector: args["inspector-port"] ? { port: Number(args["inspector-port"]) } : false,
     watch: false,
     liveReload: false,
     persist: args["persist-to"],
+    // A dev registry of its own: a service binding to a Worker that is not running here (Tiercel's OPTIMIZER,
+    // which the bench sites never use) is then left unanswered at call time, as under `wrangler dev`, instead
+    // of failing the start.
+    registry: join(args["persist-to"], "dev-registry"),
     logLevel: args["log-level"],
     server: { hostname: args.ip, port: Number(args.port) },
   },

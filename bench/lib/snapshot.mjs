@@ -17,9 +17,13 @@ const ENTRIES = [
   "package.json",
   "tsconfig.json",
   "worker-configuration.d.ts",
+  // wrangler.jsonc's build hook: wrangler runs it before every dev session.
+  "scripts/deploy-guard.mjs",
   "src",
   "bench/baseline/wrangler.jsonc",
   "bench/baseline/worker.js",
+  "bench/minimal/wrangler.jsonc",
+  "bench/minimal/worker.js",
 ];
 
 /**
