@@ -1,4 +1,4 @@
-import { sha256Field } from "./streams";
+import { concat, sha256Field } from "./streams";
 
 /**
  * Checking a body read back from a tier against its record as it streams, so a damaged entry (bytes lost,
@@ -135,4 +135,108 @@ export function verifiedBody(
       return reader.cancel(reason);
     },
   });
+}
+
+/**
+ * Bodies with a recorded SHA-256 digest up to this size are checked whole (`verifiedWhole`) rather than as they
+ * stream. Digests are recorded only for buffered bodies (the 4 MiB buffer), so this covers most of them.
+ */
+export const WHOLE_CHECK_MAX_BYTES = 1024 * 1024;
+
+/**
+ * The checked body for an entry read from a tier: `verifiedWhole` for a digested body up to
+ * `WHOLE_CHECK_MAX_BYTES` (the common small hit: one hash over one buffer, one chunk handed on), else
+ * `verifiedBody` (streamed, so a large body's first bytes do not wait for its last).
+ */
+export function checkedBody(
+  source: ReadableStream<Uint8Array>,
+  expected: ExpectedBody,
+  onDamaged: (error: DamagedEntryError) => void,
+): ReadableStream<Uint8Array> {
+  const whole =
+    SHA_256.test(expected.digest) &&
+    Number.isSafeInteger(expected.length) &&
+    expected.length >= 0 &&
+    expected.length <= WHOLE_CHECK_MAX_BYTES;
+  return whole ? verifiedWhole(source, expected, onDamaged) : verifiedBody(source, expected, onDamaged);
+}
+
+/**
+ * The same checks as `verifiedBody` (length, and the SHA-256 digest when one is recorded), with the same errors
+ * and the same `onDamaged` call, but made on the whole body before any of it is passed on: the first read
+ * reads the source to its end (erroring, and cancelling the source, on the first chunk past `length`), hashes it
+ * in one call, and only then hands the body on as one chunk. Nothing is read until the stream is, so an answer
+ * that never reads the body (HEAD, 304) never reads the entry. Costs one copy of a body of at most
+ * `expected.length` bytes; meant for small bodies (`checkedBody` picks it).
+ */
+export function verifiedWhole(
+  source: ReadableStream<Uint8Array>,
+  expected: ExpectedBody,
+  onDamaged: (error: DamagedEntryError) => void,
+): ReadableStream<Uint8Array> {
+  const { length } = expected;
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  let reported = false;
+  const damaged = (error: DamagedEntryError): DamagedEntryError => {
+    if (!reported) {
+      reported = true;
+      onDamaged(error);
+    }
+    return error;
+  };
+
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (!Number.isSafeInteger(length) || length < 0) {
+          const error = damaged(new DamagedEntryError("bad-record", `the record's length ${length} is not a length`));
+          await source.cancel(error).catch(() => {});
+          throw error;
+        }
+        reader ??= source.getReader();
+        const chunks: Uint8Array[] = [];
+        let received = 0;
+        for (;;) {
+          let result: ReadableStreamReadResult<Uint8Array>;
+          try {
+            result = await reader.read();
+          } catch (error) {
+            if (error instanceof DamagedEntryError) damaged(error);
+            throw error;
+          }
+          if (result.done) break;
+          const chunk = result.value;
+          if (chunk.byteLength === 0) continue;
+          received += chunk.byteLength;
+          if (received > length) {
+            const error = damaged(
+              new DamagedEntryError("long", `stored body is longer than its record's ${length} bytes`),
+            );
+            await reader.cancel(error).catch(() => {});
+            throw error;
+          }
+          chunks.push(chunk);
+        }
+        if (received < length) {
+          throw damaged(new DamagedEntryError("short", `stored body ended after ${received} of ${length} bytes`));
+        }
+        const body = concat(chunks, received);
+        if (SHA_256.test(expected.digest)) {
+          const actual = sha256Field(await crypto.subtle.digest("SHA-256", body));
+          if (actual !== expected.digest) {
+            throw damaged(
+              new DamagedEntryError("digest", `stored body hashes to ${actual}, its record says ${expected.digest}`),
+            );
+          }
+        }
+        if (body.byteLength > 0) controller.enqueue(body);
+        controller.close();
+      },
+      cancel(reason) {
+        return reader ? reader.cancel(reason) : source.cancel(reason);
+      },
+    },
+    // No read ahead: the source is read when the answer's body is, never for an answer without one.
+    { highWaterMark: 0 },
+  );
 }
