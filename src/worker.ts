@@ -128,7 +128,7 @@ export default {
         invalidated: platform.invalidated,
       });
     }
-    return respond(request, { ...platform, waitUntil: (work) => ctx.waitUntil(work) });
+    return respond(request, { ...platform, waitUntil: (work) => ctx.waitUntil(work) }, url);
   },
 } satisfies ExportedHandler<Env>;
 

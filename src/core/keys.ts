@@ -95,10 +95,15 @@ function decodeName(raw: string): string {
   }
 }
 
-/** The URL with its query reduced to the keyed one: what the origin is asked for. */
+/**
+ * The URL with its query reduced to the keyed one: what the origin is asked for. The same URL when the query is
+ * kept as it is (no copy on the hot path); callers never modify it.
+ */
 export function keyedUrl(site: Pick<KeyedSite, "origin" | "cache">, url: URL): URL {
+  const search = keyedQuery(url.search, queryPolicyOf(site));
+  if (search === url.search) return url;
   const keyed = new URL(url);
-  keyed.search = keyedQuery(url.search, queryPolicyOf(site));
+  keyed.search = search;
   return keyed;
 }
 
