@@ -185,39 +185,47 @@ export function verifiedWhole(
     return error;
   };
 
-  return new ReadableStream<Uint8Array>(
+  /** Reads and checks the whole body once: the bytes, or the damage (reported) or the source's error. */
+  const readWhole = async (): Promise<Uint8Array> => {
+    if (started) throw new Error("verifiedWhole: the body was already read");
+    started = true;
+    wholeReads.delete(stream);
+    if (!Number.isSafeInteger(length) || length < 0) {
+      const error = damaged(new DamagedEntryError("bad-record", `the record's length ${length} is not a length`));
+      await source.cancel(error).catch(() => {});
+      throw error;
+    }
+    // One native read of the whole body (a body of at most `length` bytes, or a damaged one: whatever the tier
+    // holds under one small entry), instead of a JavaScript read per chunk.
+    let body: Uint8Array;
+    try {
+      body = new Uint8Array(await new Response(source).arrayBuffer());
+    } catch (error) {
+      if (error instanceof DamagedEntryError) damaged(error);
+      throw error;
+    }
+    const received = body.byteLength;
+    if (received > length) {
+      throw damaged(new DamagedEntryError("long", `stored body is longer than its record's ${length} bytes`));
+    }
+    if (received < length) {
+      throw damaged(new DamagedEntryError("short", `stored body ended after ${received} of ${length} bytes`));
+    }
+    if (SHA_256.test(expected.digest)) {
+      const actual = sha256Field(await crypto.subtle.digest("SHA-256", body));
+      if (actual !== expected.digest) {
+        throw damaged(
+          new DamagedEntryError("digest", `stored body hashes to ${actual}, its record says ${expected.digest}`),
+        );
+      }
+    }
+    return body;
+  };
+
+  const stream: ReadableStream<Uint8Array> = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        if (!Number.isSafeInteger(length) || length < 0) {
-          const error = damaged(new DamagedEntryError("bad-record", `the record's length ${length} is not a length`));
-          await source.cancel(error).catch(() => {});
-          throw error;
-        }
-        // One native read of the whole body (a body of at most `length` bytes, or a damaged one: whatever
-        // the tier holds under one small entry), instead of a JavaScript read per chunk.
-        started = true;
-        let body: Uint8Array;
-        try {
-          body = new Uint8Array(await new Response(source).arrayBuffer());
-        } catch (error) {
-          if (error instanceof DamagedEntryError) damaged(error);
-          throw error;
-        }
-        const received = body.byteLength;
-        if (received > length) {
-          throw damaged(new DamagedEntryError("long", `stored body is longer than its record's ${length} bytes`));
-        }
-        if (received < length) {
-          throw damaged(new DamagedEntryError("short", `stored body ended after ${received} of ${length} bytes`));
-        }
-        if (SHA_256.test(expected.digest)) {
-          const actual = sha256Field(await crypto.subtle.digest("SHA-256", body));
-          if (actual !== expected.digest) {
-            throw damaged(
-              new DamagedEntryError("digest", `stored body hashes to ${actual}, its record says ${expected.digest}`),
-            );
-          }
-        }
+        const body = await readWhole();
         if (body.byteLength > 0) controller.enqueue(body);
         controller.close();
       },
@@ -230,4 +238,22 @@ export function verifiedWhole(
     // No read ahead: the source is read when the answer's body is, never for an answer without one.
     { highWaterMark: 0 },
   );
+  wholeReads.set(stream, readWhole);
+  return stream;
+}
+
+/** The whole-body reads of `verifiedWhole` streams not read yet (see `takeWhole`). */
+const wholeReads = new WeakMap<ReadableStream<Uint8Array>, () => Promise<Uint8Array>>();
+
+/**
+ * For a stream made by `verifiedWhole` and not read yet: the read that gives its whole checked body as one
+ * buffer (rejecting as the stream would error, damage reported the same way), so an answer can be sent from
+ * the bytes themselves, with no stream in between. Taking it means the stream itself is never read.
+ * Undefined for any other stream.
+ */
+export function takeWhole(stream: ReadableStream<Uint8Array>): (() => Promise<Uint8Array>) | undefined {
+  const read = wholeReads.get(stream);
+  if (!read || stream.locked) return undefined;
+  wholeReads.delete(stream);
+  return read;
 }

@@ -3,6 +3,7 @@ import { sha256Digest } from "../../src/core/streams";
 import {
   checkedBody,
   DamagedEntryError,
+  takeWhole,
   verifiedBody,
   verifiedWhole,
   WHOLE_CHECK_MAX_BYTES,
@@ -278,5 +279,38 @@ describe("checkedBody", () => {
     const large = await run({ length: WHOLE_CHECK_MAX_BYTES + 1, digest });
     expect(large.received).toEqual([1, 2, 3, 4, 0xff, 6, 7, 8, 9]);
     expect(large.error).toMatchObject({ damage: "short" });
+  });
+});
+
+describe("takeWhole", () => {
+  it("gives an unread verifiedWhole stream's checked bytes once, and nothing for any other stream", async () => {
+    const digest = await sha256Digest(new Uint8Array(BODY));
+    const { stream, reports } = checkedWhole(IN_CHUNKS, { length: 9, digest });
+    const read = takeWhole(stream);
+    expect(read).toBeDefined();
+    expect(takeWhole(stream)).toBeUndefined();
+    expect([...((await read?.()) ?? [])]).toEqual(BODY);
+    expect(reports).toEqual([]);
+    expect(takeWhole(source(IN_CHUNKS).stream)).toBeUndefined();
+    const streamed = checked(IN_CHUNKS, { length: 9, digest });
+    expect(takeWhole(streamed.stream)).toBeUndefined();
+  });
+
+  it("rejects with the damage, reported once, and is not offered for a stream already being read", async () => {
+    const digest = await sha256Digest(new Uint8Array(BODY));
+    const damagedOne = checkedWhole(
+      [
+        [1, 2, 3],
+        [4, 0xff, 6],
+        [7, 8, 9],
+      ],
+      { length: 9, digest },
+    );
+    await expect(takeWhole(damagedOne.stream)?.()).rejects.toMatchObject({ damage: "digest" });
+    expect(damagedOne.reports.map((r) => r.damage)).toEqual(["digest"]);
+    const reading = checkedWhole(IN_CHUNKS, { length: 9, digest });
+    const reader = reading.stream.getReader();
+    expect(takeWhole(reading.stream)).toBeUndefined();
+    expect([...((await reader.read()).value ?? [])]).toEqual(BODY);
   });
 });
