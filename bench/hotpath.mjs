@@ -25,6 +25,9 @@ const { values: flags } = parseArgs({
     only: { type: "string" },
     strict: { type: "boolean", default: false },
     json: { type: "string" },
+    // Another checkout of Tiercel (e.g. \`git worktree add\` or \`git archive\` of main) run as a fourth peer,
+    // "base", interleaved with the others: before/after figures from one run on the same loaded machine.
+    base: { type: "string" },
   },
 });
 const params = hotpathParameters(true);
@@ -51,6 +54,8 @@ const codeDir = join(stateDir, "code");
 let exitCode = 1;
 try {
   const code = await snapshotCode(ROOT, codeDir);
+  const baseDir = join(stateDir, "base-code");
+  if (flags.base) await snapshotCode(flags.base, baseDir);
   log(`code ${code.commit?.slice(0, 12)} + ${code.uncommitted.length} uncommitted changes; origin ${origin.url}`);
   const token = `bench-${crypto.randomUUID()}`;
   const site = {
@@ -60,15 +65,17 @@ try {
     origin: { kind: "http", url: origin.url, allowPrivate: true },
   };
   const value = JSON.stringify(site);
-  await kvBulkPut({
-    cwd: codeDir,
-    persistTo: join(stateDir, "tiercel"),
-    binding: "SITES",
-    pairs: [
-      { key: `site:${site.id}`, value },
-      { key: "host:bench.tiercel.test", value },
-    ],
-  });
+  for (const name of flags.base ? ["tiercel", "base"] : ["tiercel"]) {
+    await kvBulkPut({
+      cwd: codeDir,
+      persistTo: join(stateDir, name),
+      binding: "SITES",
+      pairs: [
+        { key: `site:${site.id}`, value },
+        { key: "host:bench.tiercel.test", value },
+      ],
+    });
+  }
   const quiet = ["--log-level", "warn"];
   const all = [
     {
@@ -98,12 +105,13 @@ try {
       tierOf: (h) => (h["cf-cache-status"] === "HIT" ? "edge" : "origin"),
     },
   ];
+  if (flags.base) all.push({ ...all[0], name: "base", label: "Tiercel (base)", cwd: baseDir });
   const peers = all.filter((peer) => !only || only.includes(peer.name));
   await Promise.all(
     peers.map(async (peer) => {
       peer.instance = await startWorker({
         label: peer.label,
-        cwd: codeDir,
+        cwd: peer.cwd ?? codeDir,
         persistTo: join(stateDir, peer.name),
         extra: peer.extra,
       });

@@ -27,6 +27,8 @@ const { values: flags } = parseArgs({
     "interval-us": { type: "string", default: "100" },
     top: { type: "string", default: "30" },
     out: { type: "string" },
+    // Profile misses instead: every request a fresh object, from an origin with no added latency.
+    miss: { type: "boolean", default: false },
   },
 });
 if (typeof WebSocket === "undefined") {
@@ -100,7 +102,7 @@ export function selfTimes(profile) {
   return { totalMs: total / 1000, idleMs: idle / 1000, rows };
 }
 
-const origin = await startOrigin({ latencyMs: 300, mbps: 0 });
+const origin = await startOrigin({ latencyMs: flags.miss ? 0 : 300, mbps: 0 });
 const stateDir = await mkdtemp(join(tmpdir(), "tiercel-profile-"));
 const codeDir = join(stateDir, "code");
 let exitCode = 1;
@@ -127,7 +129,10 @@ try {
   const instance = await startWorker({ label: flags.worker, cwd: codeDir, persistTo: join(stateDir, "worker"), extra });
   const path = objectPath(size, `profile-${crypto.randomUUID().slice(0, 8)}`);
   const agent = keepAliveAgent(Number(flags.concurrency));
-  const get = () => timedRequest(`${instance.url}${path}`, { host, agent, timeoutMs: 10_000 });
+  let fresh = 0;
+  const next = () =>
+    flags.miss ? objectPath(size, `profile-miss-${fresh++}-${crypto.randomUUID().slice(0, 8)}`) : path;
+  const get = () => timedRequest(`${instance.url}${next()}`, { host, agent, timeoutMs: 10_000 });
   for (let i = 0; i < 5; i++) await get();
   await sleep(500);
   // Warm the isolate's code before sampling.
@@ -156,7 +161,7 @@ try {
   if (flags.out) await writeFile(flags.out, JSON.stringify(profile));
   const { totalMs, idleMs, rows } = selfTimes(profile);
   console.log(
-    `${flags.worker}, ${size}-byte edge hits, ${flags.concurrency} concurrent, ${requests} requests: ` +
+    `${flags.worker}, ${size}-byte ${flags.miss ? "misses" : "edge hits"}, ${flags.concurrency} concurrent, ${requests} requests: ` +
       `${(totalMs - idleMs).toFixed(0)} ms sampled busy of ${totalMs.toFixed(0)} ms ` +
       `(${(((totalMs - idleMs) * 1000) / requests).toFixed(0)} µs of JavaScript-visible time per request)`,
   );

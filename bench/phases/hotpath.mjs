@@ -312,7 +312,7 @@ export function hotpathChecks(figures) {
 /** The section of the report: every peer's figures and their ratios against the minimal Worker. */
 export function renderHotpath(figures, table) {
   if (!figures) return ["\n7. The hot path against the minimal Cache-API Worker: not measured (phase failed)"];
-  const label = { tiercel: "Tiercel", baseline: "Baseline", minimal: "Minimal" };
+  const label = { tiercel: "Tiercel", baseline: "Baseline", minimal: "Minimal", base: "T (base)" };
   const size = (bytes) => (bytes >= MiB ? `${bytes / MiB} MiB` : `${bytes / KiB} KiB`);
   const n = (value, digits = 1) => (finite(value) ? value.toFixed(digits) : "n/a");
   const x = (value) => (finite(value) ? `${value.toFixed(2)}×` : "n/a");
@@ -329,9 +329,10 @@ export function renderHotpath(figures, table) {
     x(row.vsMinimal.cpu),
     row.clean === row.cells ? "yes" : `${row.clean} of ${row.cells}`,
   ]);
+  const workers = ["minimal", "tiercel", "baseline", "base"].filter((w) => figures.misses.some((m) => m.worker === w));
   const missRows = p.missSizes.map((s) => {
     const cells = [size(s)];
-    for (const worker of ["minimal", "tiercel", "baseline"]) {
+    for (const worker of workers) {
       const row = figures.misses.find((m) => m.worker === worker && m.size === s);
       cells.push(
         row
@@ -350,6 +351,6 @@ export function renderHotpath(figures, table) {
     ),
     "   CPU µs/req: the Worker's workerd process (utime+stime from /proc), its idle rate subtracted, ÷ requests",
     `\n   Miss first byte (ms; medians of ${p.missRounds} interleaved rounds; in brackets: − the minimal Worker's)`,
-    table(["size", "Minimal", "Tiercel", "Baseline"], missRows),
+    table(["size", ...workers.map((w) => label[w])], missRows),
   ];
 }
