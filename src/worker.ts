@@ -182,7 +182,7 @@ export default {
         ...(platform.control ? { propagationMs: 2 * controlWindowMs(env) + CONTROL_WAIT_MS } : {}),
       });
     }
-    return respond(request, { ...platform, waitUntil: (work) => ctx.waitUntil(work) });
+    return respond(request, { ...platform, waitUntil: (work) => ctx.waitUntil(work) }, url);
   },
 } satisfies ExportedHandler<Env>;
 

@@ -32,6 +32,8 @@ const { values: args } = parseArgs({
     "persist-to": { type: "string" },
     var: { type: "string", multiple: true, default: [] },
     "log-level": { type: "string", default: "log" },
+    // Only for profiling (bench/profile.mjs): the DevTools inspector on this port. Never for measuring.
+    "inspector-port": { type: "string" },
   },
 });
 if (!args.port || !args["persist-to"]) {
@@ -56,7 +58,7 @@ const worker = await unstable_startWorker({
   sendMetrics: false,
   dev: {
     remote: false,
-    inspector: false,
+    inspector: args["inspector-port"] ? { port: Number(args["inspector-port"]) } : false,
     watch: false,
     liveReload: false,
     persist: args["persist-to"],

@@ -7,6 +7,7 @@ import { contentRange, evaluateRange, sliceStream } from "./http/range";
 import { consumedTargetedFields } from "./http/targeted";
 import type { ServerTiming } from "./server-timing";
 import { collectAtMost, forClient, streamOfChunks } from "./streams";
+import { takeWhole } from "./verified-body";
 
 /** Statuses whose responses never have a body (RFC 9110 §6.4.1). */
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
@@ -22,9 +23,15 @@ export interface AnswerContext {
 
 /**
  * Builds the client's response from a stored entry: 304 for a matching conditional, 206 or 416 for a
- * range, no body for HEAD, and always `Age`, `Cache-Status` and `Server-Timing`.
+ * range, no body for HEAD, and always `Age`, `Cache-Status` and `Server-Timing`. A whole answer from a small
+ * body checked whole (`verifiedWhole`) is sent from its bytes once they have checked out, with no stream in
+ * between (the common edge hit); every other answer streams.
  */
-export function answerFromEntry(entry: StoredEntry, body: ReadableStream<Uint8Array>, ctx: AnswerContext): Response {
+export function answerFromEntry(
+  entry: StoredEntry,
+  body: ReadableStream<Uint8Array>,
+  ctx: AnswerContext,
+): Response | Promise<Response> {
   const headers = entryHeaders(entry);
   // Fields aimed at Tiercel alone stay with it (RFC 9213); CDN-Cache-Control is passed on.
   for (const name of consumedTargetedFields(ctx.policy.targetedFields)) headers.delete(name);
@@ -75,6 +82,8 @@ export function answerFromEntry(entry: StoredEntry, body: ReadableStream<Uint8Ar
   }
 
   if (knownLength && !headers.has("content-encoding")) headers.set("content-length", String(entry.length));
+  const whole = ctx.method === "HEAD" ? undefined : takeWhole(body);
+  if (whole) return fromBytes(entry.status, headers, whole, ctx);
   return finish(entry.status, headers, ctx.method === "HEAD" ? null : body);
 }
 
@@ -122,4 +131,29 @@ export async function withKnownLength(response: Response, limit: number): Promis
 function isStreamedOnPurpose(headers: Headers): boolean {
   if (/^\s*text\/event-stream/i.test(headers.get("content-type") ?? "")) return true;
   return headers.get("x-accel-buffering")?.trim().toLowerCase() === "no";
+}
+
+/**
+ * The answer from a whole checked body: its bytes once they check out, or, for a damaged body, the same answer
+ * with a body that errors (never a clean end: the client sees the answer cut off, as with a stream).
+ */
+async function fromBytes(
+  status: number,
+  headers: Headers,
+  read: () => Promise<Uint8Array>,
+  ctx: AnswerContext,
+): Promise<Response> {
+  headers.set("cache-status", ctx.status.toString());
+  headers.set("server-timing", ctx.timing.toString());
+  try {
+    return new Response(await read(), { status, headers });
+  } catch (error) {
+    const failed = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.error(error);
+      },
+    });
+    const length = headers.get("content-length");
+    return new Response(forClient(failed, length === null ? undefined : Number(length)), { status, headers });
+  }
 }

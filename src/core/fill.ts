@@ -383,7 +383,7 @@ function serveStaleOnError(
   stale: Found,
   failedStatus: number,
   detail: "stale-if-error" | "origin-unreachable",
-): Response {
+): Response | Promise<Response> {
   stale.member.fwd = "stale";
   ex.status.forwarded(failedStatus, "none", detail);
   return answerFromEntry(stale.entry, stale.body, answerContext(ex));

@@ -7,7 +7,7 @@ import { whyNotServable } from "./http/shareable";
 import { variantKey } from "./keys";
 import { purgeState, softPurgedAt } from "./purge";
 import type { CachedObject, Tier } from "./tier";
-import { type DamagedEntryError, verifiedBody } from "./verified-body";
+import { checkedBody, type DamagedEntryError } from "./verified-body";
 
 /** An entry found in a tier, with the key it lives under (the variant's key for a response that varies). */
 export interface Found {
@@ -141,8 +141,9 @@ async function readThroughIndex(
 }
 
 /**
- * Reads one entry from a tier with its body checked against its record as it streams (length always, the
- * SHA-256 digest where one is recorded; see verified-body.ts). A body found damaged errors, never ends as if
+ * Reads one entry from a tier with its body checked against its record (length always, the SHA-256 digest
+ * where one is recorded; a small digested body whole before it is passed on, any other as it streams: see
+ * `checkedBody` in verified-body.ts). A body found damaged errors, never ends as if
  * whole, and the entry is deleted from that tier in the background, so the next request refills it. Every
  * read of an entry from a tier goes through here.
  */
@@ -160,7 +161,7 @@ export async function readChecked(
     });
     deps.waitUntil(deleting);
   };
-  return { entry: found.entry, body: verifiedBody(found.body, found.entry, drop) };
+  return { entry: found.entry, body: checkedBody(found.body, found.entry, drop) };
 }
 
 /** A stored response field (names are stored in lower case), or null. */

@@ -33,12 +33,15 @@ export type { Deps, Logger } from "./exchange";
 /** Methods whose non-error responses invalidate what is stored for the URL (RFC 9111 §4.4). */
 const UNSAFE_METHODS = new Set(["POST", "PUT", "DELETE", "PATCH"]);
 
-/** Entry point for every request: find the site, then hand over to `handleRequest`. Never throws. */
-export async function respond(request: Request, deps: Deps): Promise<Response> {
+/**
+ * Entry point for every request: find the site, then hand over to `handleRequest`. Never throws. `url` is the
+ * request's URL when the caller has parsed it already (it is parsed once per request).
+ */
+export async function respond(request: Request, deps: Deps, parsed?: URL): Promise<Response> {
   const timing = new ServerTiming(deps.now);
   let site: Site | null = null;
   try {
-    const url = new URL(request.url);
+    const url = parsed ?? new URL(request.url);
     // On Cloudflare the URL's host is the Host header; locally and in tests the header is the truth.
     const host = normalizeHost(request.headers.get("host") ?? url.host);
     site = await timing.measure("site", async () => {
@@ -48,7 +51,7 @@ export async function respond(request: Request, deps: Deps): Promise<Response> {
     });
     if (!site) throw new TiercelError("site_not_found", 404, `No site is configured for host ${host}`);
     const purges = (await deps.sites.purgesFor?.(site.id, deps.waitUntil)) ?? NO_PURGES;
-    return await handleRequest(request, site, deps, timing, purges);
+    return await handleRequest(request, site, deps, timing, purges, url);
   } catch (error) {
     if (site && (!(error instanceof TiercelError) || error.status >= 500)) deps.stats.error(site.id);
     return refuse(error, deps, timing, request);
@@ -65,8 +68,9 @@ export async function handleRequest(
   deps: Deps,
   timing = new ServerTiming(deps.now),
   purges: PurgeView = NO_PURGES,
+  parsed?: URL,
 ): Promise<Response> {
-  let url = new URL(request.url);
+  let url = parsed ?? new URL(request.url);
   const method = request.method;
 
   // RFC 8586: a request that already went through Tiercel means a site's origin points back at it.
