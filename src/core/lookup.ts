@@ -6,7 +6,7 @@ import { type Decision, decide } from "./http/decision";
 import { whyNotServable } from "./http/shareable";
 import { variantKey } from "./keys";
 import { purgeState, softPurgedAt } from "./purge";
-import type { CachedObject, Tier } from "./tier";
+import type { ByteRange, CachedObject, Tier } from "./tier";
 import { type DamagedEntryError, verifiedBody } from "./verified-body";
 
 /** An entry found in a tier, with the key it lives under (the variant's key for a response that varies). */
@@ -141,7 +141,7 @@ async function readThroughIndex(
 
 /**
  * Reads one entry from a tier with its body checked against its record as it streams (length always, the
- * SHA-256 digest where one is recorded; see verified-body.ts). A body found damaged errors, never ends as if
+ * SHA-256 digest where one is recorded; see verified-body.ts; for a ranged read, the range's length only). A body found damaged errors, never ends as if
  * whole, and the entry is deleted from that tier in the background, so the next request refills it. Every
  * read of an entry from a tier goes through here.
  */
@@ -149,8 +149,9 @@ export async function readChecked(
   tier: Tier,
   key: string,
   deps: Pick<Exchange["deps"], "waitUntil" | "log" | "tierTimeoutMs">,
+  range?: ByteRange,
 ): Promise<CachedObject | null> {
-  const found = await tier.get(key);
+  const found = await tier.get(key, range);
   if (!found) return null;
   const drop = (error: DamagedEntryError) => {
     deps.log("tier.damaged", { tier: tier.name, key, damage: error.damage, error: describe(error) });
@@ -159,6 +160,11 @@ export async function readChecked(
     });
     deps.waitUntil(deleting);
   };
+  if (found.range) {
+    // Only the range was read: its length is checked; a digest covers the whole body, so it is not.
+    const expected = { length: found.range.end - found.range.start + 1, digest: "" };
+    return { entry: found.entry, body: verifiedBody(found.body, expected, drop), range: found.range };
+  }
   return { entry: found.entry, body: verifiedBody(found.body, found.entry, drop) };
 }
 

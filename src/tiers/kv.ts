@@ -1,6 +1,7 @@
 import { isStoredEntry, type StoredEntry } from "../core/entry";
+import { sliceStream } from "../core/http/range";
 import { BodyTooLargeError, concat, readAll, splitPrefix, streamOf } from "../core/streams";
-import type { CachedObject, Tier, UnknownLength } from "../core/tier";
+import { type ByteRange, type CachedObject, resolveRange, type Tier, type UnknownLength } from "../core/tier";
 import { DamagedEntryError } from "../core/verified-body";
 
 /**
@@ -14,6 +15,8 @@ import { DamagedEntryError } from "../core/verified-body";
  *   split into chunks under `<prefix><key>/<nonce>/<i>`, written first; the record, written last with
  *   `c: {n, id}` in its metadata, is what makes the entry visible, so a body that broke off midway leaves
  *   only unreachable chunks that expire with their TTL.
+ * - A ranged get reads only what holds the range: the one value as far as the range's end, or only the
+ *   chunks the range falls in (the record says the chunk size, `c.s`).
  * - A body of unknown length is read `chunkSize` bytes at a time and counted (refused past its bound): one
  *   that ends within the first chunk is stored inline; a longer one goes to chunks as it arrives, and the
  *   record, written last, carries the counted length and number of chunks.
@@ -29,7 +32,8 @@ const KV_MIN_TTL = 60;
  */
 export const KV_MAX_TTL = 31_536_000;
 
-type Chunks = { n: number; id: string };
+/** `s`: the chunk size they were written with (every chunk but the last); absent in older records. */
+type Chunks = { n: number; id: string; s?: number };
 type KvMetadata = ({ e: StoredEntry } | { f: number }) & { c?: Chunks };
 
 export interface KvTierOptions {
@@ -47,7 +51,7 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
   return {
     name: "kv",
 
-    async get(key: string): Promise<CachedObject | null> {
+    async get(key: string, range?: ByteRange): Promise<CachedObject | null> {
       const { value, metadata } = await kv.getWithMetadata<KvMetadata>(prefix + key, "stream");
       if (value === null) return null;
       let entry: StoredEntry | null = null;
@@ -65,10 +69,25 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
         return null;
       }
       const chunks = metadata?.c;
-      if (!chunks) return { entry, body: rest };
+      const wanted = range && resolveRange(range, entry.length);
+      if (!chunks) {
+        // One value: read only as far as the range's end.
+        if (!wanted) return { entry, body: rest };
+        return { entry, body: sliceStream(rest, wanted.start, wanted.end), range: wanted };
+      }
       await rest.cancel();
       if (!Number.isInteger(chunks.n) || chunks.n < 1 || typeof chunks.id !== "string") return null;
-      return { entry, body: chunkedBody(kv, (i) => chunkKey(key, chunks, i), chunks.n) };
+      const keyOf = (i: number) => chunkKey(key, chunks, i);
+      const size = chunks.s;
+      if (!wanted || !Number.isSafeInteger(size) || size === undefined || size < 1) {
+        return { entry, body: chunkedBody(kv, keyOf, chunks.n) };
+      }
+      // Only the chunks that hold the range are read: a tail of a large object is its last chunk or two.
+      const first = Math.floor(wanted.start / size);
+      const last = Math.min(chunks.n - 1, Math.floor(wanted.end / size));
+      const from = chunkedBody(kv, keyOf, last + 1, first);
+      const offset = first * size;
+      return { entry, body: sliceStream(from, wanted.start - offset, wanted.end - offset), range: wanted };
     },
 
     async put(
@@ -90,14 +109,14 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
         const written = await writeCounted(kv, body, { size: chunkSize, max: unknown.maxBytes }, keyOf, expirationTtl);
         entry = { ...given, length: written.total };
         if ("inline" in written) inlineBody = written.inline;
-        else chunks = { n: written.n, id };
+        else chunks = { n: written.n, id, s: chunkSize };
       } else if (!(body instanceof Uint8Array) && entry.length <= chunkSize) {
         inlineBody = await readAll(body, chunkSize);
         if (inlineBody.byteLength !== entry.length) {
           throw new Error(`body has ${inlineBody.byteLength} bytes, its record says ${entry.length}`);
         }
       } else if (entry.length > chunkSize) {
-        chunks = { n: Math.ceil(entry.length / chunkSize), id: crypto.randomUUID() };
+        chunks = { n: Math.ceil(entry.length / chunkSize), id: crypto.randomUUID(), s: chunkSize };
         const source = body instanceof Uint8Array ? streamOf(body) : body;
         const keyOf = (i: number) => chunkKey(key, chunks as Chunks, i);
         await writeChunks(kv, source, { size: chunkSize, total: entry.length }, keyOf, expirationTtl);
@@ -229,9 +248,14 @@ function pieces(source: ReadableStream<Uint8Array>, max: number) {
   };
 }
 
-/** A lazy stream over the chunks of one entry, read one KV value at a time. */
-function chunkedBody(kv: KVNamespace, keyOf: (i: number) => string, count: number): ReadableStream<Uint8Array> {
-  let index = 0;
+/** A lazy stream over the chunks of one entry (from chunk `from` to `count - 1`), read one KV value at a time. */
+function chunkedBody(
+  kv: KVNamespace,
+  keyOf: (i: number) => string,
+  count: number,
+  from = 0,
+): ReadableStream<Uint8Array> {
+  let index = from;
   let current: ReadableStreamDefaultReader<Uint8Array> | undefined;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
