@@ -3,6 +3,7 @@ import { createCollapser } from "./core/collapse";
 import { errorResponse, TiercelError } from "./core/errors";
 import { type Deps, type Logger, respond } from "./core/pipeline";
 import { Stats } from "./core/stats";
+import type { Tier } from "./core/tier";
 import { cloudflareImagesEngine } from "./optimize/cloudflare-images";
 import { DEFAULT_OPTIMIZE_LIMITS, type Engines, TRANSFORM_BOUNDS } from "./optimize/optimize";
 import { TransformLimiter } from "./optimize/queue";
@@ -13,7 +14,9 @@ import { envSiteStore } from "./sites/env-site";
 import type { HostRegistryApi, SiteOwnerApi } from "./sites/owner";
 import { kvSiteStore, REGISTRY_NAME, type SiteStore } from "./sites/store";
 import { edgeTier } from "./tiers/edge";
+import { globalTier } from "./tiers/global";
 import { kvTier } from "./tiers/kv";
+import { r2Tier } from "./tiers/r2";
 
 // The Durable Object classes bound in wrangler.jsonc (docs/architecture.md, "Durable Objects").
 export { HostRegistry } from "./objects/host-registry";
@@ -55,7 +58,7 @@ export function platformFor(env: Env): Platform {
   if (!platform) {
     platform = {
       sites: siteStoreFor(env),
-      tiers: [edgeTier(caches.open(env.EDGE_CACHE_NAME)), kvTier(env.CACHE_KV)],
+      tiers: tiersFor(env),
       originFor: originFactory({
         headersTimeoutMs: LIMITS.originHeadersTimeoutMs,
         bodyIdleMs: LIMITS.originBodyIdleMs,
@@ -78,6 +81,21 @@ export function platformFor(env: Env): Platform {
     platforms.set(env, platform);
   }
   return platform;
+}
+
+/**
+ * The tiers, nearest first: this data center's Cache API, then the global tier. With an R2 bucket bound
+ * (CACHE_R2) the global tier keeps large bodies in R2 and every record in KV (tiers/global.ts): ranged
+ * reads, no 25 MiB value limit, one write per 8 MiB part. Without it, KV holds every size, in 8 MiB chunks.
+ */
+function tiersFor(env: Env): Tier[] {
+  const edge = edgeTier(caches.open(env.EDGE_CACHE_NAME));
+  // KV takes one write per second per key: this isolate never sends more (a refused write skips the tier).
+  const kv = kvTier(env.CACHE_KV, { minWriteGapMs: 1000 });
+  // Typed as always present, but a Worker deployed without the bucket has none.
+  const bucket: R2Bucket | undefined = (env as { CACHE_R2?: R2Bucket }).CACHE_R2;
+  if (!bucket) return [edge, kv];
+  return [edge, globalTier(kv, r2Tier(bucket, { expire: false }))];
 }
 
 /**

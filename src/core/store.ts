@@ -5,7 +5,7 @@ import { describe, type Exchange } from "./exchange";
 import { REVALIDATION_KEEP } from "./policy";
 import { fanOut, verifyLength } from "./stream-fanout";
 import { BodyTooLargeError, cancelIfStalled, readAll, readAtMost, sha256Digest } from "./streams";
-import type { Tier } from "./tier";
+import type { Place, Tier } from "./tier";
 
 /** What to store, and where. */
 export interface StoreTarget {
@@ -86,7 +86,7 @@ export function storeBody(
   const puts = target.tiers.map(async (tier, i) => {
     const copy = copies[i] as ReadableStream<Uint8Array>;
     const checked = cancelIfStalled(copy, deps.tierTimeoutMs * 5).pipeThrough(verifyLength(declared));
-    await tier.put(target.key, entry, checked, retention);
+    await tier.put(target.key, entry, checked, retention, undefined, placeFor(ex, declared));
     if (target.index)
       await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), indexRetention(retention));
   });
@@ -143,7 +143,7 @@ async function storeUnknownLength(
   const copies = fanOut(read.over, target.tiers.length);
   const puts = target.tiers.map(async (tier, i) => {
     const copy = cancelIfStalled(copies[i] as ReadableStream<Uint8Array>, deps.tierTimeoutMs * 5);
-    await tier.put(target.key, entry, copy, retention, { maxBytes: maxObject });
+    await tier.put(target.key, entry, copy, retention, { maxBytes: maxObject }, "large");
     if (target.index)
       await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), indexRetention(retention));
   });
@@ -219,7 +219,7 @@ async function putBuffered(
     target.tiers.map(async (tier) => {
       try {
         const write = async () => {
-          await tier.put(target.key, entry, bytes, retention);
+          await tier.put(target.key, entry, bytes, retention, undefined, placeFor(ex, bytes.byteLength));
           if (target.index)
             await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), indexRetention(retention));
         };
@@ -232,6 +232,14 @@ async function putBuffered(
     }),
   );
   return results.some(Boolean);
+}
+
+/**
+ * Where a body of `length` bytes goes in a global tier split by size (core/tier.ts, tiers/global.ts): past
+ * the site's `cache.largeObjectBytes` to R2, else with its record in KV.
+ */
+export function placeFor(ex: Pick<Exchange, "site">, length: number): Place {
+  return length > ex.site.cache.largeObjectBytes ? "large" : "small";
 }
 
 /** True when one of `keys` was invalidated in this isolate at or after `requestTime`. */

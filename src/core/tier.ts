@@ -46,9 +46,11 @@ export function resolveRange(range: ByteRange, length: number): { start: number;
  * leaving the body where it is; it resolves false when there is no such entry (or its body is not the one
  * the record describes), and the caller then stores the body again.
  *
- * `holds`, where set, splits the global tier by size (docs/architecture.md, "Large objects"): when the tiers
- * include both a "small" and a "large" one, a body up to the site's `cache.largeObjectBytes` is stored in
- * the small one only, a larger one (or one of unknown length) in the large one only. Unset: any size.
+ * `place` says where a tier that splits by size (the global tier with an R2 bucket, tiers/global.ts) keeps
+ * the body: "large" past the site's `cache.largeObjectBytes` or of unknown length, else "small". Other tiers
+ * ignore it.
+ *
+ * `global` marks a tier shared by every data center (KV, R2), for the site's global admission policy.
  *
  * `get` hands back the bytes as they are stored, unchecked: whoever reads an entry checks its body against
  * the record (`readChecked` in lookup.ts), so the check lives in one place for every tier. A tier that finds
@@ -69,11 +71,14 @@ export interface Tier {
     body: Uint8Array | ReadableStream<Uint8Array>,
     retention: number,
     unknown?: UnknownLength,
+    place?: Place,
   ): Promise<void>;
   delete(key: string): Promise<void>;
   refresh?(key: string, entry: StoredEntry, retention: number): Promise<boolean>;
-  readonly holds?: "small" | "large";
+  readonly global?: boolean;
 }
+
+export type Place = "small" | "large";
 
 /** A streamed put whose length is not known up front: the tier counts it, up to `maxBytes`. */
 export interface UnknownLength {

@@ -41,15 +41,43 @@ export interface KvTierOptions {
   prefix?: string;
   /** Bodies longer than this are chunked (at most KV's 25 MiB value limit). */
   chunkSize?: number;
+  /**
+   * KV takes one write per second per key: a record written again sooner than this (a put or a refresh) by
+   * this isolate waits for its slot; one more than two gaps away is refused (the store skips the tier). 0: no guard.
+   */
+  minWriteGapMs?: number;
+  now?: () => number;
 }
 
 export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
   const prefix = options.prefix ?? "c:";
   const chunkSize = Math.min(options.chunkSize ?? 8 * 1024 * 1024, KV_VALUE_LIMIT - 64 * 1024);
   const chunkKey = (key: string, chunks: Chunks, i: number) => `${prefix}${key}/${chunks.id}/${i}`;
-
+  const gap = options.minWriteGapMs ?? 0;
+  const now = options.now ?? Date.now;
+  const lastWrite = new Map<string, number>();
+  /**
+   * Claims a slot to write a record key: at once, or `gap` ms after the last write of it by this isolate
+   * (waiting for it); refused when that slot is more than two gaps away (writes are queueing up).
+   */
+  const claimWrite = async (name: string) => {
+    if (gap <= 0) return;
+    const at = now();
+    const last = lastWrite.get(name);
+    const slot = last === undefined ? at : Math.max(at, last + gap);
+    if (slot - at > 2 * gap) throw new KvWriteRateError(`${name} has writes queued for ${slot - at} ms`);
+    lastWrite.delete(name);
+    lastWrite.set(name, slot);
+    // Oldest first out: only the last gap matters.
+    for (const [old, when] of lastWrite) {
+      if (lastWrite.size <= 10_000 && at - when < gap) break;
+      lastWrite.delete(old);
+    }
+    if (slot > at) await new Promise((resolve) => setTimeout(resolve, slot - at));
+  };
   return {
     name: "kv",
+    global: true,
 
     async get(key: string, range?: ByteRange): Promise<CachedObject | null> {
       const { value, metadata } = await kv.getWithMetadata<KvMetadata>(prefix + key, "stream");
@@ -97,13 +125,17 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
       retention: number,
       unknown?: UnknownLength,
     ) {
-      const expirationTtl = Math.min(KV_MAX_TTL, Math.max(KV_MIN_TTL, Math.ceil(retention)));
+      const expirationTtl = expirationTtlOf(retention);
+      await claimWrite(prefix + key);
       let chunks: Chunks | undefined;
       let entry = given;
       // Every KV value is written from a buffer of at most `chunkSize` bytes: a put from a stream that
       // breaks off must never leave a partial value behind, and memory stays bounded by the chunk size.
       let inlineBody: Uint8Array = body instanceof Uint8Array ? body : new Uint8Array(0);
-      if (unknown && !(body instanceof Uint8Array)) {
+      if (entry.at !== undefined) {
+        // A record whose body is elsewhere (tiers/global.ts): the value is empty, whatever the length says.
+        inlineBody = new Uint8Array(0);
+      } else if (unknown && !(body instanceof Uint8Array)) {
         const id = crypto.randomUUID();
         const keyOf = (i: number) => chunkKey(key, { n: 0, id }, i);
         const written = await writeCounted(kv, body, { size: chunkSize, max: unknown.maxBytes }, keyOf, expirationTtl);
@@ -123,14 +155,26 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
         inlineBody = new Uint8Array(0);
       }
 
-      const inline: KvMetadata = chunks ? { e: entry, c: chunks } : { e: entry };
-      if (byteLength(JSON.stringify(inline)) <= KV_METADATA_LIMIT) {
-        await kv.put(prefix + key, inlineBody, { metadata: inline, expirationTtl });
-        return;
+      await writeRecord(kv, prefix + key, entry, inlineBody, chunks, expirationTtl);
+    },
+
+    async refresh(key: string, given: StoredEntry, retention: number): Promise<boolean> {
+      const { value, metadata } = await kv.getWithMetadata<KvMetadata>(prefix + key, "arrayBuffer");
+      if (value === null || !metadata) return false;
+      let stored: StoredEntry | null = null;
+      let body = new Uint8Array(value);
+      if ("e" in metadata && isStoredEntry(metadata.e)) stored = metadata.e;
+      else if ("f" in metadata && Number.isInteger(metadata.f) && metadata.f > 0 && metadata.f <= body.byteLength) {
+        const parsed: unknown = JSON.parse(new TextDecoder().decode(body.subarray(0, metadata.f)));
+        if (isStoredEntry(parsed)) stored = parsed;
+        body = body.subarray(metadata.f);
       }
-      const frame = new TextEncoder().encode(JSON.stringify(entry));
-      const framed: KvMetadata = chunks ? { f: frame.byteLength, c: chunks } : { f: frame.byteLength };
-      await kv.put(prefix + key, concat([frame, inlineBody]), { metadata: framed, expirationTtl });
+      if (!stored || !sameBody(stored, given)) return false;
+      await claimWrite(prefix + key);
+      // The record is rewritten with the value it describes; chunks (and a body in R2) are left as they are.
+      const entry: StoredEntry = stored.at ? { ...given, at: stored.at } : given;
+      await writeRecord(kv, prefix + key, entry, body, metadata.c, expirationTtlOf(retention));
+      return true;
     },
 
     async delete(key: string): Promise<void> {
@@ -138,6 +182,45 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
       await kv.delete(prefix + key);
     },
   };
+}
+
+/** A refused write: writes of the key are queued more than two gaps ahead (KV's limit is one write per second per key). */
+export class KvWriteRateError extends Error {
+  override readonly name = "KvWriteRateError";
+}
+
+function expirationTtlOf(retention: number): number {
+  return Math.min(KV_MAX_TTL, Math.max(KV_MIN_TTL, Math.ceil(retention)));
+}
+
+/** Whether a refreshed record describes the same stored body as the one there (a 304 keeps the body). */
+function sameBody(stored: StoredEntry, given: StoredEntry): boolean {
+  return (
+    stored.length === given.length &&
+    stored.digest === given.digest &&
+    stored.etag === given.etag &&
+    stored.lastModified === given.lastModified &&
+    stored.variants === undefined
+  );
+}
+
+/** The record (in metadata, or framed in front of the value when it does not fit) and the inline body. */
+async function writeRecord(
+  kv: KVNamespace,
+  name: string,
+  entry: StoredEntry,
+  inlineBody: Uint8Array,
+  chunks: Chunks | undefined,
+  expirationTtl: number,
+): Promise<void> {
+  const inline: KvMetadata = chunks ? { e: entry, c: chunks } : { e: entry };
+  if (byteLength(JSON.stringify(inline)) <= KV_METADATA_LIMIT) {
+    await kv.put(name, inlineBody, { metadata: inline, expirationTtl });
+    return;
+  }
+  const frame = new TextEncoder().encode(JSON.stringify(entry));
+  const framed: KvMetadata = chunks ? { f: frame.byteLength, c: chunks } : { f: frame.byteLength };
+  await kv.put(name, concat([frame, inlineBody]), { metadata: framed, expirationTtl });
 }
 
 /**

@@ -25,8 +25,11 @@ export interface R2TierOptions {
   /** Bytes buffered per part of a multipart upload of a body of unknown length (at least 5 MiB). */
   partSize?: number;
   now?: () => number;
-  /** What the tier says it holds when the global tier is split by size (core/tier.ts). */
-  holds?: "small" | "large";
+  /**
+   * Whether the tier keeps its own expiry (default true). The global tier (tiers/global.ts) turns it off: its
+   * KV record, refreshed by a 304 without rewriting the body, says how long the entry lives.
+   */
+  expire?: boolean;
 }
 
 type R2Meta = { e?: string; f?: string; x?: string };
@@ -35,20 +38,21 @@ export function r2Tier(bucket: R2Bucket, options: R2TierOptions = {}): Tier {
   const prefix = options.prefix ?? "c/";
   const partSize = Math.max(R2_MIN_PART, options.partSize ?? 8 * 1024 * 1024);
   const now = options.now ?? Date.now;
+  const expire = options.expire ?? true;
 
   /** The metadata and frame for `entry`, expiring after `retention` seconds. */
   const layout = (entry: StoredEntry, retention: number) => {
-    const x = String(Math.ceil(now() + Math.max(1, retention) * 1000));
+    const x = expire ? { x: String(Math.ceil(now() + Math.max(1, retention) * 1000)) } : {};
     const json = JSON.stringify(entry);
-    const inline: R2Meta = { e: json, x };
+    const inline: R2Meta = { e: json, ...x };
     if (metadataSize(inline) <= R2_METADATA_LIMIT) return { meta: inline, frame: new Uint8Array(0) };
     const frame = new TextEncoder().encode(json);
-    return { meta: { f: String(frame.byteLength), x } as R2Meta, frame };
+    return { meta: { f: String(frame.byteLength), ...x } as R2Meta, frame };
   };
 
   return {
     name: "r2",
-    ...(options.holds ? { holds: options.holds } : {}),
+    global: true,
 
     async get(key: string, range?: ByteRange): Promise<CachedObject | null> {
       const name = prefix + key;
@@ -58,7 +62,7 @@ export function r2Tier(bucket: R2Bucket, options: R2TierOptions = {}): Tier {
       if (object === null) return null;
       const meta = (object.customMetadata ?? {}) as R2Meta;
       const expires = Number(meta.x);
-      if (Number.isFinite(expires) && expires <= now()) {
+      if (expire && Number.isFinite(expires) && expires <= now()) {
         await release(object.body, object.range ? rangeSize(object.range) : object.size);
         return null;
       }

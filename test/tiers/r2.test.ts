@@ -21,10 +21,9 @@ describeTierContract("r2", () => r2Tier(env.CACHE_R2, { prefix }));
 describe("r2 tier", () => {
   const tier = r2Tier(env.CACHE_R2, { prefix });
 
-  it("is named r2 and says what it holds only when told", () => {
+  it("is named r2 and is a global tier", () => {
     expect(tier.name).toBe("r2");
-    expect(tier.holds).toBeUndefined();
-    expect(r2Tier(env.CACHE_R2, { holds: "large" }).holds).toBe("large");
+    expect(tier.global).toBe(true);
   });
 
   it("keeps a small record in custom metadata and the body as the object, untouched", async () => {

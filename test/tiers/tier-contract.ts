@@ -480,6 +480,28 @@ export function describeTierContract(name: string, makeTier: () => Tier | Promis
       expect(await bytesOf(stillC?.body)).toStrictEqual(bodies.c);
     });
 
+    it("refreshes a record without its body, where the tier can; refuses one that is not there", async () => {
+      const tier = await makeTier();
+      if (!tier.refresh) return;
+      const key = uniqueKey();
+      const body = patternBytes(70_001);
+      const entry = await entryFor(body, { etag: '"r1"' });
+      expect(await tier.refresh(key, entry, 60)).toBe(false);
+      expect(await tier.get(key)).toBeNull();
+      await tier.put(key, entry, body, 60);
+
+      const refreshed = { ...entry, lifetime: 900, storedAt: entry.storedAt + 5000, headers: [["x-fresh", "1"]] };
+      expect(await tier.refresh(key, refreshed as StoredEntry, 900)).toBe(true);
+      const found = await tier.get(key);
+      expect(found?.entry).toStrictEqual(refreshed);
+      expect(sameBytes(await bytesOf(found?.body), body)).toBe(true);
+
+      // A record for another body (another length or validator) is not the tier's to refresh.
+      expect(await tier.refresh(key, { ...refreshed, length: 5 } as StoredEntry, 60)).toBe(false);
+      expect(await tier.refresh(key, { ...refreshed, etag: '"r2"' } as StoredEntry, 60)).toBe(false);
+      expect((await tier.get(key))?.entry).toStrictEqual(refreshed);
+    });
+
     describe("ranged get", () => {
       const cases: { label: string; range: ByteRange; start: number; end: number }[] = [
         { label: "a range inside the body", range: { offset: 1000, length: 5000 }, start: 1000, end: 5999 },
