@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { getJson, keepAliveAgent, median, timedRequest } from "../lib/http.mjs";
 import { objectPath, startOrigin } from "../lib/origin.mjs";
+import { snapshotCode } from "../lib/snapshot.mjs";
 import { kvBulkPut, memoryOf, resetPeak, startWorker, stopAll } from "../lib/wrangler.mjs";
 
 const MiB = 1024 * 1024;
@@ -126,9 +127,11 @@ export async function largeMedia({ tiercel, minimal, token, siteId, origin, log,
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const root = fileURLToPath(new URL("../..", import.meta.url));
   const log = (line) => console.error(line);
   const state = await mkdtemp(join(tmpdir(), "tiercel-large-media-"));
+  // Workers run from a copy of the sources, as in bench/run.mjs (wrangler's build watches them otherwise).
+  const root = join(state, "code");
+  await snapshotCode(fileURLToPath(new URL("../..", import.meta.url)), root);
   const origin = await startOrigin({ latencyMs: 0, mbps: 0 });
   const token = `bench-${crypto.randomUUID()}`;
   const siteId = `bench-lm-${crypto.randomUUID().slice(0, 8)}`;

@@ -2,6 +2,7 @@ import type { Shared } from "./collapse";
 import { withDeadline } from "./deadline";
 import { retentionOf, type StoredEntry, type VariantIndex } from "./entry";
 import { describe, type Exchange } from "./exchange";
+import { isolateBudget } from "./memory-budget";
 import { REVALIDATION_KEEP } from "./policy";
 import { fanOut, verifyLength } from "./stream-fanout";
 import { BodyTooLargeError, cancelIfStalled, readAll, readAtMost, sha256Digest } from "./streams";
@@ -62,8 +63,15 @@ export function storeBody(
     return { client, outcome, settled: Promise.race([outcome, streaming]), storing: true };
   }
   if (!tooLarge && (declared === undefined || declared <= deps.maxBufferBytes)) {
+    // The buffer comes out of the isolate's budget; past it the body streams through unstored.
+    const grant = isolateBudget.take(declared ?? deps.maxBufferBytes);
+    if (!grant) {
+      deps.log("store.skipped", { key: target.key, reason: "memory", held: isolateBudget.held });
+      const none = Promise.resolve<Shared>({ kind: "none" });
+      return { client: body, outcome: none, settled: none, storing: false };
+    }
     const [client, copy] = body.tee();
-    const outcome = storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject));
+    const outcome = storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject)).finally(grant.release);
     return {
       client,
       outcome,

@@ -1,4 +1,5 @@
 import { isStoredEntry, type StoredEntry } from "../core/entry";
+import { isolateBudget } from "../core/memory-budget";
 import { BodyTooLargeError, concat, splitPrefix } from "../core/streams";
 import { type ByteRange, type CachedObject, resolveRange, type Tier, type UnknownLength } from "../core/tier";
 
@@ -130,6 +131,12 @@ export function r2Tier(bucket: R2Bucket, options: R2TierOptions = {}): Tier {
       // multipart upload. R2 is never handed a stream that could break off (workerd reports that as an
       // uncaught error whatever the caller does); a body that breaks off aborts the upload instead.
       const declared = unknown ? undefined : given.length;
+      // The part buffer comes out of the isolate's budget; past it this put is skipped (the client is not).
+      const grant = isolateBudget.take(Math.min(partSize, declared ?? unknown?.maxBytes ?? partSize));
+      if (!grant) {
+        await body.cancel("no memory for a part").catch(() => {});
+        throw new Error("the isolate's memory budget has no room for an R2 part; not storing");
+      }
       const parts = partsOf(body, unknown ? unknown.maxBytes : given.length);
       try {
         const first = await parts.take(partSize);
@@ -153,6 +160,8 @@ export function r2Tier(bucket: R2Bucket, options: R2TierOptions = {}): Tier {
       } catch (error) {
         await parts.cancel(error);
         throw error;
+      } finally {
+        grant.release();
       }
     },
 
