@@ -17,9 +17,12 @@ const ENTRIES = [
   "package.json",
   "tsconfig.json",
   "worker-configuration.d.ts",
+  "scripts/deploy-guard.mjs",
   "src",
   "bench/baseline/wrangler.jsonc",
   "bench/baseline/worker.js",
+  "bench/phases/minimal.wrangler.jsonc",
+  "bench/phases/minimal-worker.js",
 ];
 
 /**
