@@ -43,7 +43,8 @@ export interface KvTierOptions {
   chunkSize?: number;
   /**
    * KV takes one write per second per key: a record written again sooner than this (a put or a refresh) by
-   * this isolate waits for its slot; one more than two gaps away is refused (the store skips the tier). 0: no guard.
+   * this isolate waits for its slot; one more than two gaps away is refused (the store skips the tier), and so is
+   * a variant index that comes too soon. 0: no guard.
    */
   minWriteGapMs?: number;
   now?: () => number;
@@ -60,12 +61,12 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
    * Claims a slot to write a record key: at once, or `gap` ms after the last write of it by this isolate
    * (waiting for it); refused when that slot is more than two gaps away (writes are queueing up).
    */
-  const claimWrite = async (name: string) => {
+  const claimWrite = async (name: string, wait = true) => {
     if (gap <= 0) return;
     const at = now();
     const last = lastWrite.get(name);
     const slot = last === undefined ? at : Math.max(at, last + gap);
-    if (slot - at > 2 * gap) throw new KvWriteRateError(`${name} has writes queued for ${slot - at} ms`);
+    if (slot - at > (wait ? 2 * gap : 0)) throw new KvWriteRateError(`${name} has writes queued for ${slot - at} ms`);
     lastWrite.delete(name);
     lastWrite.set(name, slot);
     // Oldest first out: only the last gap matters.
@@ -126,7 +127,9 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
       unknown?: UnknownLength,
     ) {
       const expirationTtl = expirationTtlOf(retention);
-      await claimWrite(prefix + key);
+      // A variant index is rewritten by every new variant's fill: one that comes too soon is skipped (the next
+      // fill writes it again), not queued.
+      await claimWrite(prefix + key, given.variants === undefined);
       let chunks: Chunks | undefined;
       let entry = given;
       // Every KV value is written from a buffer of at most `chunkSize` bytes: a put from a stream that
