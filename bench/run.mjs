@@ -16,7 +16,7 @@ import { snapshotCode } from "./lib/snapshot.mjs";
 import { machineInfo, summarize } from "./lib/summary.mjs";
 import { killAllNow, kvBulkPut, memoryOf, resetPeak, startWorker, stopAll } from "./lib/wrangler.mjs";
 import { hotpath, hotpathParameters } from "./phases/hotpath.mjs";
-
+import { largeMedia } from "./phases/large-media.mjs";
 import { propagation } from "./phases/propagation.mjs";
 import { worldPhase } from "./phases/world.mjs";
 
@@ -110,6 +110,8 @@ const errorText = (error) => String(error?.message ?? error).slice(0, 1000);
 // ---------------------------------------------------------------------------------------------- teardown
 
 let origin;
+/** The bench site's id (written by writeSite). */
+let siteId;
 let stateDir;
 /** The run's copy of the Worker sources (see lib/snapshot.mjs): every Worker is started from here. */
 let codeDir;
@@ -637,6 +639,7 @@ async function writeSite(dir) {
     hosts: [SITE_HOST],
     origin: { kind: "http", url: origin.url, allowPrivate: true },
   };
+  siteId = site.id;
   const value = JSON.stringify(site);
   const pairs = [{ key: `site:${site.id}`, value }, ...site.hosts.map((host) => ({ key: `host:${host}`, value }))];
   await kvBulkPut({ cwd: codeDir, persistTo: dir("tiercel-a"), binding: "SITES", pairs });
@@ -707,6 +710,21 @@ async function dataCenterA(dir) {
     });
   }
   for (const agent of Object.values(agents)) agent.destroy();
+  await phase("(7) large media (issue 15), next to a minimal Cache-API Worker", async () => {
+    const extra = [...LOG_LEVEL, "-c", "bench/phases/minimal.wrangler.jsonc", "--var", `ORIGIN:${origin.url}`];
+    const minimal = await startWorker({ label: "minimal-A", cwd: codeDir, persistTo: dir("minimal-a"), extra });
+    const at = (w, name) => ({ name, url: w.url, host: SITE_HOST, pid: w.runtimePid() });
+    const args = {
+      tiercel: at(tiercel.a, "tiercel"),
+      minimal: at(minimal, "minimal"),
+      token: TOKEN,
+      siteId,
+      origin,
+      log,
+    };
+    data.largeMedia = await largeMedia(args).finally(() => minimal.stop());
+    for (const check of data.largeMedia.checks) log(`  ${check.ok ? "ok  " : "FAIL"} ${check.goal}`);
+  });
 }
 
 async function dataCenterB(dir) {

@@ -4,6 +4,7 @@ import { errorResponse, TiercelError } from "./core/errors";
 import { type Deps, type Logger, respond } from "./core/pipeline";
 import { Stats, StatsFlusher } from "./core/stats";
 import { STATS_NAME, type StatsAggregatorApi } from "./core/stats-buckets";
+import type { Tier } from "./core/tier";
 import { cloudflareImagesEngine } from "./optimize/cloudflare-images";
 import { DEFAULT_OPTIMIZE_LIMITS, type Engines, TRANSFORM_BOUNDS } from "./optimize/optimize";
 import { TransformLimiter } from "./optimize/queue";
@@ -15,7 +16,9 @@ import { envSiteStore } from "./sites/env-site";
 import { type ControlFeedApi, type HostRegistryApi, type SiteOwnerApi, unwrap } from "./sites/owner";
 import { FEED_NAME, kvSiteStore, REGISTRY_NAME, type SiteStore } from "./sites/store";
 import { edgeTier } from "./tiers/edge";
+import { globalTier } from "./tiers/global";
 import { kvTier } from "./tiers/kv";
+import { r2Tier } from "./tiers/r2";
 
 export { ControlFeed } from "./objects/control-feed";
 // The Durable Object classes bound in wrangler.jsonc (docs/architecture.md, "Durable Objects").
@@ -82,7 +85,7 @@ export function buildPlatform(env: Env, place: { dataCenter?: string; windowMs?:
   return {
     sites,
     ...(control ? { control } : {}),
-    tiers: [edgeTier(caches.open(`${env.EDGE_CACHE_NAME}${suffix}`)), kvTier(env.CACHE_KV)],
+    tiers: tiersFor(env, suffix),
     originFor: originFactory({
       headersTimeoutMs: LIMITS.originHeadersTimeoutMs,
       bodyIdleMs: LIMITS.originBodyIdleMs,
@@ -104,6 +107,21 @@ export function buildPlatform(env: Env, place: { dataCenter?: string; windowMs?:
     optimizeLimits: DEFAULT_OPTIMIZE_LIMITS,
     transformLimiter: new TransformLimiter(TRANSFORM_BOUNDS.perSite, TRANSFORM_BOUNDS.isolate),
   };
+}
+
+/**
+ * The tiers, nearest first: this data center's Cache API, then the global tier. With an R2 bucket bound
+ * (CACHE_R2) the global tier keeps large bodies in R2 and every record in KV (tiers/global.ts): ranged
+ * reads, no 25 MiB value limit, one write per 8 MiB part. Without it, KV holds every size, in 8 MiB chunks.
+ */
+function tiersFor(env: Env, suffix = ""): Tier[] {
+  const edge = edgeTier(caches.open(`${env.EDGE_CACHE_NAME}${suffix}`));
+  // KV takes one write per second per key: this isolate never sends more (a refused write skips the tier).
+  const kv = kvTier(env.CACHE_KV, { minWriteGapMs: 1000 });
+  // Typed as always present, but a Worker deployed without the bucket has none.
+  const bucket: R2Bucket | undefined = (env as { CACHE_R2?: R2Bucket }).CACHE_R2;
+  if (!bucket) return [edge, kv];
+  return [edge, globalTier(kv, r2Tier(bucket, { expire: false }))];
 }
 
 /**

@@ -31,6 +31,8 @@ export function answerFromEntry(
   entry: StoredEntry,
   body: ReadableStream<Uint8Array>,
   ctx: AnswerContext,
+  /** Set when `body` holds only these bytes of the stored body (a ranged read; see `rangeOf`). */
+  bodyRange?: { start: number; end: number },
 ): Response | Promise<Response> {
   const headers = entryHeaders(entry);
   // Fields aimed at Tiercel alone stay with it (RFC 9213); CDN-Cache-Control is passed on.
@@ -60,9 +62,17 @@ export function answerFromEntry(
   // Ranges are answered from whole 200s whose stored bytes are what the client receives (no content coding).
   // (A miss of unknown length is answered whole: its length is known only once it has streamed.)
   const knownLength = entry.length >= 0;
-  const rangeable = entry.status === 200 && knownLength && !headers.has("content-encoding");
+  const rangeable = isRangeable(entry, headers);
   if (rangeable) headers.set("accept-ranges", "bytes");
   const decision = rangeable ? evaluateRange(ctx.requestHeaders, entry.length, validators) : { kind: "full" as const };
+  if (
+    bodyRange &&
+    (decision.kind !== "partial" || decision.start !== bodyRange.start || decision.end !== bodyRange.end)
+  ) {
+    // Callers read a range only when `rangeOf` says this answer is that range; anything else is a bug.
+    body.cancel().catch(() => {});
+    throw new Error("a ranged body reached an answer that is not that range");
+  }
   if (decision.kind === "unsatisfiable") {
     // RFC 9110 §15.5.17: 416 with the current length in Content-Range.
     const refusal = new Headers({ "content-range": contentRange(decision, entry.length) });
@@ -77,7 +87,8 @@ export function answerFromEntry(
     // last byte goes out (at most the 4 MiB a digested body can have). Larger bodies carry no digest and are
     // read only as far as the range; a body that ends before it errors the answer.
     const readToEnd = entry.digest !== "";
-    const slice = ctx.method === "HEAD" ? null : sliceStream(body, decision.start, decision.end, { readToEnd });
+    const slice =
+      ctx.method === "HEAD" ? null : bodyRange ? body : sliceStream(body, decision.start, decision.end, { readToEnd });
     return finish(206, headers, slice);
   }
 
@@ -156,4 +167,20 @@ async function fromBytes(
     const length = headers.get("content-length");
     return new Response(forClient(failed, length === null ? undefined : Number(length)), { status, headers });
   }
+}
+
+function isRangeable(entry: StoredEntry, headers: Headers): boolean {
+  return entry.status === 200 && entry.length >= 0 && !headers.has("content-encoding");
+}
+
+/**
+ * The bytes a GET for `entry` is answered with when they are a range (206), else undefined: what a tier can
+ * be asked for alone (a ranged read), when the answer is not a 304 or a whole body after all.
+ */
+export function rangeOf(entry: StoredEntry, requestHeaders: Headers): { start: number; end: number } | undefined {
+  const validators = { etag: entry.etag, lastModified: entry.lastModified };
+  if (entry.status >= 200 && entry.status < 300 && isNotModified(requestHeaders, validators)) return undefined;
+  if (!isRangeable(entry, entryHeaders(entry))) return undefined;
+  const decision = evaluateRange(requestHeaders, entry.length, validators);
+  return decision.kind === "partial" ? { start: decision.start, end: decision.end } : undefined;
 }

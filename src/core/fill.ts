@@ -1,8 +1,9 @@
+import { admittedTiers } from "./admission";
 import { answerFromEntry, withKnownLength } from "./answer";
 import { CacheStatus } from "./cache-status";
 import type { Flight, Shared } from "./collapse";
 import { withDeadline } from "./deadline";
-import { buildEntry, entryHeaders, hasValidators, retentionOf } from "./entry";
+import { buildEntry, entryHeaders, hasValidators, retentionOf, type StoredEntry } from "./entry";
 import { TiercelError, withDiagnostics } from "./errors";
 import { describe, type Exchange } from "./exchange";
 import { forwardedHeaders } from "./forwarding";
@@ -22,6 +23,7 @@ import { ServerTiming } from "./server-timing";
 import { wireLength } from "./stats";
 import { invalidate, storeBody } from "./store";
 import { streamOf } from "./streams";
+import type { Tier } from "./tier";
 import { isStandIn, keepOptimizedHeaders, originEtag, transformResponse } from "./transform";
 import { admitVariant, variantId } from "./variant-cap";
 
@@ -283,7 +285,7 @@ async function storeAndAnswer(
       entry,
       declaredLength: declared,
       verify: false,
-      tiers: deps.tiers,
+      tiers: admittedTiers(ex, deps.tiers, declared),
       index,
       values,
     },
@@ -354,6 +356,10 @@ async function refreshFromNotModified(
     status.forwarded(304, "none", `not-stored-${reason}`);
     return answerFromEntry(entry, stale.body, answerContext(ex));
   }
+  // A tier that can rewrite a record alone (the global tier: KV's one write per second per key, chunks and
+  // R2 bodies left where they are) gets the freshened record only; the others are written the body again.
+  const refreshable = deps.tiers.filter((tier) => tier.refresh);
+  if (refreshable.length > 0) deps.waitUntil(refreshRecords(ex, refreshable, stale.key, entry));
   const { client, outcome, settled } = storeBody(
     ex,
     {
@@ -361,7 +367,7 @@ async function refreshFromNotModified(
       entry,
       declaredLength: stale.entry.length,
       verify: entry.digest !== "",
-      tiers: deps.tiers,
+      tiers: deps.tiers.filter((tier) => !tier.refresh),
       index: look.index,
       values: JSON.stringify(selectingValues(stale.entry.vary, keying)),
     },
@@ -372,6 +378,27 @@ async function refreshFromNotModified(
   stale.member.fwd = "stale";
   status.forwarded(304, "storing");
   return answerFromEntry(entry, client, answerContext(ex));
+}
+
+/** Rewrites the record of `key` in each tier (after a 304); a tier without that entry is left as it is. */
+async function refreshRecords(ex: Exchange, tiers: Tier[], key: string, entry: StoredEntry): Promise<void> {
+  const { deps } = ex;
+  const retention = retentionOf(entry, deps.now());
+  if (retention <= 0) return;
+  await Promise.all(
+    tiers.map(async (tier) => {
+      try {
+        const done = await withDeadline(
+          tier.refresh?.(key, entry, retention) ?? Promise.resolve(false),
+          deps.tierTimeoutMs,
+          `${tier.name} refresh`,
+        );
+        if (!done) deps.log("tier.skipped", { tier: tier.name, op: "refresh", key, reason: "no-such-entry" });
+      } catch (error) {
+        deps.log("tier.skipped", { tier: tier.name, op: "refresh", key, error: describe(error) });
+      }
+    }),
+  );
 }
 
 /**

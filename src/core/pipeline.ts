@@ -16,11 +16,12 @@ import { decide } from "./http/decision";
 import { endToEndHeaders } from "./http/headers";
 import { consumedTargetedFields } from "./http/targeted";
 import { cacheKey, keyedUrl, keyPartsFor } from "./keys";
-import { lookupTiers } from "./lookup";
+import { type Found, lookupTiers, readChecked } from "./lookup";
 import { NO_PURGES, type PurgeView } from "./purge";
 import { ServerTiming } from "./server-timing";
 import { wireLength } from "./stats";
 import { invalidate, storeBody } from "./store";
+import type { Tier } from "./tier";
 
 export type { Deps, Logger } from "./exchange";
 
@@ -146,12 +147,18 @@ export async function handleRequest(
 
   if (look.fresh) {
     const found = look.fresh;
-    deps.stats.record(site.id, { hit: deps.tiers[found.tier]?.name ?? "tier" }, found.entry.length);
+    const read = found.range ? found.range.end - found.range.start + 1 : found.entry.length;
+    deps.stats.record(site.id, { hit: deps.tiers[found.tier]?.name ?? "tier" }, read);
     found.member.hit = true;
     found.member.ttl = entryTtl(found.entry, deps.now());
     let body = found.body;
     const nearer = deps.tiers.slice(0, found.tier);
-    if (nearer.length > 0 && method === "GET") {
+    if (nearer.length > 0 && method === "GET" && found.range) {
+      // Only the range was read: the nearer tiers are refilled from a whole read in the background, once per
+      // key in this isolate, while the range is answered at once.
+      deps.waitUntil(refillWhole(ex, found, nearer));
+      ex.status.forwarded(found.entry.status, "storing");
+    } else if (nearer.length > 0 && method === "GET") {
       // A hit in a farther tier refills the nearer ones in the background, checked against its record.
       const refill = storeBody(
         ex,
@@ -170,7 +177,7 @@ export async function handleRequest(
       deps.waitUntil(refill.outcome);
       ex.status.forwarded(found.entry.status, "storing");
     }
-    return answerFromEntry(found.entry, body, answerContext(ex));
+    return answerFromEntry(found.entry, body, answerContext(ex), found.range);
   }
 
   // What the tiers found decides the rest (http/decision.ts): serve stale and refresh, forward, or fill.
@@ -202,6 +209,37 @@ export async function handleRequest(
     return forward(ex.request, keyed, site, deps, timing, ex.status, "not-stored-method", upstream);
   }
   return fromOrigin(ex, look);
+}
+
+/** Keys being refilled from a whole read in this isolate (after a ranged hit in a farther tier). */
+const refilling = new Set<string>();
+const MAX_REFILLS = 64;
+
+/** Reads a farther tier's entry whole and stores it in the nearer tiers; at most one per key at a time. */
+async function refillWhole(ex: Exchange, found: Found, nearer: Tier[]): Promise<void> {
+  const { deps } = ex;
+  const tier = deps.tiers[found.tier];
+  if (!tier || refilling.has(found.key) || refilling.size >= MAX_REFILLS) return;
+  refilling.add(found.key);
+  try {
+    const whole = await readChecked(tier, found.key, deps);
+    if (!whole) return;
+    const target = {
+      key: found.key,
+      entry: found.entry,
+      declaredLength: found.entry.length,
+      verify: found.entry.digest !== "",
+      tiers: nearer,
+      index: found.index,
+      values: "",
+    };
+    const refill = storeBody(ex, target, whole.body);
+    await Promise.all([refill.client.pipeTo(new WritableStream()).catch(() => {}), refill.outcome]);
+  } catch (error) {
+    deps.log("refill.failed", { key: found.key, error: describe(error) });
+  } finally {
+    refilling.delete(found.key);
+  }
 }
 
 /** The site's bypass rules: a path prefix, or a cookie (such as a logged-in one) by name. */

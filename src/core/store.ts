@@ -2,10 +2,11 @@ import type { Shared } from "./collapse";
 import { withDeadline } from "./deadline";
 import { retentionOf, type StoredEntry, type VariantIndex } from "./entry";
 import { describe, type Exchange } from "./exchange";
+import { isolateBudget } from "./memory-budget";
 import { REVALIDATION_KEEP } from "./policy";
 import { fanOut, verifyLength } from "./stream-fanout";
 import { BodyTooLargeError, cancelIfStalled, readAll, readAtMost, sha256Digest } from "./streams";
-import type { Tier } from "./tier";
+import type { Place, Tier } from "./tier";
 
 /** What to store, and where. */
 export interface StoreTarget {
@@ -62,8 +63,15 @@ export function storeBody(
     return { client, outcome, settled: Promise.race([outcome, streaming]), storing: true };
   }
   if (!tooLarge && (declared === undefined || declared <= deps.maxBufferBytes)) {
+    // The buffer comes out of the isolate's budget; past it the body streams through unstored.
+    const grant = isolateBudget.take(declared ?? deps.maxBufferBytes);
+    if (!grant) {
+      deps.log("store.skipped", { key: target.key, reason: "memory", held: isolateBudget.held });
+      const none = Promise.resolve<Shared>({ kind: "none" });
+      return { client: body, outcome: none, settled: none, storing: false };
+    }
     const [client, copy] = body.tee();
-    const outcome = storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject));
+    const outcome = storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject)).finally(grant.release);
     return {
       client,
       outcome,
@@ -86,7 +94,7 @@ export function storeBody(
   const puts = target.tiers.map(async (tier, i) => {
     const copy = copies[i] as ReadableStream<Uint8Array>;
     const checked = cancelIfStalled(copy, deps.tierTimeoutMs * 5).pipeThrough(verifyLength(declared));
-    await putCounted(ex, tier, target.key, entry, checked, retention);
+    await putCounted(ex, tier, target.key, entry, checked, retention, undefined, placeFor(ex, declared));
     if (target.index)
       await putCounted(
         ex,
@@ -150,7 +158,7 @@ async function storeUnknownLength(
   const copies = fanOut(read.over, target.tiers.length);
   const puts = target.tiers.map(async (tier, i) => {
     const copy = cancelIfStalled(copies[i] as ReadableStream<Uint8Array>, deps.tierTimeoutMs * 5);
-    await putCounted(ex, tier, target.key, entry, copy, retention, { maxBytes: maxObject });
+    await putCounted(ex, tier, target.key, entry, copy, retention, { maxBytes: maxObject }, "large");
     if (target.index)
       await putCounted(
         ex,
@@ -233,7 +241,7 @@ async function putBuffered(
     target.tiers.map(async (tier) => {
       try {
         const write = async () => {
-          await putCounted(ex, tier, target.key, entry, bytes, retention);
+          await putCounted(ex, tier, target.key, entry, bytes, retention, undefined, placeFor(ex, bytes.byteLength));
           if (target.index)
             await putCounted(
               ex,
@@ -253,6 +261,14 @@ async function putBuffered(
     }),
   );
   return results.some(Boolean);
+}
+
+/**
+ * Where a body of `length` bytes goes in a global tier split by size (core/tier.ts, tiers/global.ts): past
+ * the site's `cache.largeObjectBytes` to R2, else with its record in KV.
+ */
+export function placeFor(ex: Pick<Exchange, "site">, length: number): Place {
+  return length > ex.site.cache.largeObjectBytes ? "large" : "small";
 }
 
 /** True when one of `keys` was invalidated in this isolate at or after `requestTime`. */

@@ -145,6 +145,24 @@ const cachePolicy = z.strictObject({
     .min(0)
     .max(32 * 1024 * 1024)
     .default(8 * 1024 * 1024),
+  /**
+   * Where the global tier splits by size when an R2 bucket is bound (docs/architecture.md, "Large objects"):
+   * bodies up to this many bytes go to KV, larger ones (and bodies of unknown length past the 4 MiB buffer)
+   * to R2. 8 MiB by default: what KV holds in one value, so KV never chunks. Without R2, ignored.
+   */
+  largeObjectBytes: z
+    .number()
+    .int()
+    .min(0)
+    .max(25 * 1024 * 1024)
+    .default(8 * 1024 * 1024),
+  /**
+   * Which fills are written to the global tier (KV, and R2) as well as to the data center's cache
+   * (src/core/admission.ts): `always`, or `second-request` (a key's second fill in an isolate).
+   */
+  globalAdmission: z.enum(["always", "second-request"]).default("always"),
+  /** Bodies declared larger than this are kept out of the global tier (edge only). Unset: no bound. */
+  globalMaxBytes: z.number().int().min(0).optional(),
   /** Most variants one URL may have under Vary; past it, new variants are answered unstored. */
   maxVariants: z.number().int().min(0).max(128).default(32),
   /**
