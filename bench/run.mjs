@@ -711,7 +711,7 @@ async function dataCenterA(dir) {
   }
   for (const agent of Object.values(agents)) agent.destroy();
   await phase("(7) large media (issue 15), next to a minimal Cache-API Worker", async () => {
-    const extra = [...LOG_LEVEL, "-c", "bench/phases/minimal.wrangler.jsonc", "--var", `ORIGIN:${origin.url}`];
+    const extra = [...LOG_LEVEL, "-c", "bench/minimal/wrangler.jsonc", "--var", `ORIGIN:${origin.url}`];
     const minimal = await startWorker({ label: "minimal-A", cwd: codeDir, persistTo: dir("minimal-a"), extra });
     const at = (w, name) => ({ name, url: w.url, host: SITE_HOST, pid: w.runtimePid() });
     const args = {

@@ -26,8 +26,6 @@ const ENTRIES = [
   "bench/baseline/worker.js",
   "bench/minimal/wrangler.jsonc",
   "bench/minimal/worker.js",
-  "bench/phases/minimal.wrangler.jsonc",
-  "bench/phases/minimal-worker.js",
 ];
 
 /**

@@ -157,7 +157,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
         label: "minimal",
         cwd: root,
         persistTo: join(state, "minimal"),
-        extra: [...quiet, "-c", "bench/phases/minimal.wrangler.jsonc", "--var", `ORIGIN:${origin.url}`],
+        extra: [...quiet, "-c", "bench/minimal/wrangler.jsonc", "--var", `ORIGIN:${origin.url}`],
       }),
     ]);
     const result = await largeMedia({
