@@ -2,7 +2,10 @@ import { ADMIN_PREFIX, type ControlPlane, handleAdmin } from "./admin/api";
 import { createCollapser } from "./core/collapse";
 import { errorResponse, TiercelError } from "./core/errors";
 import { type Deps, type Logger, respond } from "./core/pipeline";
+import type { ShieldAnswer, ShieldBinding } from "./core/shield";
 import { Stats } from "./core/stats";
+import type { Tier } from "./core/tier";
+import type { Shield } from "./objects/shield";
 import { cloudflareImagesEngine } from "./optimize/cloudflare-images";
 import { DEFAULT_OPTIMIZE_LIMITS, type Engines, TRANSFORM_BOUNDS } from "./optimize/optimize";
 import { TransformLimiter } from "./optimize/queue";
@@ -17,6 +20,7 @@ import { kvTier } from "./tiers/kv";
 
 // The Durable Object classes bound in wrangler.jsonc (docs/architecture.md, "Durable Objects").
 export { HostRegistry } from "./objects/host-registry";
+export { Shield } from "./objects/shield";
 export { SiteOwner } from "./objects/site-owner";
 
 /**
@@ -36,6 +40,11 @@ export const LIMITS = {
   maxBufferBytes: 4 * 1024 * 1024,
   /** Bodies larger than this stream through unstored. */
   maxObjectBytes: 512 * 1024 * 1024,
+  /**
+   * How long a data center waits for the shield's answer (the origin's headers, reached through it) before
+   * fetching the origin itself: the origin's own deadline plus a margin, so only a broken shield runs out.
+   */
+  shieldTimeoutMs: 30_000 + 5_000,
 } as const;
 
 const log: Logger = (event, fields) => console.log(JSON.stringify({ event, ...fields }));
@@ -48,36 +57,69 @@ function configCacheSeconds(env: Env): number {
   return Number.isFinite(value) && value >= 0 && value <= 300 ? value : 30;
 }
 const platforms = new WeakMap<Env, Platform>();
+const shieldPlatforms = new WeakMap<Env, Platform>();
 
 /** Builds the env-derived pieces once per isolate (env is the same object for every request). */
 export function platformFor(env: Env): Platform {
   let platform = platforms.get(env);
   if (!platform) {
-    platform = {
-      sites: siteStoreFor(env),
-      tiers: [edgeTier(caches.open(env.EDGE_CACHE_NAME)), kvTier(env.CACHE_KV)],
-      originFor: originFactory({
-        headersTimeoutMs: LIMITS.originHeadersTimeoutMs,
-        bodyIdleMs: LIMITS.originBodyIdleMs,
-        // Bucket credentials are Worker secrets, named in the site config; never stored in KV.
-        secret: (name) => secretOf(env, name),
-        connectMode: (env.ORIGIN_CONNECT_MODE as string) === "resolve-override" ? "resolve-override" : "direct",
-      }),
-      now: Date.now,
-      log,
-      collapser: createCollapser(),
-      stats: new Stats(Date.now()),
-      invalidated: new Map(),
-      tierTimeoutMs: LIMITS.tierTimeoutMs,
-      maxBufferBytes: LIMITS.maxBufferBytes,
-      maxObjectBytes: LIMITS.maxObjectBytes,
-      engines: enginesFor(env),
-      optimizeLimits: DEFAULT_OPTIMIZE_LIMITS,
-      transformLimiter: new TransformLimiter(TRANSFORM_BOUNDS.perSite, TRANSFORM_BOUNDS.isolate),
-    };
+    platform = buildPlatform(env, [edgeTier(caches.open(env.EDGE_CACHE_NAME)), ...globalTiersFor(env)]);
+    const shield = shieldFor(env);
+    if (shield) platform.shield = shield;
     platforms.set(env, platform);
   }
   return platform;
+}
+
+/** The shield's platform (src/objects/shield.ts): the global tiers only, and no shield of its own. */
+export function shieldPlatformFor(env: Env): Platform {
+  let platform = shieldPlatforms.get(env);
+  if (!platform) {
+    platform = buildPlatform(env, globalTiersFor(env));
+    shieldPlatforms.set(env, platform);
+  }
+  return platform;
+}
+
+/** The tiers shared by every data center, written once per fill (by the shield when there is one). */
+function globalTiersFor(env: Env): Tier[] {
+  return [kvTier(env.CACHE_KV)];
+}
+
+/** The SHIELD binding as the pipeline calls it: the instance named by the cache key (docs/architecture.md). */
+function shieldFor(env: Env): ShieldBinding | undefined {
+  // Typed as always present, but a Worker deployed with an older config has none.
+  const namespace: DurableObjectNamespace<Shield> | undefined = env.SHIELD;
+  if (!namespace) return undefined;
+  return {
+    fill: (key, request) => namespace.get(namespace.idFromName(key)).fill(request) as Promise<ShieldAnswer>,
+    timeoutMs: LIMITS.shieldTimeoutMs,
+  };
+}
+
+function buildPlatform(env: Env, tiers: Tier[]): Platform {
+  return {
+    sites: siteStoreFor(env),
+    tiers,
+    originFor: originFactory({
+      headersTimeoutMs: LIMITS.originHeadersTimeoutMs,
+      bodyIdleMs: LIMITS.originBodyIdleMs,
+      // Bucket credentials are Worker secrets, named in the site config; never stored in KV.
+      secret: (name) => secretOf(env, name),
+      connectMode: (env.ORIGIN_CONNECT_MODE as string) === "resolve-override" ? "resolve-override" : "direct",
+    }),
+    now: Date.now,
+    log,
+    collapser: createCollapser(),
+    stats: new Stats(Date.now()),
+    invalidated: new Map(),
+    tierTimeoutMs: LIMITS.tierTimeoutMs,
+    maxBufferBytes: LIMITS.maxBufferBytes,
+    maxObjectBytes: LIMITS.maxObjectBytes,
+    engines: enginesFor(env),
+    optimizeLimits: DEFAULT_OPTIMIZE_LIMITS,
+    transformLimiter: new TransformLimiter(TRANSFORM_BOUNDS.perSite, TRANSFORM_BOUNDS.isolate),
+  };
 }
 
 /**

@@ -144,6 +144,11 @@ const cachePolicy = z.strictObject({
   cookies: z.enum(["pass", "ignore"]).default("pass"),
   /** Cookies removed from cacheable requests before anything else looks at them (e.g. analytics cookies). */
   ignoreCookies: z.array(cookieName).max(100).default([]),
+  /**
+   * The origin shield: a cold miss is fetched from the origin once for every data center, by the SHIELD
+   * Durable Object of its key, and streamed to every waiter. `false`: each data center fetches on its own.
+   */
+  shield: z.boolean().default(true),
 });
 
 export type CachePolicy = z.output<typeof cachePolicy>;

@@ -14,9 +14,10 @@ describe("tiers", () => {
     expect(first.status).toBe(200);
     expect(await first.text()).toBe(`GET ${path} #1`);
     expect(first.headers.get("cache-status")).toBe(
-      "Tiercel-KV; fwd=miss; fwd-status=200; detail=storing, Tiercel-Edge; fwd=miss; fwd-status=200; detail=storing",
+      "Tiercel-Shield; fwd=miss; fwd-status=200; detail=storing, Tiercel-KV; fwd=miss; fwd-status=200; detail=storing, Tiercel-Edge; fwd=miss; fwd-status=200; detail=storing",
     );
-    expect(first.headers.get("server-timing")).toMatch(/^site;dur=[\d.]+, edge;dur=[\d.]+, kv;dur=[\d.]+, origin;dur=/);
+    // The cold miss went through the shield, which fetched the origin (docs/architecture.md, "The shield").
+    expect(first.headers.get("server-timing")).toMatch(/^site;dur=[\d.]+, edge;dur=[\d.]+, kv;dur=[\d.]+, shield;dur=/);
 
     const second = await send(`http://${host}${path}`);
     expect(await second.text()).toBe(`GET ${path} #1`);
