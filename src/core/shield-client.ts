@@ -28,7 +28,13 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
     return undefined;
   }
   const headers = [...ex.request.headers].filter(([name]) => !ANSWERED_BY_TIERCEL.includes(name));
-  const request = { siteId: site.id, url: ex.request.url, headers, ...(look.index ? { varies: true } : {}) };
+  const request = {
+    siteId: site.id,
+    url: ex.request.url,
+    headers,
+    startedAt: deps.now(),
+    ...(look.index ? { varies: true } : {}),
+  };
   let answer: ShieldAnswer;
   try {
     answer = await ex.timing.measure("shield", () =>
@@ -45,7 +51,7 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
       if (answer.passMs) rememberPass(ex, answer.passMs);
       return undefined;
     case "failed":
-      Object.assign(member, answer.member);
+      Object.assign(member, answer.member, { detail: answer.code });
       flight?.settle({ kind: "none" });
       throw withDiagnostics(new TiercelError(answer.code, answer.status, answer.message), status, ex.timing);
     case "pass": {
@@ -62,11 +68,27 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
       Object.assign(member, answer.member);
       // The shield wrote the global tier: this data center keeps its own copy, nearest the client.
       const tiers = deps.tiers.filter(isLocal);
-      const { client, outcome, settled } = storeBody(ex, { ...answer.target, verify: false, tiers }, answer.body);
+      // The entry's instants are the shield's: moved onto this data center's clock (skew, or a test's clock).
+      const shift = deps.now() - answer.now;
+      const { entry } = answer.target;
+      const local = {
+        ...entry,
+        requestTime: entry.requestTime + shift,
+        responseTime: entry.responseTime + shift,
+        storedAt: entry.storedAt + shift,
+      };
+      const target = { ...answer.target, entry: local, verify: false, tiers };
+      const { client, outcome, settled } = storeBody(ex, target, answer.body);
       void settled.then((shared) => flight?.settle(shared));
       deps.waitUntil(outcome);
-      status.forwarded(answer.target.entry.status, answer.storing ? "storing" : "none");
-      return answerFromEntry(answer.target.entry, client, answerContext(ex));
+      // This miss's background work ends when the shield's global copy is written, too.
+      deps.waitUntil(
+        Promise.resolve()
+          .then(() => answer.stored())
+          .catch(() => {}),
+      );
+      status.forwarded(local.status, answer.storing ? "storing" : "none", answer.member.detail);
+      return answerFromEntry(local, client, answerContext(ex));
     }
   }
 }

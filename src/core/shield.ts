@@ -33,6 +33,11 @@ export interface ShieldRequest {
   url: string;
   /** The client's request headers, without those Tiercel answers itself (range, conditionals). */
   headers: [string, string][];
+  /**
+   * When the data center asked (epoch ms): a fill that had already finished by then is not joined (the URL
+   * may have been invalidated or purged since), a new one is led.
+   */
+  startedAt: number;
   /** The data center met a variant index for the URL: the shield reads it from the global tier itself. */
   varies?: boolean;
 }
@@ -48,6 +53,10 @@ export type ShieldAnswer =
       storing: boolean;
       member: ShieldMember;
       body: ReadableStream<Uint8Array>;
+      /** The shield's clock when it answered: the data center shifts the entry's times onto its own. */
+      now: number;
+      /** Settles once the global-tier store is done (the data center waits for it in the background). */
+      stored: () => Promise<void>;
     }
   /** The leader's own unshared answer, passed on as it is. */
   | {
@@ -102,7 +111,15 @@ export interface ShieldCounters {
 }
 
 type Head =
-  | { kind: "shared"; shared: ShareableFill; broadcast: Broadcast; member: ShieldMember; values: string }
+  | {
+      kind: "shared";
+      shared: ShareableFill;
+      broadcast: Broadcast;
+      member: ShieldMember;
+      values: string;
+      /** When the body had streamed and its store was done (epoch ms), once both are. */
+      finishedAt?: number;
+    }
   | { kind: "none" };
 
 const MAX_PASSES = 10_000;
@@ -158,6 +175,8 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       storing: head.shared.storing,
       member: { ...head.member, collapsed },
       body: head.broadcast.join(),
+      now: deps.now(),
+      stored: () => head.shared.outcome.then(() => undefined),
     };
   };
 
@@ -217,7 +236,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       stallMs: options.stallMs,
       resume: fill.storing ? (offset) => resumeFrom(fill, offset, waitUntil) : undefined,
     });
-    const head: Head = {
+    const head: Head & { kind: "shared" } = {
       kind: "shared",
       shared: fill,
       broadcast,
@@ -225,6 +244,9 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       values: fill.target.values,
     };
     announce(head);
+    void Promise.allSettled([broadcast.done, fill.outcome]).then(() => {
+      head.finishedAt = deps.now();
+    });
     // The fill stays joinable until it has streamed, its store is done and `keepMs` more have passed: a
     // request that arrives meanwhile reads the head still held, or the global tier's copy (a data center's
     // lookup may have missed it just before it was written).
@@ -272,6 +294,9 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       const running = fills.get(ex.baseKey);
       if (!running) return lead(ex, request, waitUntil);
       const head = await running;
+      if (head.kind === "shared" && head.finishedAt !== undefined && request.startedAt > head.finishedAt) {
+        return lead(ex, request, waitUntil);
+      }
       if (head.kind === "none") {
         const left = passLeft(ex.baseKey);
         return left > 0 ? { kind: "go", reason: "hit-for-pass", passMs: left } : { kind: "go", reason: "not-shared" };
