@@ -82,16 +82,22 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
       void settled.then((shared) => flight?.settle(shared));
       deps.waitUntil(outcome);
       // This miss's background work ends when the shield's global copy is written, too.
+      // `stored` is an RPC stub: disposed once used, so the shield knows it is no longer held.
+      const stored = answer.stored as ShieldStored;
       deps.waitUntil(
         Promise.resolve()
-          .then(() => answer.stored())
-          .catch(() => {}),
+          .then(() => stored())
+          .catch(() => {})
+          .finally(() => stored[Symbol.dispose]?.()),
       );
       status.forwarded(local.status, answer.storing ? "storing" : "none", answer.member.detail);
       return answerFromEntry(local, client, answerContext(ex));
     }
   }
 }
+
+/** The shield's `stored` callback as it arrives over RPC: a stub, disposable. */
+type ShieldStored = (() => Promise<void>) & { [Symbol.dispose]?: () => void };
 
 /** Tiers of this data center alone; every other tier is global, written by the shield. */
 const LOCAL_TIERS = new Set(["edge", "memory"]);
