@@ -15,6 +15,10 @@ import { renderSvg, renderTables } from "./lib/report.mjs";
 import { snapshotCode } from "./lib/snapshot.mjs";
 import { machineInfo, summarize } from "./lib/summary.mjs";
 import { killAllNow, kvBulkPut, memoryOf, resetPeak, startWorker, stopAll } from "./lib/wrangler.mjs";
+import { hotpath, hotpathParameters } from "./phases/hotpath.mjs";
+import { largeMedia } from "./phases/large-media.mjs";
+import { propagation } from "./phases/propagation.mjs";
+import { worldPhase } from "./phases/world.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const RESULTS = fileURLToPath(new URL("./results/", import.meta.url));
@@ -42,15 +46,19 @@ const { values: flags } = parseArgs({
     "config-cache-seconds": { type: "string" },
     "keep-state": { type: "boolean", default: false },
     verbose: { type: "boolean", default: false },
+    strict: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
+    only: { type: "string" },
   },
 });
 if (flags.help) {
   console.log(`node bench/run.mjs [--quick] [--origin-latency-ms 300] [--origin-mbps 100] [--runs 5]
   [--concurrency 32] [--duration-s 10] [--config-requests 10000] [--config-window-s 65]
-  [--config-cache-seconds 30] [--keep-state] [--verbose]      (see bench/README.md)`);
+  [--config-cache-seconds 30] [--keep-state] [--verbose] [--only world] [--strict]      (see bench/README.md)`);
   process.exit(0);
 }
+if (flags.only !== undefined && flags.only !== "world") throw new Error(`--only takes "world", not ${flags.only}`);
+const onlyWorld = flags.only === "world";
 
 function num(flag, envName, fallback) {
   const raw = flags[flag] ?? process.env[envName];
@@ -62,7 +70,7 @@ function num(flag, envName, fallback) {
 
 const quick = flags.quick;
 const P = {
-  mode: quick ? "quick" : "full",
+  mode: onlyWorld ? "world" : quick ? "quick" : "full",
   originLatencyMs: num("origin-latency-ms", "BENCH_ORIGIN_LATENCY_MS", 300),
   originMbps: num("origin-mbps", "BENCH_ORIGIN_MBPS", 100),
   runs: Math.max(1, Math.round(num("runs", "BENCH_RUNS", quick ? 1 : 5))),
@@ -83,6 +91,10 @@ const P = {
   memoryRuns: quick ? 1 : 2,
   memorySize: 30 * MiB,
   timeoutsMs: TIMEOUT_MS,
+  /** (7) The hot path against the minimal Cache-API Worker (bench/phases/hotpath.mjs). */
+  hotpath: hotpathParameters(quick),
+  /** Issue 16's goals count in the exit code only with --strict (they are reported either way). */
+  strict: flags.strict,
 };
 // At least two micro-cache periods, plus a little.
 P.configWindowS = num("config-window-s", "BENCH_CONFIG_WINDOW_S", Math.max(2 * P.configCacheSeconds + 5, 10));
@@ -98,6 +110,8 @@ const errorText = (error) => String(error?.message ?? error).slice(0, 1000);
 // ---------------------------------------------------------------------------------------------- teardown
 
 let origin;
+/** The bench site's id (written by writeSite). */
+let siteId;
 let stateDir;
 /** The run's copy of the Worker sources (see lib/snapshot.mjs): every Worker is started from here. */
 let codeDir;
@@ -141,11 +155,30 @@ const data = {
   collapse: [],
   memory: [],
   config: null,
+  propagation: null,
+  hotpath: null,
 };
 let machine;
 
 function results(complete) {
-  return summarize({ data, P, machine, started, complete });
+  if (onlyWorld) {
+    const { code, phases, world } = data;
+    const elapsedS = Number(((Date.now() - started) / 1000).toFixed(1));
+    return {
+      complete,
+      when: new Date().toISOString(),
+      elapsedS,
+      parameters: P,
+      machine,
+      code,
+      phases,
+      world,
+      checks: world?.checks ?? [],
+    };
+  }
+  const summary = { ...summarize({ data, P, machine, started, complete }), propagation: data.propagation };
+  if (data.world) Object.assign(summary, { world: data.world, checks: [...summary.checks, ...data.world.checks] });
+  return summary;
 }
 
 /** The run's own JSON, rewritten after every phase, so a run that dies keeps what it had. */
@@ -190,6 +223,14 @@ const WORKERS = [
   { name: "tiercel", label: "Tiercel", host: SITE_HOST, tierOf: tiercelTier },
   { name: "baseline", label: "Baseline", host: BASELINE_HOST, tierOf: baselineTier },
 ];
+/** The third peer of phase 7 only: `caches.default.match` / `fetch` / `put` and nothing else (bench/minimal). */
+const MINIMAL = {
+  name: "minimal",
+  label: "Minimal",
+  host: "bench.minimal.test",
+  // The Cache API marks what `match` returns; the minimal Worker hands it back as it is.
+  tierOf: (headers) => (headers["cf-cache-status"] === "HIT" ? "edge" : "origin"),
+};
 
 /**
  * wrangler's log level for the Workers: "warn" drops the access-log line wrangler's Node process prints for
@@ -205,6 +246,11 @@ function startTiercel(label, persistTo, configCacheSeconds) {
 
 function startBaseline(label, persistTo) {
   const extra = [...LOG_LEVEL, "-c", "bench/baseline/wrangler.jsonc", "--var", `ORIGIN:${origin.url}`];
+  return startWorker({ label, cwd: codeDir, persistTo, extra, onLine: verboseLine(label) });
+}
+
+function startMinimal(label, persistTo) {
+  const extra = [...LOG_LEVEL, "-c", "bench/minimal/wrangler.jsonc", "--var", `ORIGIN:${origin.url}`];
   return startWorker({ label, cwd: codeDir, persistTo, extra, onLine: verboseLine(label) });
 }
 
@@ -593,6 +639,7 @@ async function writeSite(dir) {
     hosts: [SITE_HOST],
     origin: { kind: "http", url: origin.url, allowPrivate: true },
   };
+  siteId = site.id;
   const value = JSON.stringify(site);
   const pairs = [{ key: `site:${site.id}`, value }, ...site.hosts.map((host) => ({ key: `host:${host}`, value }))];
   await kvBulkPut({ cwd: codeDir, persistTo: dir("tiercel-a"), binding: "SITES", pairs });
@@ -607,8 +654,9 @@ async function dataCenterA(dir) {
     const { instances, failures } = await startAll([
       ["tiercel-A", () => startTiercel("tiercel-A", dir("tiercel-a"))],
       ["baseline-A", () => startBaseline("baseline-A", dir("baseline-a"))],
+      ["minimal-A", () => startMinimal("minimal-A", dir("minimal-a"))],
     ]);
-    [tiercel.a, baseline.a] = instances;
+    [tiercel.a, baseline.a, MINIMAL.a] = instances;
     if (failures.length) throw new Error(failures.join("; "));
     log(`  Tiercel on ${tiercel.a.url}, baseline on ${baseline.a.url}`);
   });
@@ -628,9 +676,30 @@ async function dataCenterA(dir) {
       data.throughput.push(await throughput(worker, warmPaths[worker.name]));
     });
   }
+  await phase("(7) the hot path against the minimal Cache-API Worker: edge hits and misses, interleaved", async () => {
+    const peers = [...live, MINIMAL].map((worker) => ({
+      ...worker,
+      instance: need(worker.a, `${worker.label} in data center A`),
+    }));
+    const timed = (peer, path, agent, timeoutMs) => get(peer, peer.instance, path, agent, timeoutMs);
+    data.hotpath = await hotpath({ peers, get: timed, concurrency: P.concurrency, params: P.hotpath, log });
+  });
   for (const worker of live) {
     await phase(`(6) memory while ${fmtSize(P.memorySize)} streams through: ${worker.label}`, async () => {
       data.memory.push(await memory(worker, agents[worker.name]));
+    });
+  }
+  if (tiercel.a) {
+    await phase("(7) control plane: propagation, and the hot path with and without a pending change", async () => {
+      const figures = await propagation({
+        url: tiercel.a.url,
+        token: TOKEN,
+        originUrl: origin.url,
+        requests: quick ? 100 : 300,
+      });
+      data.propagation = figures;
+      log(`  ${JSON.stringify(figures)}`);
+      if (!figures.propagation.allSeen) throw new Error("a settings change was not served within 100 requests");
     });
   }
   // The cold burst is the last thing A does: whatever it leaves behind cannot touch another figure.
@@ -641,13 +710,28 @@ async function dataCenterA(dir) {
     });
   }
   for (const agent of Object.values(agents)) agent.destroy();
+  await phase("(7) large media (issue 15), next to a minimal Cache-API Worker", async () => {
+    const extra = [...LOG_LEVEL, "-c", "bench/phases/minimal.wrangler.jsonc", "--var", `ORIGIN:${origin.url}`];
+    const minimal = await startWorker({ label: "minimal-A", cwd: codeDir, persistTo: dir("minimal-a"), extra });
+    const at = (w, name) => ({ name, url: w.url, host: SITE_HOST, pid: w.runtimePid() });
+    const args = {
+      tiercel: at(tiercel.a, "tiercel"),
+      minimal: at(minimal, "minimal"),
+      token: TOKEN,
+      siteId,
+      origin,
+      log,
+    };
+    data.largeMedia = await largeMedia(args).finally(() => minimal.stop());
+    for (const check of data.largeMedia.checks) log(`  ${check.ok ? "ok  " : "FAIL"} ${check.goal}`);
+  });
 }
 
 async function dataCenterB(dir) {
   const [tiercel, baseline] = WORKERS;
   let tiercelC;
   await phase("stop data center A; copy its KV into data center B (empty Cache API); start B and C", async () => {
-    await Promise.all([tiercel.a?.stop(), baseline.a?.stop()]);
+    await Promise.all([tiercel.a?.stop(), baseline.a?.stop(), MINIMAL.a?.stop()]);
     for (const worker of WORKERS) {
       const from = join(dir(`${worker.name}-a`), "v3", "kv");
       await cp(from, join(dir(`${worker.name}-b`), "v3", "kv"), { recursive: true });
@@ -678,10 +762,12 @@ async function dataCenterB(dir) {
 
 async function main() {
   machine = await machineInfo(ROOT);
-  log(
-    `bench (${P.mode}): origin ${P.originLatencyMs} ms + ${P.originMbps || "∞"} Mbit/s, ${P.runs} runs, ` +
-      `sizes ${P.missSizes.map(fmtSize).join(", ")}; results/${stamp}.json`,
-  );
+  if (onlyWorld) log(`bench (world only, ${quick ? 1 : 3} runs): results/${stamp}.json`);
+  else
+    log(
+      `bench (${P.mode}): origin ${P.originLatencyMs} ms + ${P.originMbps || "∞"} Mbit/s, ${P.runs} runs, ` +
+        `sizes ${P.missSizes.map(fmtSize).join(", ")}; results/${stamp}.json`,
+    );
   origin = await startOrigin({ latencyMs: P.originLatencyMs, mbps: P.originMbps });
   log(`bench origin on ${origin.url}`);
   stateDir = await mkdtemp(join(tmpdir(), "tiercel-bench-"));
@@ -690,9 +776,15 @@ async function main() {
   data.code = await snapshotCode(ROOT, codeDir);
   log(`sources snapshot of ${data.code.commit ?? "?"} (${data.code.uncommitted.length} uncommitted changes)`);
 
-  await phase("write the bench site to Tiercel's local KV", () => writeSite(dir));
-  await dataCenterA(dir);
-  await dataCenterB(dir);
+  if (!onlyWorld) {
+    await phase("write the bench site to Tiercel's local KV", () => writeSite(dir));
+    await dataCenterA(dir);
+    await dataCenterB(dir);
+    await stopAll();
+  }
+  await phase("(7) the multi-location world: the per-location table and cold bursts over all locations", async () => {
+    data.world = await worldPhase({ root: codeDir, runs: quick ? 1 : 3, originMbps: P.originMbps, log });
+  });
 
   log("stopping the Workers");
   await teardown();
@@ -704,19 +796,28 @@ async function finish() {
   const complete = data.phases.every((p) => p.ok);
   const final = results(complete);
   await saveRun(complete, final);
-  const svg = renderSvg(final);
-  await writeFile(join(RESULTS, `${stamp}.svg`), svg);
-  const written = [`bench/results/${stamp}.json`, `${stamp}.svg`];
+  const written = [`bench/results/${stamp}.json`];
+  const svg = onlyWorld ? null : renderSvg(final);
+  if (svg) await writeFile(join(RESULTS, `${stamp}.svg`), svg);
+  if (svg) written.push(`${stamp}.svg`);
   if (complete && P.mode === "full") {
     await writeFile(join(RESULTS, "latest.json"), `${JSON.stringify(final, null, 2)}\n`);
     await writeFile(join(RESULTS, "latest.svg"), svg);
     written.push("latest.json", "latest.svg");
   }
-  console.log(renderTables(final));
+  // The world's table (bench/phases/world.mjs) goes just before the checks.
+  const worldLines = (final.world?.lines ?? []).join("\n");
+  const checkLines = final.checks.map((c) => `  ${c.ok ? "ok  " : "FAIL"}  ${c.name}  (${c.detail})`).join("\n");
+  if (onlyWorld)
+    console.log(
+      `World only (${final.elapsedS} s, code ${final.code?.commit ?? "?"})${worldLines}\n\nChecks\n${checkLines}`,
+    );
+  else console.log(renderTables(final).replace("\nChecks\n", `${worldLines}\n\nChecks\n`));
   console.log(`\nresults: ${written.join(", ")}`);
   if (!complete) console.log("latest.json and latest.svg were not updated: the run is incomplete");
   else if (P.mode !== "full") console.log("latest.json and latest.svg were not updated: they hold the latest full run");
-  return complete && final.checks.every((check) => check.ok) ? 0 : 1;
+  // Issue 16's goals (phase 7) are reported either way; they decide the exit code only with --strict.
+  return complete && final.checks.every((check) => check.ok || (check.goal && !P.strict)) ? 0 : 1;
 }
 
 let exitCode = 1;

@@ -102,8 +102,27 @@ export function createAdminClient({ baseUrl, token, timeoutMs, fetch = globalThi
      * @param {{ urls?: string[], tags?: string[], all?: boolean, soft?: boolean }} purge
      */
     purge: (id, purge) => request("POST", `${site(id)}/purge`, purge),
-    /** @param {string} [id] one site's counters; all sites' when absent */
-    stats: (id) => request("GET", id === undefined ? "/stats" : `${site(id)}/stats`),
+    /**
+     * @param {string} [id] one site's figures; all sites' when absent
+     * @param {string} [window] the window ("5m", "1h", "24h" or "7d"); the API's default, an hour, when absent
+     */
+    stats: (id, window) =>
+      request(
+        "GET",
+        `${id === undefined ? "/stats" : `${site(id)}/stats`}${window === undefined ? "" : `?window=${encodeURIComponent(window)}`}`,
+      ),
+    /** @param {{ name: string, sites: string[] }} token */
+    createToken: (token) => request("POST", "/tokens", token),
+    listTokens: () => request("GET", "/tokens"),
+    /** @param {string} id */
+    revokeToken: (id) => request("DELETE", `/tokens/${encodeURIComponent(id)}`),
+    /** @param {{ site?: string, limit?: string, before?: string }} query */
+    audit: (query) => {
+      const params = new URLSearchParams();
+      for (const [name, value] of Object.entries(query)) if (value !== undefined) params.set(name, value);
+      const search = params.toString();
+      return request("GET", `/audit${search === "" ? "" : `?${search}`}`);
+    },
   };
 }
 

@@ -10,7 +10,7 @@ const LOCAL_URLS = new Set([DEFAULT_URL, "http://127.0.0.1:8787", "http://[::1]:
  * The admin token `npm start` gives the local Worker. Used only against {@link LOCAL_URLS} and only when
  * `TIERCEL_TOKEN` is unset, so a real deployment never sees it.
  */
-export const LOCAL_DEV_TOKEN = "tiercel-local-admin";
+export const LOCAL_DEV_TOKEN = "tiercel-local-admin-token-not-a-secret";
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 /** Longest `--timeout` accepted: what a Node timer can hold. */

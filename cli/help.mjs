@@ -11,7 +11,8 @@ const GLOBAL_HELP = `Global options (before or after the command):
 
 Environment:
   TIERCEL_URL      the default for --url
-  TIERCEL_TOKEN    the Worker's admin token (its ADMIN_TOKEN secret). Required, except that against
+  TIERCEL_TOKEN    the Worker's admin token (its ADMIN_TOKEN secret, or a scoped token from
+                   "tiercel tokens create"). Required, except that against
                    ${DEFAULT_URL} the local development token "${LOCAL_DEV_TOKEN}", which
                    npm start gives the local Worker, is used when it is unset. There is no --token
                    flag: a token on the command line would land in shell history.
@@ -40,7 +41,7 @@ export function helpText(topic, commands) {
   const listed = topic === "" ? commands : commands.filter((candidate) => candidate.name.startsWith(`${topic} `));
   const heading =
     topic === ""
-      ? "tiercel: manage a Tiercel edge cache (sites, purges, stats) through its admin API\n\nUsage: tiercel <command> [options]"
+      ? "tiercel: manage a Tiercel edge cache (sites, purges, stats, tokens, audit) through its admin API\n\nUsage: tiercel <command> [options]"
       : `Usage: tiercel ${topic} ${subcommandsOf(topic, commands).replace(/, | or /g, "|")} [options]`;
   const width = Math.max(...listed.map((c) => usageOf(c).length));
   const lines = listed.map((c) => `  ${usageOf(c).padEnd(width)}  ${c.summary}`);

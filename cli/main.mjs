@@ -1,15 +1,28 @@
 import { createAdminClient } from "./api.mjs";
 import { parseCommandLine } from "./args.mjs";
+import { audit } from "./commands/audit.mjs";
 import { purge } from "./commands/purge.mjs";
 import { sitesDelete, sitesGet, sitesList, sitesPut } from "./commands/sites.mjs";
 import { stats } from "./commands/stats.mjs";
+import { tokensCreate, tokensList, tokensRevoke } from "./commands/tokens.mjs";
 import { resolveConnection } from "./connection.mjs";
 import { CliError, EXIT } from "./errors.mjs";
 import { helpText } from "./help.mjs";
 import { formatError } from "./output.mjs";
 
 /** Every command, in the order `tiercel help` lists them. */
-export const COMMANDS = [sitesList, sitesGet, sitesPut, sitesDelete, purge, stats];
+export const COMMANDS = [
+  sitesList,
+  sitesGet,
+  sitesPut,
+  sitesDelete,
+  purge,
+  stats,
+  tokensCreate,
+  tokensList,
+  tokensRevoke,
+  audit,
+];
 
 /**
  * What the CLI touches of its process, so it can run inside a test as well.

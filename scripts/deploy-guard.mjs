@@ -6,9 +6,9 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const PLACEHOLDER = /"id"\s*:\s*"(tiercel-[a-z]+-local)"/g;
+const PLACEHOLDER = /"(?:id|bucket_name)"\s*:\s*"(tiercel-[a-z]+-local)"/g;
 
-/** The placeholder KV ids still in wrangler.jsonc (comments ignored). */
+/** The placeholder KV ids and R2 bucket name still in wrangler.jsonc (comments ignored). */
 export function placeholderIds() {
   const config = readFileSync(`${ROOT}wrangler.jsonc`, "utf8")
     .split("\n")
@@ -19,9 +19,11 @@ export function placeholderIds() {
 
 export function refusal(ids, command) {
   return (
-    `${command}: wrangler.jsonc still has the local placeholder KV ids (${ids.join(", ")}).\n` +
+    `${command}: wrangler.jsonc still has the local placeholders (${ids.join(", ")}).\n` +
     "Create the namespaces (npx wrangler kv namespace create SITES, and CACHE_KV) and put the ids they print\n" +
     "into kv_namespaces; or, for one bucket and no admin API, remove the SITES binding and set TIERCEL_SITE\n" +
+    "(docs/deployment.md). For CACHE_R2, create a bucket (npx wrangler r2 bucket create tiercel-cache) and put\n" +
+    "its name in r2_buckets, or remove the r2_buckets entry\n" +
     "(docs/deployment.md). Nothing was deployed."
   );
 }

@@ -24,7 +24,15 @@ const DEMO_HOSTS = ["localhost", "127.0.0.1"];
 const DEMO_SITE_ID = "demo-site-3c9f1a7e";
 const CREDENTIALS = { accessKeyId: "tiercel-demo", secretAccessKey: "tiercel-demo-secret" };
 /** The local admin token; the `tiercel` CLI uses it by default against http://localhost:8787. */
-const ADMIN_TOKEN = process.env.TIERCEL_TOKEN ?? "tiercel-local-admin";
+const LOCAL_TOKEN = "tiercel-local-admin-token-not-a-secret";
+const ADMIN_TOKEN = process.env.TIERCEL_TOKEN || LOCAL_TOKEN;
+/** The Worker refuses a shorter ADMIN_TOKEN (503 admin_token_too_short; src/sites/tokens.ts). */
+const MIN_ADMIN_TOKEN_LENGTH = 32;
+if (ADMIN_TOKEN.length < MIN_ADMIN_TOKEN_LENGTH) {
+  fail(
+    `TIERCEL_TOKEN is ${ADMIN_TOKEN.length} characters; the admin token must be at least ${MIN_ADMIN_TOKEN_LENGTH} (try: export TIERCEL_TOKEN=$(openssl rand -hex 24)), or unset it to use the local one`,
+  );
+}
 /** Where wrangler keeps the local KV and Cache API (tests point it at a temporary directory). */
 const STATE_DIR = process.env.TIERCEL_STATE_DIR ?? join(ROOT, ".wrangler/state");
 
@@ -174,10 +182,8 @@ console.log(
 const adminCommand =
   WORKER_PORT === 8787
     ? "npx tiercel sites list"
-    : `TIERCEL_URL=http://127.0.0.1:${WORKER_PORT} ${process.env.TIERCEL_TOKEN ? "" : "TIERCEL_TOKEN=tiercel-local-admin "}npx tiercel sites list`;
-console.log(
-  `Admin: ${adminCommand}   (token ${ADMIN_TOKEN === "tiercel-local-admin" ? "tiercel-local-admin" : "from TIERCEL_TOKEN"})\n`,
-);
+    : `TIERCEL_URL=http://127.0.0.1:${WORKER_PORT} ${process.env.TIERCEL_TOKEN ? "" : `TIERCEL_TOKEN=${LOCAL_TOKEN} `}npx tiercel sites list`;
+console.log(`Admin: ${adminCommand}   (token ${ADMIN_TOKEN === LOCAL_TOKEN ? LOCAL_TOKEN : "from TIERCEL_TOKEN"})\n`);
 
 const worker = run([
   "dev",

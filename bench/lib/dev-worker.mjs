@@ -14,6 +14,7 @@
 //
 // `watch: false` below is not enough to stop esbuild's watch of the sources, hence the bench's snapshot.
 // The process prints `Ready on <url>` once the Worker answers, and disposes of the Worker on SIGTERM/SIGINT.
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 
 // Loopback only, whoever starts this: no Request.cf fetch from workers.cloudflare.com, no metrics.
@@ -31,6 +32,8 @@ const { values: args } = parseArgs({
     "persist-to": { type: "string" },
     var: { type: "string", multiple: true, default: [] },
     "log-level": { type: "string", default: "log" },
+    // Only for profiling (bench/profile.mjs): the DevTools inspector on this port. Never for measuring.
+    "inspector-port": { type: "string" },
   },
 });
 if (!args.port || !args["persist-to"]) {
@@ -55,10 +58,15 @@ const worker = await unstable_startWorker({
   sendMetrics: false,
   dev: {
     remote: false,
-    inspector: false,
+    inspector: args["inspector-port"] ? { port: Number(args["inspector-port"]) } : false,
     watch: false,
     liveReload: false,
     persist: args["persist-to"],
+    // A dev registry of its own, as `wrangler dev` always has one: with none, a service binding whose Worker
+    // is not running (Tiercel's OPTIMIZER: the bench does not run the optimizer) is a workerd config error
+    // and the Worker never answers; with one, the binding's calls fail and the originals are served. Its
+    // own directory, so the bench never reaches a Worker that something else on the machine runs.
+    registry: join(args["persist-to"], "dev-registry"),
     logLevel: args["log-level"],
     server: { hostname: args.ip, port: Number(args.port) },
   },

@@ -1,4 +1,5 @@
 // The bench's report: plain-text tables for stdout, and an SVG chart written by hand (no dependencies).
+import { renderHotpath } from "../phases/hotpath.mjs";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -192,9 +193,13 @@ export function renderTables(r) {
     ...collapseSection(r),
     ...configSection(r),
     ...memorySection(r),
+    ...renderHotpath(r.hotpath, table),
     "\nChecks",
   ];
   for (const check of r.checks) out.push(`  ${check.ok ? "ok  " : "FAIL"}  ${check.name}  (${check.detail})`);
+  if (r.checks.some((check) => check.goal && !check.ok) && !r.parameters.strict) {
+    out.push("  (the goal: checks are issue 16's targets; they decide the exit code only with --strict)");
+  }
   return out.join("\n");
 }
 

@@ -17,9 +17,17 @@ const ENTRIES = [
   "package.json",
   "tsconfig.json",
   "worker-configuration.d.ts",
+  // wrangler.jsonc's build hook: wrangler runs it before every dev session.
+  "scripts/deploy-guard.mjs",
   "src",
+  // wrangler.jsonc's build hook: wrangler runs it before every dev and (dry-run) deploy.
+  "scripts/deploy-guard.mjs",
   "bench/baseline/wrangler.jsonc",
   "bench/baseline/worker.js",
+  "bench/minimal/wrangler.jsonc",
+  "bench/minimal/worker.js",
+  "bench/phases/minimal.wrangler.jsonc",
+  "bench/phases/minimal-worker.js",
 ];
 
 /**

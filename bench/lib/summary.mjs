@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import { availableParallelism, release, totalmem, type } from "node:os";
 import { join } from "node:path";
+import { hotpathChecks, hotpathFigures } from "../phases/hotpath.mjs";
 import { median } from "./http.mjs";
 
 const KiB = 1024;
@@ -244,6 +245,7 @@ export function summarize({ data, P, machine, started, complete }) {
   const elapsedS = Number(((Date.now() - started) / 1000).toFixed(1));
   const tiers = tierRows(data, P);
   const missPath = missPathRows(data, P);
+  const hotpath = hotpathFigures(data.hotpath);
   return {
     complete,
     when: new Date().toISOString(),
@@ -258,7 +260,8 @@ export function summarize({ data, P, machine, started, complete }) {
     collapse: data.collapse,
     config: data.config,
     memory: data.memory,
-    checks: checksFor({ data, P, tiers, missPath, elapsedS }),
-    samples: { misses: data.misses, globals: data.globals },
+    hotpath,
+    checks: [...checksFor({ data, P, tiers, missPath, elapsedS }), ...hotpathChecks(hotpath)],
+    samples: { misses: data.misses, globals: data.globals, hotpath: data.hotpath },
   };
 }

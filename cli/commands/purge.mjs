@@ -10,9 +10,10 @@ export const purge = {
   help: `Purges cached entries of one site. Give at least one of --purge-url, --tag or --all.
 
   --purge-url <url>  an absolute URL to purge, as clients request it; repeat for more. Deleted at
-                     once from KV and from this data center's cache; elsewhere within the config
-                     micro-cache TTL plus KV propagation. URL purges are always hard.
-  --tag <tag>        a cache tag to purge; repeat for more. Reaches every data center within about 90 s.
+                     once from KV and from this data center's cache; elsewhere within the control
+                     window (about 2 s; the answer says). URL purges are always hard.
+  --tag <tag>        a cache tag to purge; repeat for more. Reaches every data center within the
+                     control window (about 2 s by default; the answer says).
   --all              everything the site has cached (its generation is bumped). Same reach as tags.
   --soft             with --tag or --all: mark the entries stale instead, so they can still be served
                      stale while they revalidate and within stale-if-error.
@@ -64,7 +65,14 @@ that spelling is deprecated and prints a notice.`,
     if (urls.length > 0) what.push(plural(urls.length, "URL"));
     if (tags.length > 0) what.push(plural(tags.length, "tag"));
     const mode = soft ? "soft-purged" : "purged";
-    const propagation = typeof answer.body.propagation === "string" ? `; reaches ${answer.body.propagation}` : "";
+    const reach = answer.body.propagation;
+    // A string from Workers before the control feed; an object since ({here, everywhereWithinMs}).
+    const propagation =
+      typeof reach === "string"
+        ? `; reaches ${reach}`
+        : typeof reach?.everywhereWithinMs === "number"
+          ? `; reaches this data center at once; every data center within ${(reach.everywhereWithinMs / 1000).toFixed(reach.everywhereWithinMs < 10_000 ? 2 : 0)} s`
+          : "";
     print(`${mode} ${what.join(", ")} of site ${id}${printable(propagation)}\n`);
     return EXIT.OK;
   },

@@ -13,7 +13,7 @@ import { DEFAULT_URL, LOCAL_DEV_TOKEN, resolveConnection } from "../connection.m
 import { startFakeAdminApi } from "../testing/fake-admin-api.mjs";
 
 const CLI = fileURLToPath(new URL("../tiercel.mjs", import.meta.url));
-const TOKEN = "test-admin-token-7f3a9c";
+const TOKEN = "test-admin-token-7f3a9c-0123456789abcdef";
 const concurrently = { concurrency: true };
 
 /** @typedef {Awaited<ReturnType<typeof startFakeAdminApi>>} FakeApi */
@@ -458,7 +458,7 @@ describe("purge", concurrently, () => {
     assert.equal(code, 0);
     assert.equal(
       stdout,
-      "purged 2 URLs, 1 tag of site site-aaaaaaaa; reaches KV and this data center at once; every data center within about 90 s\n",
+      "purged 2 URLs, 1 tag of site site-aaaaaaaa; reaches this data center at once; every data center within 2.05 s\n",
     );
     assert.equal(api.requests[0]?.path, "/_tiercel/api/v1/sites/site-aaaaaaaa/purge");
     assert.deepEqual(api.requests[0]?.body, {
@@ -534,16 +534,20 @@ describe("purge", concurrently, () => {
 });
 
 describe("stats", concurrently, () => {
-  test("every site: a table with a column per tier that has hits, and one for optimizing sites", async (t) => {
-    const { code, stdout } = await tiercel(["stats"], { api: await fakeApi(t) });
+  test("every site: a table with a column per tier that has hits, one for optimizing sites, and a sparkline", async (t) => {
+    const api = await fakeApi(t);
+    const { code, stdout } = await tiercel(["stats"], { api });
     assert.equal(code, 0);
+    assert.equal(api.requests[0]?.path, "/_tiercel/api/v1/stats");
+    assert.equal(api.requests[0]?.search, "");
     assert.equal(
       stdout,
-      `scope: isolate, since 2026-11-23T10:00:00.000Z
-SITE           REQUESTS  HIT%  EDGE HITS  KV HITS  R2 HITS  STALE  ORIGIN  OPTIMIZED T/O/F      BYTES
-site-aaaaaaaa        10   80%          6        2        0      1       2                   120.6 KiB
-site-bbbbbbbb         4   50%          1        0        1      0       2            3/1/0      512 B
-config lookups: kvReads 3, memoryHits 7, cacheHits 1, negativeHits 0
+      `window 1h: 2026-11-23T10:00:00.000Z to 2026-11-23T11:00:00.000Z, across all isolates
+SITE           REQUESTS  HIT%  EDGE HITS  KV HITS  R2 HITS  STALE  ORIGIN  FROM ORIGIN  ERRORS  OPTIMIZED T/O/F      BYTES
+site-aaaaaaaa        10   80%          6        2        0      1       2      2.0 KiB       1                   120.6 KiB
+site-bbbbbbbb         4   50%          1        0        1      0       2          0 B       0            3/1/0      512 B
+requests per minute: ${"·".repeat(57)}▂▄█ (max 8)
+config lookups (this isolate): kvReads 3, memoryHits 7, cacheHits 1, negativeHits 0
 `,
     );
   });
@@ -554,8 +558,31 @@ config lookups: kvReads 3, memoryHits 7, cacheHits 1, negativeHits 0
     assert.equal(code, 0);
     assert.equal(api.requests[0]?.path, "/_tiercel/api/v1/sites/site-aaaaaaaa/stats");
     const answer = JSON.parse(stdout);
-    assert.equal(answer.scope, "isolate");
+    assert.equal(answer.scope, "global");
     assert.deepEqual(Object.keys(answer.sites), ["site-aaaaaaaa"]);
+  });
+
+  test("--window and --site choose the window and the site; 7 days in hour buckets, two a character", async (t) => {
+    const api = await fakeApi(t, [httpSite("site-aaaaaaaa", ["a.example"])]);
+    const { code, stdout } = await tiercel(["stats", "--window", "7d", "--site", "site-aaaaaaaa"], { api });
+    assert.equal(code, 0);
+    assert.equal(api.requests[0]?.path, "/_tiercel/api/v1/sites/site-aaaaaaaa/stats");
+    assert.equal(api.requests[0]?.search, "?window=7d");
+    assert.match(stdout, /^window 7d: /);
+    assert.match(stdout, /^site-aaaaaaaa +10 /m);
+    assert.doesNotMatch(stdout, /site-bbbbbbbb/);
+    assert.match(stdout, new RegExp(`^requests per 2 hours: ${"·".repeat(82)}▂█ \\(max 12\\)$`, "m"));
+  });
+
+  test("a window the API does not have, or two different sites: exit 2, nothing asked", async (t) => {
+    const api = await fakeApi(t);
+    const window = await tiercel(["stats", "--window", "2h"], { api });
+    assert.equal(window.code, 2);
+    assert.equal(window.stderr, "tiercel: --window must be one of 5m, 1h, 24h, 7d (usage)\n");
+    const twice = await tiercel(["stats", "site-aaaaaaaa", "--site", "site-bbbbbbbb"], { api });
+    assert.equal(twice.code, 2);
+    assert.match(twice.stderr, /give the site once/);
+    assert.equal(api.requests.length, 0);
   });
 });
 

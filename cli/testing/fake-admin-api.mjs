@@ -117,28 +117,60 @@ export async function startFakeAdminApi({ token, sites: initial = [] }) {
       }
       return send(202, {
         purged: { urls, tags, all, soft },
-        propagation: "KV and this data center at once; every data center within about 90 s",
+        propagation: {
+          here: "at once (this data center)",
+          everywhereWithinMs: 2050,
+          how: "through the control feed, without waiting for KV",
+        },
       });
     }
     if ((path === "/stats" || tail === "/stats") && req.method === "GET") {
       if (id !== undefined && !sites.has(id)) return fail(404, "site_not_found", `No site ${id}`);
+      const window = url.searchParams.get("window") ?? "1h";
+      const buckets = /** @type {Record<string, number>} */ ({ "5m": 5, "1h": 60, "24h": 24, "7d": 168 })[window];
+      if (buckets === undefined) return fail(400, "invalid_window", "window must be one of 5m, 1h, 24h, 7d");
       const counters = {
-        "site-aaaaaaaa": { requests: 10, hits: { edge: 6, kv: 2 }, stale: 1, originFetches: 2, bytes: 123456 },
+        "site-aaaaaaaa": {
+          requests: 10,
+          hits: { edge: 6, kv: 2 },
+          stale: 1,
+          originFetches: 2,
+          originBytes: 2048,
+          errors: 1,
+          bytes: 123456,
+        },
         "site-bbbbbbbb": {
           requests: 4,
           hits: { edge: 1, r2: 1 },
           stale: 0,
           originFetches: 2,
-          optimize: { transformed: 3, original: 1, failed: 0 },
+          optimize: { transformed: 3, original: 1, failed: 0, busy: 0 },
           bytes: 512,
         },
       };
       const chosen = id === undefined ? counters : { [id]: counters[/** @type {keyof counters} */ (id)] ?? {} };
+      const hour = window === "24h" || window === "7d";
+      // The requests fall in the last buckets: 2, 4 and (the current one) 8 for every site.
+      const perBucket = [2, 4, 8];
+      const series = Array.from({ length: buckets }, (_, i) => ({
+        start: new Date(Date.UTC(2026, 10, 23, 10) + i * (hour ? 3_600_000 : 60_000)).toISOString(),
+        values: { requests: perBucket[i - (buckets - perBucket.length)] ?? 0 },
+      }));
       return send(200, {
-        scope: "isolate",
-        since: "2026-11-23T10:00:00.000Z",
+        scope: "global",
+        site: id ?? null,
+        window,
+        bucketSeconds: hour ? 3600 : 60,
+        from: "2026-11-23T10:00:00.000Z",
+        to: hour ? "2026-11-24T10:00:00.000Z" : "2026-11-23T11:00:00.000Z",
         sites: chosen,
-        config: { kvReads: 3, memoryHits: 7, cacheHits: 1, negativeHits: 0 },
+        total: { requests: 14 },
+        series,
+        isolate: {
+          since: "2026-11-23T10:00:00.000Z",
+          sites: {},
+          config: { kvReads: 3, memoryHits: 7, cacheHits: 1, negativeHits: 0 },
+        },
       });
     }
     return fail(404, "not_found", `No admin route ${req.method} ${path}`);

@@ -53,6 +53,14 @@ export class CacheStatus {
     }
   }
 
+  /**
+   * The forwarded answer failed after its head came (a body that broke off while it was read): every member
+   * that forwarded says why, in place of what it said of the store (which cannot happen now).
+   */
+  failed(detail: string): void {
+    for (const member of this.members) if (member.fwd !== undefined) member.detail = detail;
+  }
+
   toString(): string {
     return [...this.members].reverse().map(formatMember).join(", ");
   }

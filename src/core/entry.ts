@@ -53,6 +53,11 @@ export interface StoredEntry {
    * invalidation) orphans every variant stored under the old one.
    */
   variants?: VariantIndex;
+  /**
+   * Where the body is when it is not stored with the record: "r2" in a KV record whose body is in the R2
+   * bucket (tiers/global.ts). Never seen above the tiers.
+   */
+  at?: "r2";
 }
 
 /** The variant index stored at the base key of a response that varies. */

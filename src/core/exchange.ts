@@ -6,9 +6,10 @@ import type { SiteStore } from "../sites/store";
 import type { CacheStatus } from "./cache-status";
 import type { Collapser } from "./collapse";
 import type { Origin } from "./origin";
+import type { PurgeView } from "./purge";
 import type { ServerTiming } from "./server-timing";
 import type { ShieldBinding } from "./shield";
-import type { Stats } from "./stats";
+import type { Stats, StatsFlusher } from "./stats";
 import type { StoreTarget } from "./store";
 import type { Tier } from "./tier";
 
@@ -19,6 +20,8 @@ import type { Tier } from "./tier";
  */
 export interface Deps {
   sites: SiteStore;
+  /** The control feed's client (src/sites/control.ts): checked before each request, at most once per window. */
+  control?: { beforeRequest(waitUntil?: (work: Promise<unknown>) => void): Promise<void> };
   /** Cache tiers, nearest the client first (edge, then global). */
   tiers: Tier[];
   originFor(site: Site): Origin;
@@ -29,6 +32,8 @@ export interface Deps {
   collapser: Collapser;
   /** Per-site request counters of this isolate. */
   stats: Stats;
+  /** Sends the counters' deltas to the aggregator in batches (absent: they stay in the isolate). */
+  flusher?: StatsFlusher;
   /**
    * Keys invalidated in this isolate (by an unsafe method or a URL purge) and when: a fill whose origin
    * request started before that time must not store its result after it.
@@ -56,6 +61,8 @@ export interface Exchange {
   request: Request;
   url: URL;
   site: Site;
+  /** The site's purge state, as this isolate knows it (parsed once per version, checked by Map lookups). */
+  purges: PurgeView;
   deps: Deps;
   timing: ServerTiming;
   status: CacheStatus;

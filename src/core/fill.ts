@@ -1,7 +1,9 @@
-import { answerFromEntry } from "./answer";
+import { admittedTiers } from "./admission";
+import { answerFromEntry, withKnownLength } from "./answer";
 import { CacheStatus } from "./cache-status";
 import type { Flight, Shared } from "./collapse";
-import { buildEntry, entryHeaders, hasValidators, retentionOf } from "./entry";
+import { withDeadline } from "./deadline";
+import { buildEntry, entryHeaders, hasValidators, retentionOf, type StoredEntry } from "./entry";
 import { TiercelError, withDiagnostics } from "./errors";
 import { describe, type Exchange } from "./exchange";
 import { forwardedHeaders } from "./forwarding";
@@ -19,8 +21,10 @@ import { type Found, type Lookup, readChecked } from "./lookup";
 import { usePolicy } from "./policy";
 import { ServerTiming } from "./server-timing";
 import { viaShield } from "./shield-client";
+import { wireLength } from "./stats";
 import { invalidate, storeBody } from "./store";
 import { streamOf } from "./streams";
+import type { Tier } from "./tier";
 import { isStandIn, keepOptimizedHeaders, originEtag, transformResponse } from "./transform";
 import { admitVariant, variantId } from "./variant-cap";
 
@@ -42,6 +46,17 @@ export const ANSWERED_BY_TIERCEL = [
  * same key in this isolate (collapsing), or leads one.
  */
 export async function fromOrigin(ex: Exchange, look: Lookup): Promise<Response> {
+  const answer = await fillOrJoin(ex, look);
+  try {
+    // An answer of unknown length is read whole before its head leaves (answer.ts), so one whose body
+    // breaks off becomes an error answer here, or stale where stale-if-error or grace allow.
+    return await withKnownLength(answer, ex.site.cache.collectUnknownLength);
+  } catch (error) {
+    return afterBrokenBody(ex, look, error);
+  }
+}
+
+async function fillOrJoin(ex: Exchange, look: Lookup): Promise<Response> {
   const { collapser } = ex.deps;
   const inFlight = collapser.waitFor(ex.baseKey);
   if (inFlight) {
@@ -123,6 +138,7 @@ async function fetchAndStore(ex: Exchange, look: Lookup, flight: Flight | undefi
     throw withDiagnostics(error, ex.status, ex.timing);
   }
   const responseTime = deps.now();
+  deps.stats.originBytes(site.id, wireLength(response));
 
   // RFC 5861 §4: a 5xx from the origin may be answered with a stale response within stale-if-error.
   if (response.status >= 500 && stale) {
@@ -272,7 +288,7 @@ async function storeAndAnswer(
       entry,
       declaredLength: declared,
       verify: false,
-      tiers: deps.tiers,
+      tiers: admittedTiers(ex, deps.tiers, declared),
       index,
       values,
     },
@@ -344,6 +360,10 @@ async function refreshFromNotModified(
     status.forwarded(304, "none", `not-stored-${reason}`);
     return answerFromEntry(entry, stale.body, answerContext(ex));
   }
+  // A tier that can rewrite a record alone (the global tier: KV's one write per second per key, chunks and
+  // R2 bodies left where they are) gets the freshened record only; the others are written the body again.
+  const refreshable = deps.tiers.filter((tier) => tier.refresh);
+  if (refreshable.length > 0) deps.waitUntil(refreshRecords(ex, refreshable, stale.key, entry));
   const { client, outcome, settled } = storeBody(
     ex,
     {
@@ -351,7 +371,7 @@ async function refreshFromNotModified(
       entry,
       declaredLength: stale.entry.length,
       verify: entry.digest !== "",
-      tiers: deps.tiers,
+      tiers: deps.tiers.filter((tier) => !tier.refresh),
       index: look.index,
       values: JSON.stringify(selectingValues(stale.entry.vary, keying)),
     },
@@ -364,6 +384,27 @@ async function refreshFromNotModified(
   return answerFromEntry(entry, client, answerContext(ex));
 }
 
+/** Rewrites the record of `key` in each tier (after a 304); a tier without that entry is left as it is. */
+async function refreshRecords(ex: Exchange, tiers: Tier[], key: string, entry: StoredEntry): Promise<void> {
+  const { deps } = ex;
+  const retention = retentionOf(entry, deps.now());
+  if (retention <= 0) return;
+  await Promise.all(
+    tiers.map(async (tier) => {
+      try {
+        const done = await withDeadline(
+          tier.refresh?.(key, entry, retention) ?? Promise.resolve(false),
+          deps.tierTimeoutMs,
+          `${tier.name} refresh`,
+        );
+        if (!done) deps.log("tier.skipped", { tier: tier.name, op: "refresh", key, reason: "no-such-entry" });
+      } catch (error) {
+        deps.log("tier.skipped", { tier: tier.name, op: "refresh", key, error: describe(error) });
+      }
+    }),
+  );
+}
+
 /**
  * The origin failed; a stale response is served instead: within stale-if-error (RFC 5861 §4), or within
  * grace when the origin could not be reached (RFC 9111 §4.2.4). `detail` says which.
@@ -373,10 +414,37 @@ function serveStaleOnError(
   stale: Found,
   failedStatus: number,
   detail: "stale-if-error" | "origin-unreachable",
-): Response {
+): Response | Promise<Response> {
   stale.member.fwd = "stale";
   ex.status.forwarded(failedStatus, "none", detail);
   return answerFromEntry(stale.entry, stale.body, answerContext(ex));
+}
+
+/**
+ * The origin's body broke off before the head was sent (nothing of it reached the client, nothing was
+ * stored): the stale entry answers if stale-if-error or grace allow (re-read from its tier: the fill's
+ * store failed, so it is still there), else the failure is the answer.
+ */
+async function afterBrokenBody(ex: Exchange, look: Lookup, error: unknown): Promise<Response> {
+  const known = error instanceof TiercelError ? error : undefined;
+  const stale = look.stale;
+  if (stale) {
+    const decision = afterOrigin(ex, stale, { kind: "failed", unreachable: cannotReach(error) });
+    const tier = ex.deps.tiers[stale.tier];
+    // A tier that does not answer in time is skipped, as on any lookup: the failure is the answer then.
+    const again =
+      decision.action === "serve-stale" && tier
+        ? await withDeadline(readChecked(tier, stale.key, ex.deps), ex.deps.tierTimeoutMs, `${tier.name} get`).catch(
+            () => null,
+          )
+        : null;
+    if (again && decision.action === "serve-stale") {
+      ex.status.failed(decision.reason);
+      return serveStaleOnError(ex, { ...stale, ...again }, known?.status ?? 502, decision.reason);
+    }
+  }
+  ex.status.failed(known?.code ?? "origin_bad_response");
+  throw withDiagnostics(error, ex.status, ex.timing);
 }
 
 /** Failures that mean the origin could not be reached: refused or reset connections, no answer in time. */

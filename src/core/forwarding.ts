@@ -11,14 +11,17 @@ import { isFormatField } from "../optimize/negotiate";
  *   variant index or entry): they are keyed, so they are safe;
  * - credentials (`authorization`, `cookie`): the origin needs them, and answers to requests carrying them
  *   are shared only when the origin says so (RFC 9111 §3.5; `http/shareable.ts` for cookies);
- * - `accept-encoding`, which the content-coding rules handle;
- * - `cf-connecting-ip`, from which the http origin sets X-Forwarded-For (cf-* never reach it).
+ * - `accept-encoding`, which the content-coding rules handle.
+ *
+ * Not the client's address: `cf-connecting-ip`, from which the http origin sets X-Forwarded-For on bypassed
+ * requests and other methods, is a per-client value no key holds, so an origin that reflected it (a page
+ * saying "your address is …") would show one client's address to everyone.
  *
  * Tiercel's own fields (conditionals, X-Forwarded-Proto, CDN-Loop, Host) are added after this.
  */
 export const DEFAULT_REQUEST_HEADERS = ["accept", "accept-language", "origin"];
 
-const ALWAYS = ["authorization", "cookie", "accept-encoding", "cf-connecting-ip"];
+const ALWAYS = ["authorization", "cookie", "accept-encoding"];
 
 /** The User-Agent the origin sees when the client's is not passed (so it is never empty). */
 export const STAND_IN_USER_AGENT = "Tiercel";

@@ -10,6 +10,20 @@ import { TiercelError } from "./errors";
  * Worker listens on 8787 and `localhost:8787` must find the `localhost` site.
  */
 export function normalizeHost(raw: string | null | undefined): string {
+  // Every request of a site sends one of a few spellings of its host: each is checked once per isolate.
+  const known = raw ? normalized.get(raw) : undefined;
+  if (known !== undefined) return known;
+  const name = checkHost(raw);
+  if (normalized.size >= MAX_REMEMBERED_HOSTS) normalized.clear();
+  normalized.set(raw as string, name);
+  return name;
+}
+
+/** Host values already checked, and what they normalize to (only valid ones; bounded). */
+const normalized = new Map<string, string>();
+const MAX_REMEMBERED_HOSTS = 1024;
+
+function checkHost(raw: string | null | undefined): string {
   if (!raw) throw badHost("The request has no Host");
   if (raw.length > 260) throw badHost("The Host is too long");
   // Visible ASCII only, checked before lower-casing (which maps some non-ASCII letters to ASCII ones).

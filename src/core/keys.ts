@@ -32,10 +32,26 @@ export async function cacheKey(parts: CacheKeyParts): Promise<string> {
   const tuple = [KEY_FORMAT, parts.siteId, parts.generation ?? 0, parts.variant ?? "", parts.path, parts.query];
   // Only resize URLs carry a transform, so adding it left every other key as it was.
   if (parts.transform !== undefined) tuple.push(parts.transform);
-  const bytes = new TextEncoder().encode(JSON.stringify(tuple));
-  const digest = await crypto.subtle.digest("SHA-256", bytes);
-  return toHex(new Uint8Array(digest));
+  const serialized = JSON.stringify(tuple);
+  // Hot objects are asked for again and again: each tuple is hashed once per isolate (bounded memory).
+  const known = recentKeys.get(serialized);
+  if (known !== undefined) return known;
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(serialized));
+  const key = toHex(new Uint8Array(digest));
+  if (serialized.length <= MAX_REMEMBERED_TUPLE) {
+    if (recentKeys.size >= MAX_RECENT_KEYS) recentKeys.clear();
+    recentKeys.set(serialized, key);
+  }
+  return key;
 }
+
+/**
+ * Keys computed lately, by their serialized tuple; emptied when full (a hash is cheap to redo). Only tuples up to
+ * 512 characters are kept, so the map holds at most ~2.4 MB whatever URLs clients send.
+ */
+const recentKeys = new Map<string, string>();
+const MAX_RECENT_KEYS = 4096;
+const MAX_REMEMBERED_TUPLE = 512;
 
 /** What `keyPartsFor` reads of a site. */
 export interface KeyedSite {
@@ -95,10 +111,15 @@ function decodeName(raw: string): string {
   }
 }
 
-/** The URL with its query reduced to the keyed one: what the origin is asked for. */
+/**
+ * The URL with its query reduced to the keyed one: what the origin is asked for. The same URL when the query is
+ * kept as it is (no copy on the hot path); callers never modify it.
+ */
 export function keyedUrl(site: Pick<KeyedSite, "origin" | "cache">, url: URL): URL {
+  const search = keyedQuery(url.search, queryPolicyOf(site));
+  if (search === url.search) return url;
   const keyed = new URL(url);
-  keyed.search = keyedQuery(url.search, queryPolicyOf(site));
+  keyed.search = search;
   return keyed;
 }
 

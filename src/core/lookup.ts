@@ -1,13 +1,15 @@
+import { rangeOf } from "./answer";
 import type { CacheStatusMember } from "./cache-status";
 import { withDeadline } from "./deadline";
 import type { StoredEntry } from "./entry";
 import { describe, type Exchange } from "./exchange";
 import { type Decision, decide } from "./http/decision";
+import { requestedByteRange } from "./http/range";
 import { whyNotServable } from "./http/shareable";
 import { variantKey } from "./keys";
 import { purgeState, softPurgedAt } from "./purge";
-import type { CachedObject, Tier } from "./tier";
-import { type DamagedEntryError, verifiedBody } from "./verified-body";
+import type { ByteRange, CachedObject, Tier } from "./tier";
+import { checkedBody, type DamagedEntryError, verifiedBody } from "./verified-body";
 
 /** An entry found in a tier, with the key it lives under (the variant's key for a response that varies). */
 export interface Found {
@@ -25,6 +27,8 @@ export interface Found {
   decision?: Decision;
   /** The variant index it was found through, in its own tier. */
   index?: StoredEntry["variants"];
+  /** Set when only these bytes were read (a ranged read that is exactly what the answer sends). */
+  range?: { start: number; end: number };
 }
 
 export interface Lookup {
@@ -36,7 +40,12 @@ export interface Lookup {
 }
 
 /** Display names of the tiers in Cache-Status. */
-const CACHE_NAMES: Record<string, string> = { edge: "Tiercel-Edge", kv: "Tiercel-KV", memory: "Tiercel-Memory" };
+const CACHE_NAMES: Record<string, string> = {
+  edge: "Tiercel-Edge",
+  kv: "Tiercel-KV",
+  r2: "Tiercel-R2",
+  memory: "Tiercel-Memory",
+};
 
 export function cacheName(tier: Tier): string {
   return CACHE_NAMES[tier.name] ?? `Tiercel-${tier.name}`;
@@ -50,11 +59,13 @@ export function cacheName(tier: Tier): string {
 export async function lookupTiers(ex: Exchange): Promise<Lookup> {
   const { deps } = ex;
   const result: Lookup = {};
+  // A single range (a video player's, a download's resume) is read alone from each tier where it can be.
+  const range = ex.request.method === "GET" ? requestedByteRange(ex.request.headers) : undefined;
   for (const [index, tier] of deps.tiers.entries()) {
     const member = ex.status.add({ cache: cacheName(tier) });
     deps.stats.tierRead(ex.site.id, tier.name);
     let found: (CachedObject & { key: string; index?: StoredEntry["variants"] }) | null;
-    const reading = readThroughIndex(tier, ex, result);
+    const reading = readThroughIndex(tier, ex, result, range);
     try {
       found = await ex.timing.measure(tier.name, () => withDeadline(reading, deps.tierTimeoutMs, `${tier.name} get`));
     } catch (error) {
@@ -73,7 +84,8 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
       continue;
     }
     const purgeKeys = ex.sourceKey ? [ex.baseKey, ex.sourceKey] : [ex.baseKey];
-    const purge = purgeState(found.entry, ex.site.purges, ...purgeKeys);
+    const hold = { now: deps.now(), maxHoldMs: ex.site.cache.maxHold * 1000 };
+    const purge = purgeState(found.entry, ex.purges, ex.site.purges, hold, ...purgeKeys);
     if (purge === "purged") {
       // Purged: as good as absent, not even for stale-if-error.
       await found.body.cancel();
@@ -98,7 +110,7 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
       continue;
     }
     const candidate: Found = { ...found, tier: index, key: found.key, member, softPurged: purge === "soft" };
-    if (purge === "soft") candidate.softPurgedAt = softPurgedAt(found.entry, ex.site.purges);
+    if (purge === "soft") candidate.softPurgedAt = softPurgedAt(found.entry, ex.purges, ex.site.purges);
     const decision = decide({
       request: { method: ex.request.method, makesVariant: ex.resize !== undefined },
       stored: {
@@ -110,6 +122,23 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
       now: deps.now(),
     });
     candidate.decision = decision;
+    if (found.range) {
+      // A range read alone is kept only when it is exactly what a fresh answer sends; a stale entry (to
+      // revalidate or refresh) or a different answer needs the whole body, read again.
+      const answered = decision.action === "serve" ? rangeOf(found.entry, ex.request.headers) : undefined;
+      if (answered?.start === found.range.start && answered.end === found.range.end) {
+        candidate.range = found.range;
+      } else {
+        await found.body.cancel().catch(() => {});
+        const whole = await readChecked(tier, found.key, deps).catch(() => null);
+        if (!whole) {
+          member.fwd = "miss";
+          continue;
+        }
+        candidate.body = whole.body;
+        delete candidate.range;
+      }
+    }
     if (decision.action === "serve") {
       if (result.stale) result.stale.body.cancel().catch(() => {});
       result.fresh = candidate;
@@ -127,21 +156,23 @@ async function readThroughIndex(
   tier: Tier,
   ex: Exchange,
   result: Lookup,
+  range: ByteRange | undefined,
 ): Promise<(CachedObject & { key: string; index?: StoredEntry["variants"] }) | null> {
-  const found = await readChecked(tier, ex.baseKey, ex.deps);
+  const found = await readChecked(tier, ex.baseKey, ex.deps, range);
   if (!found) return null;
   const variants = found.entry.variants;
   if (!variants) return { ...found, key: ex.baseKey };
   await found.body.cancel();
   result.index ??= variants;
   const key = await variantKey(ex.baseKey, variants.fields, variants.nonce, ex.request.headers);
-  const variant = await readChecked(tier, key, ex.deps);
+  const variant = await readChecked(tier, key, ex.deps, range);
   return variant && { ...variant, key, index: variants };
 }
 
 /**
- * Reads one entry from a tier with its body checked against its record as it streams (length always, the
- * SHA-256 digest where one is recorded; see verified-body.ts). A body found damaged errors, never ends as if
+ * Reads one entry from a tier with its body checked against its record (length always, the SHA-256 digest
+ * where one is recorded; a small digested body whole before it is passed on, any other as it streams: see
+ * `checkedBody` in verified-body.ts; for a ranged read, the range's length only). A body found damaged errors, never ends as if
  * whole, and the entry is deleted from that tier in the background, so the next request refills it. Every
  * read of an entry from a tier goes through here.
  */
@@ -149,8 +180,9 @@ export async function readChecked(
   tier: Tier,
   key: string,
   deps: Pick<Exchange["deps"], "waitUntil" | "log" | "tierTimeoutMs">,
+  range?: ByteRange,
 ): Promise<CachedObject | null> {
-  const found = await tier.get(key);
+  const found = await tier.get(key, range);
   if (!found) return null;
   const drop = (error: DamagedEntryError) => {
     deps.log("tier.damaged", { tier: tier.name, key, damage: error.damage, error: describe(error) });
@@ -159,7 +191,12 @@ export async function readChecked(
     });
     deps.waitUntil(deleting);
   };
-  return { entry: found.entry, body: verifiedBody(found.body, found.entry, drop) };
+  if (found.range) {
+    // Only the range was read: its length is checked; a digest covers the whole body, so it is not.
+    const expected = { length: found.range.end - found.range.start + 1, digest: "" };
+    return { entry: found.entry, body: verifiedBody(found.body, expected, drop), range: found.range };
+  }
+  return { entry: found.entry, body: checkedBody(found.body, found.entry, drop) };
 }
 
 /** A stored response field (names are stored in lower case), or null. */

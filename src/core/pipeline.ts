@@ -3,7 +3,7 @@ import { isResizeUrl, parseResizeUrl, type ResizeRequest } from "../optimize/res
 import { loopCount } from "../origins/hygiene";
 import { objectSegments } from "../origins/path";
 import type { Site } from "../sites/schema";
-import { answerFromEntry } from "./answer";
+import { answerFromEntry, withKnownLength } from "./answer";
 import { CacheStatus } from "./cache-status";
 import { entryTtl } from "./entry";
 import { errorResponse, TiercelError, withDiagnostics } from "./errors";
@@ -16,9 +16,12 @@ import { decide } from "./http/decision";
 import { endToEndHeaders } from "./http/headers";
 import { consumedTargetedFields } from "./http/targeted";
 import { cacheKey, keyedUrl, keyPartsFor } from "./keys";
-import { lookupTiers } from "./lookup";
+import { type Found, lookupTiers, readChecked } from "./lookup";
+import { NO_PURGES, type PurgeView } from "./purge";
 import { ServerTiming } from "./server-timing";
+import { wireLength } from "./stats";
 import { invalidate, storeBody } from "./store";
+import type { Tier } from "./tier";
 
 export type { Deps, Logger } from "./exchange";
 
@@ -31,18 +34,31 @@ export type { Deps, Logger } from "./exchange";
 /** Methods whose non-error responses invalidate what is stored for the URL (RFC 9111 §4.4). */
 const UNSAFE_METHODS = new Set(["POST", "PUT", "DELETE", "PATCH"]);
 
-/** Entry point for every request: find the site, then hand over to `handleRequest`. Never throws. */
-export async function respond(request: Request, deps: Deps): Promise<Response> {
+/**
+ * Entry point for every request: find the site, then hand over to `handleRequest`. Never throws. `url` is the
+ * request's URL when the caller has parsed it already (it is parsed once per request).
+ */
+export async function respond(request: Request, deps: Deps, parsed?: URL): Promise<Response> {
   const timing = new ServerTiming(deps.now);
+  let site: Site | null = null;
   try {
-    const url = new URL(request.url);
+    const url = parsed ?? new URL(request.url);
     // On Cloudflare the URL's host is the Host header; locally and in tests the header is the truth.
     const host = normalizeHost(request.headers.get("host") ?? url.host);
-    const site = await timing.measure("site", () => deps.sites.siteForHost(host, deps.waitUntil));
+    site = await timing.measure("site", async () => {
+      // At most once per window, and never longer than a small bound: what changed since the last check.
+      await deps.control?.beforeRequest(deps.waitUntil);
+      return deps.sites.siteForHost(host, deps.waitUntil);
+    });
     if (!site) throw new TiercelError("site_not_found", 404, `No site is configured for host ${host}`);
-    return await handleRequest(request, site, deps, timing);
+    const purges = (await deps.sites.purgesFor?.(site.id, deps.waitUntil)) ?? NO_PURGES;
+    return await handleRequest(request, site, deps, timing, purges, url);
   } catch (error) {
+    if (site && (!(error instanceof TiercelError) || error.status >= 500)) deps.stats.error(site.id);
     return refuse(error, deps, timing, request);
+  } finally {
+    // The counters reach the aggregator in batches, in the background (never a write per request).
+    deps.flusher?.maybeFlush(deps.waitUntil);
   }
 }
 
@@ -52,8 +68,10 @@ export async function handleRequest(
   site: Site,
   deps: Deps,
   timing = new ServerTiming(deps.now),
+  purges: PurgeView = NO_PURGES,
+  parsed?: URL,
 ): Promise<Response> {
-  let url = new URL(request.url);
+  let url = parsed ?? new URL(request.url);
   const method = request.method;
 
   // RFC 8586: a request that already went through Tiercel means a site's origin points back at it.
@@ -105,6 +123,7 @@ export async function handleRequest(
     request: withoutIgnoredCookies(request, site.cache.ignoreCookies),
     url: keyed,
     site,
+    purges,
     deps,
     timing,
     status: new CacheStatus(),
@@ -118,12 +137,18 @@ export async function handleRequest(
 
   if (look.fresh) {
     const found = look.fresh;
-    deps.stats.record(site.id, { hit: deps.tiers[found.tier]?.name ?? "tier" }, found.entry.length);
+    const read = found.range ? found.range.end - found.range.start + 1 : found.entry.length;
+    deps.stats.record(site.id, { hit: deps.tiers[found.tier]?.name ?? "tier" }, read);
     found.member.hit = true;
     found.member.ttl = entryTtl(found.entry, deps.now());
     let body = found.body;
     const nearer = deps.tiers.slice(0, found.tier);
-    if (nearer.length > 0 && method === "GET") {
+    if (nearer.length > 0 && method === "GET" && found.range) {
+      // Only the range was read: the nearer tiers are refilled from a whole read in the background, once per
+      // key in this isolate, while the range is answered at once.
+      deps.waitUntil(refillWhole(ex, found, nearer));
+      ex.status.forwarded(found.entry.status, "storing");
+    } else if (nearer.length > 0 && method === "GET") {
       // A hit in a farther tier refills the nearer ones in the background, checked against its record.
       const refill = storeBody(
         ex,
@@ -142,7 +167,7 @@ export async function handleRequest(
       deps.waitUntil(refill.outcome);
       ex.status.forwarded(found.entry.status, "storing");
     }
-    return answerFromEntry(found.entry, body, answerContext(ex));
+    return answerFromEntry(found.entry, body, answerContext(ex), found.range);
   }
 
   // What the tiers found decides the rest (http/decision.ts): serve stale and refresh, forward, or fill.
@@ -201,9 +226,11 @@ export async function cacheExchange(request: Request, site: Site, deps: Deps, ti
   let resize: ResizeRequest | undefined;
   if (isResizeUrl(url)) ({ resize, source: url } = resizeOf(url, site, deps));
   objectSegments(url);
+  const purges = (await deps.sites.purgesFor?.(site.id, deps.waitUntil)) ?? NO_PURGES;
   const ex: Exchange = {
     request: withoutIgnoredCookies(request, site.cache.ignoreCookies),
     url: keyedUrl(site, url),
+    purges,
     site,
     deps,
     timing,
@@ -215,6 +242,37 @@ export async function cacheExchange(request: Request, site: Site, deps: Deps, ti
     ex.sourceKey = await cacheKey(keyPartsFor(site, url));
   }
   return ex;
+}
+
+/** Keys being refilled from a whole read in this isolate (after a ranged hit in a farther tier). */
+const refilling = new Set<string>();
+const MAX_REFILLS = 64;
+
+/** Reads a farther tier's entry whole and stores it in the nearer tiers; at most one per key at a time. */
+async function refillWhole(ex: Exchange, found: Found, nearer: Tier[]): Promise<void> {
+  const { deps } = ex;
+  const tier = deps.tiers[found.tier];
+  if (!tier || refilling.has(found.key) || refilling.size >= MAX_REFILLS) return;
+  refilling.add(found.key);
+  try {
+    const whole = await readChecked(tier, found.key, deps);
+    if (!whole) return;
+    const target = {
+      key: found.key,
+      entry: found.entry,
+      declaredLength: found.entry.length,
+      verify: found.entry.digest !== "",
+      tiers: nearer,
+      index: found.index,
+      values: "",
+    };
+    const refill = storeBody(ex, target, whole.body);
+    await Promise.all([refill.client.pipeTo(new WritableStream()).catch(() => {}), refill.outcome]);
+  } catch (error) {
+    deps.log("refill.failed", { key: found.key, error: describe(error) });
+  } finally {
+    refilling.delete(found.key);
+  }
 }
 
 /** The site's bypass rules: a path prefix, or a cookie (such as a logged-in one) by name. */
@@ -272,12 +330,20 @@ async function forward(
     if (error instanceof TiercelError) status.add({ cache: "Tiercel", fwd: "miss", detail: error.code });
     throw withDiagnostics(error, status, timing);
   }
+  deps.stats.originBytes(site.id, wireLength(response));
   status.forwarded(response.status, "none", detail);
   const headers = endToEndHeaders(response.headers, consumedTargetedFields(site.cache.targetedFields));
   headers.set("cache-status", status.toString());
   headers.set("server-timing", timing.toString());
   const body = request.method === "HEAD" ? null : response.body;
-  return passOn(body, { status: response.status, statusText: response.statusText, headers });
+  const answer = passOn(body, { status: response.status, statusText: response.statusText, headers });
+  try {
+    // As on a fill (fill.ts): an answer of unknown length goes out with its length, or as an error.
+    return await withKnownLength(answer, site.cache.collectUnknownLength);
+  } catch (error) {
+    status.failed(error instanceof TiercelError ? error.code : "origin_bad_response");
+    throw withDiagnostics(error, status, timing);
+  }
 }
 
 function refuse(error: unknown, deps: Deps, timing: ServerTiming, request: Request): Response {

@@ -2,10 +2,11 @@ import type { Shared } from "./collapse";
 import { withDeadline } from "./deadline";
 import { retentionOf, type StoredEntry, type VariantIndex } from "./entry";
 import { describe, type Exchange } from "./exchange";
+import { isolateBudget } from "./memory-budget";
 import { REVALIDATION_KEEP } from "./policy";
 import { fanOut, verifyLength } from "./stream-fanout";
 import { BodyTooLargeError, cancelIfStalled, readAll, readAtMost, sha256Digest } from "./streams";
-import type { Tier } from "./tier";
+import type { Place, Tier } from "./tier";
 
 /** What to store, and where. */
 export interface StoreTarget {
@@ -62,8 +63,15 @@ export function storeBody(
     return { client, outcome, settled: Promise.race([outcome, streaming]), storing: true };
   }
   if (!tooLarge && (declared === undefined || declared <= deps.maxBufferBytes)) {
+    // The buffer comes out of the isolate's budget; past it the body streams through unstored.
+    const grant = isolateBudget.take(declared ?? deps.maxBufferBytes);
+    if (!grant) {
+      deps.log("store.skipped", { key: target.key, reason: "memory", held: isolateBudget.held });
+      const none = Promise.resolve<Shared>({ kind: "none" });
+      return { client: body, outcome: none, settled: none, storing: false };
+    }
     const [client, copy] = body.tee();
-    const outcome = storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject));
+    const outcome = storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject)).finally(grant.release);
     return {
       client,
       outcome,
@@ -86,9 +94,16 @@ export function storeBody(
   const puts = target.tiers.map(async (tier, i) => {
     const copy = copies[i] as ReadableStream<Uint8Array>;
     const checked = cancelIfStalled(copy, deps.tierTimeoutMs * 5).pipeThrough(verifyLength(declared));
-    await tier.put(target.key, entry, checked, retention);
+    await putCounted(ex, tier, target.key, entry, checked, retention, undefined, placeFor(ex, declared));
     if (target.index)
-      await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), indexRetention(retention));
+      await putCounted(
+        ex,
+        tier,
+        ex.baseKey,
+        indexEntry(entry, target.index),
+        new Uint8Array(0),
+        indexRetention(retention),
+      );
   });
   // A streamed store moves at its slowest reader's pace (the client's among them), so collapsed waiters are
   // not held for it: they are told at once to go to the origin themselves.
@@ -143,9 +158,16 @@ async function storeUnknownLength(
   const copies = fanOut(read.over, target.tiers.length);
   const puts = target.tiers.map(async (tier, i) => {
     const copy = cancelIfStalled(copies[i] as ReadableStream<Uint8Array>, deps.tierTimeoutMs * 5);
-    await tier.put(target.key, entry, copy, retention, { maxBytes: maxObject });
+    await putCounted(ex, tier, target.key, entry, copy, retention, { maxBytes: maxObject }, "large");
     if (target.index)
-      await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), indexRetention(retention));
+      await putCounted(
+        ex,
+        tier,
+        ex.baseKey,
+        indexEntry(entry, target.index),
+        new Uint8Array(0),
+        indexRetention(retention),
+      );
   });
   const results = await Promise.allSettled(puts);
   results.forEach((result, i) => {
@@ -219,9 +241,16 @@ async function putBuffered(
     target.tiers.map(async (tier) => {
       try {
         const write = async () => {
-          await tier.put(target.key, entry, bytes, retention);
+          await putCounted(ex, tier, target.key, entry, bytes, retention, undefined, placeFor(ex, bytes.byteLength));
           if (target.index)
-            await tier.put(ex.baseKey, indexEntry(entry, target.index), new Uint8Array(0), indexRetention(retention));
+            await putCounted(
+              ex,
+              tier,
+              ex.baseKey,
+              indexEntry(entry, target.index),
+              new Uint8Array(0),
+              indexRetention(retention),
+            );
         };
         await withDeadline(write(), deps.tierTimeoutMs, `${tier.name} put`);
         return true;
@@ -232,6 +261,14 @@ async function putBuffered(
     }),
   );
   return results.some(Boolean);
+}
+
+/**
+ * Where a body of `length` bytes goes in a global tier split by size (core/tier.ts, tiers/global.ts): past
+ * the site's `cache.largeObjectBytes` to R2, else with its record in KV.
+ */
+export function placeFor(ex: Pick<Exchange, "site">, length: number): Place {
+  return length > ex.site.cache.largeObjectBytes ? "large" : "small";
 }
 
 /** True when one of `keys` was invalidated in this isolate at or after `requestTime`. */
@@ -284,4 +321,10 @@ function indexRetention(retention: number): number {
 /** The record stored at the base key of a response that varies: no headers, no body, just the index. */
 function indexEntry(entry: StoredEntry, index: VariantIndex): StoredEntry {
   return { ...entry, headers: [], length: 0, digest: "", tags: [], variants: index };
+}
+
+/** One tier write, counted in the site's stats once the tier has taken it (a KV or R2 write is billed). */
+async function putCounted(ex: Exchange, tier: Tier, ...args: Parameters<Tier["put"]>): Promise<void> {
+  await tier.put(...args);
+  ex.deps.stats.tierWrite(ex.site.id, tier.name);
 }

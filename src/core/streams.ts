@@ -159,12 +159,24 @@ export async function readAtMost(
   stream: ReadableStream<Uint8Array>,
   limit: number,
 ): Promise<{ whole: Uint8Array } | { over: ReadableStream<Uint8Array> }> {
+  const read = await collectAtMost(stream, limit);
+  return "over" in read ? read : { whole: concat(read.chunks, read.total) };
+}
+
+/**
+ * `readAtMost` without joining the chunks: the whole stream as the chunks it came in (no copy), or past
+ * `limit` a stream that replays them and then the rest. A stream that errors before its end rejects.
+ */
+export async function collectAtMost(
+  stream: ReadableStream<Uint8Array>,
+  limit: number,
+): Promise<{ chunks: Uint8Array[]; total: number } | { over: ReadableStream<Uint8Array> }> {
   const reader = stream.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
   for (;;) {
     const { done, value } = await reader.read();
-    if (done) return { whole: concat(chunks, total) };
+    if (done) return { chunks, total };
     chunks.push(value);
     total += value.byteLength;
     if (total > limit) break;
@@ -182,6 +194,20 @@ export async function readAtMost(
     },
   });
   return { over };
+}
+
+/** A stream of the given chunks, in order (they are not copied). */
+export function streamOfChunks(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
+  let i = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      // An empty chunk is skipped here: a pull that enqueues nothing would leave a pending read waiting.
+      while (chunks[i]?.byteLength === 0) i++;
+      const next = chunks[i++];
+      if (next === undefined) controller.close();
+      else controller.enqueue(next);
+    },
+  });
 }
 
 /**

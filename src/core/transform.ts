@@ -3,6 +3,7 @@ import type { StoredEntry } from "./entry";
 import { TiercelError } from "./errors";
 import type { Exchange } from "./exchange";
 import type { CacheControl } from "./http/cache-control";
+import { dropDigests } from "./http/headers";
 import { readAtMost, streamOf } from "./streams";
 
 /**
@@ -70,7 +71,7 @@ export async function transformResponse(
   );
   describeResult(headers, result, whole);
   const outcome = result.retryAfter !== undefined ? "failed" : result.bytes !== whole ? "transformed" : "original";
-  ex.deps.stats.optimized(ex.site.id, outcome);
+  ex.deps.stats.optimized(ex.site.id, outcome, result.detail === "optimize-busy");
   const transformed: Transformed = { body: streamOf(result.bytes), length: result.bytes.byteLength };
   if (result.detail) transformed.detail = result.detail;
   if (result.retryAfter !== undefined) transformed.retryAfter = result.retryAfter;
@@ -91,6 +92,7 @@ function describeResult(headers: Headers, result: Optimized, original: Uint8Arra
   if (result.bytes === original) return;
   headers.set("content-type", result.contentType);
   headers.set("content-length", String(result.bytes.byteLength));
+  dropDigests(headers);
   // Other bytes, same resource: a strong validator would claim byte-for-byte identity with the origin's
   // (RFC 9110 §8.8.1). A converted format is tagged too, so that a validator a client holds for the WebP
   // never validates the JPEG another client gets at the same URL.

@@ -136,3 +136,124 @@ export function verifiedBody(
     },
   });
 }
+
+/**
+ * Bodies with a recorded SHA-256 digest up to this size are checked whole (`verifiedWhole`) rather than as they
+ * stream. Digests are recorded only for buffered bodies (the 4 MiB buffer), so this covers most of them.
+ */
+export const WHOLE_CHECK_MAX_BYTES = 1024 * 1024;
+
+/**
+ * The checked body for an entry read from a tier: `verifiedWhole` for a digested body up to
+ * `WHOLE_CHECK_MAX_BYTES` (the common small hit: one hash over one buffer, one chunk handed on), else
+ * `verifiedBody` (streamed, so a large body's first bytes do not wait for its last).
+ */
+export function checkedBody(
+  source: ReadableStream<Uint8Array>,
+  expected: ExpectedBody,
+  onDamaged: (error: DamagedEntryError) => void,
+): ReadableStream<Uint8Array> {
+  const whole =
+    SHA_256.test(expected.digest) &&
+    Number.isSafeInteger(expected.length) &&
+    expected.length >= 0 &&
+    expected.length <= WHOLE_CHECK_MAX_BYTES;
+  return whole ? verifiedWhole(source, expected, onDamaged) : verifiedBody(source, expected, onDamaged);
+}
+
+/**
+ * The same checks as `verifiedBody` (length, and the SHA-256 digest when one is recorded), with the same errors
+ * and the same `onDamaged` call, but made on the whole body before any of it is passed on: the first read
+ * reads the source to its end (erroring, and cancelling the source, on the first chunk past `length`), hashes it
+ * in one call, and only then hands the body on as one chunk. Nothing is read until the stream is, so an answer
+ * that never reads the body (HEAD, 304) never reads the entry. Costs one copy of a body of at most
+ * `expected.length` bytes; meant for small bodies (`checkedBody` picks it).
+ */
+export function verifiedWhole(
+  source: ReadableStream<Uint8Array>,
+  expected: ExpectedBody,
+  onDamaged: (error: DamagedEntryError) => void,
+): ReadableStream<Uint8Array> {
+  const { length } = expected;
+  let started = false;
+  let reported = false;
+  const damaged = (error: DamagedEntryError): DamagedEntryError => {
+    if (!reported) {
+      reported = true;
+      onDamaged(error);
+    }
+    return error;
+  };
+
+  /** Reads and checks the whole body once: the bytes, or the damage (reported) or the source's error. */
+  const readWhole = async (): Promise<Uint8Array> => {
+    if (started) throw new Error("verifiedWhole: the body was already read");
+    started = true;
+    wholeReads.delete(stream);
+    if (!Number.isSafeInteger(length) || length < 0) {
+      const error = damaged(new DamagedEntryError("bad-record", `the record's length ${length} is not a length`));
+      await source.cancel(error).catch(() => {});
+      throw error;
+    }
+    // One native read of the whole body (a body of at most `length` bytes, or a damaged one: whatever the tier
+    // holds under one small entry), instead of a JavaScript read per chunk.
+    let body: Uint8Array;
+    try {
+      body = new Uint8Array(await new Response(source).arrayBuffer());
+    } catch (error) {
+      if (error instanceof DamagedEntryError) damaged(error);
+      throw error;
+    }
+    const received = body.byteLength;
+    if (received > length) {
+      throw damaged(new DamagedEntryError("long", `stored body is longer than its record's ${length} bytes`));
+    }
+    if (received < length) {
+      throw damaged(new DamagedEntryError("short", `stored body ended after ${received} of ${length} bytes`));
+    }
+    if (SHA_256.test(expected.digest)) {
+      const actual = sha256Field(await crypto.subtle.digest("SHA-256", body));
+      if (actual !== expected.digest) {
+        throw damaged(
+          new DamagedEntryError("digest", `stored body hashes to ${actual}, its record says ${expected.digest}`),
+        );
+      }
+    }
+    return body;
+  };
+
+  const stream: ReadableStream<Uint8Array> = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const body = await readWhole();
+        if (body.byteLength > 0) controller.enqueue(body);
+        controller.close();
+      },
+      cancel(reason) {
+        // Once the read has started it finishes on its own (it is bounded by the entry); before, the source
+        // is cancelled (an answer that never reads its body).
+        if (!started) return source.cancel(reason);
+      },
+    },
+    // No read ahead: the source is read when the answer's body is, never for an answer without one.
+    { highWaterMark: 0 },
+  );
+  wholeReads.set(stream, readWhole);
+  return stream;
+}
+
+/** The whole-body reads of `verifiedWhole` streams not read yet (see `takeWhole`). */
+const wholeReads = new WeakMap<ReadableStream<Uint8Array>, () => Promise<Uint8Array>>();
+
+/**
+ * For a stream made by `verifiedWhole` and not read yet: the read that gives its whole checked body as one
+ * buffer (rejecting as the stream would error, damage reported the same way), so an answer can be sent from
+ * the bytes themselves, with no stream in between. Taking it means the stream itself is never read.
+ * Undefined for any other stream.
+ */
+export function takeWhole(stream: ReadableStream<Uint8Array>): (() => Promise<Uint8Array>) | undefined {
+  const read = wholeReads.get(stream);
+  if (!read || stream.locked) return undefined;
+  wholeReads.delete(stream);
+  return read;
+}

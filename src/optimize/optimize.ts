@@ -44,12 +44,20 @@ export const DEFAULT_OPTIMIZE_LIMITS: OptimizeLimits = {
 
 /**
  * How many transforms may be in flight to the optimizer Worker from one isolate of the cache Worker: per site
- * 2 running and 2 waiting, per isolate 4 running and 4 waiting; past either bound a transform is refused
- * ("busy") and the original stands in for BUSY_RETRY_SECONDS. A site can hold at most half of the isolate's
- * running places, so a burst of one site's misses (cache-busting query strings, say) leaves room for others.
+ * 2 running and 6 waiting, per isolate 4 running and 4 waiting; past either bound a transform is refused
+ * ("busy") and the original stands in for BUSY_RETRY_SECONDS.
+ *
+ * - Per site 8 in flight: one page load asks for all its variants at once (the demo's page: the page, its
+ *   stylesheet and script, two images and a resized one — 6), and a site's first visitor should get them
+ *   all transformed, not stand-ins. Waiting costs the waiter's buffered input (at most 1 MiB of text, or
+ *   an image within the 10 MiB / 1 MP bounds), which its request holds anyway.
+ * - Per site 2 running, of the isolate's 4: a site's burst never holds more than half of the isolate's
+ *   places, so another site's transform finds one free at once however many of the first one's wait
+ *   (they wait in their site's own queue, not the isolate's). In the optimizer Worker (src/optimizer-worker.ts)
+ *   that is at most 2 calls per site from this isolate, which its own per-site bound admits.
  */
 export const TRANSFORM_BOUNDS = {
-  perSite: { concurrency: 2, maxWaiting: 2 },
+  perSite: { concurrency: 2, maxWaiting: 6 },
   isolate: { concurrency: 4, maxWaiting: 4 },
 } as const;
 

@@ -1,8 +1,13 @@
 import { TiercelError } from "../core/errors";
 import { cacheKey, keyPartsFor } from "../core/keys";
+import { urlPurgeKey } from "../core/purge";
 import { isResizeUrl, parseResizeUrl } from "../optimize/resize-url";
 import { checkConnectTarget, checkOriginUrl } from "../origins/address";
+import type { AuditEntry, AuditQuery, AuditRecord } from "./audit";
+import type { PurgeAdd, PurgeMeta, PurgeRows } from "./purges";
 import { type Site, siteSchema } from "./schema";
+import type { FeedAnswer, FeedChange, PublishedPurges, PurgeDelta } from "./store";
+import type { Actor, StoredToken, TokenInfo } from "./tokens";
 
 /**
  * What a site's owner (src/objects/site-owner.ts) decides, as pure functions: the next state of a site
@@ -12,7 +17,13 @@ import { type Site, siteSchema } from "./schema";
 
 /** The owner's state: the current config and its revision, or the tombstone a deleted site leaves. */
 export type OwnerState =
-  | { kind: "site"; site: Site; revision: number }
+  | {
+      kind: "site";
+      site: Site;
+      revision: number;
+      /** The revision at which the settings last changed (absent: `revision`); purges alone leave it. */
+      configRevision?: number;
+    }
   | { kind: "deleted"; generation: number; revision: number };
 
 /** A site as the owner answers for it: the config and its revision (bumped by every write, never reused). */
@@ -67,7 +78,7 @@ export function siteFromBody(id: string, body: unknown, current: OwnerState | nu
   const { generation: _g, purges: _p, ...rest } = body;
   const owned =
     current?.kind === "site"
-      ? { generation: current.site.generation, purges: current.site.purges }
+      ? { generation: current.site.generation }
       : { generation: current?.kind === "deleted" ? current.generation + 1 : 0 };
   const parsed = siteSchema.safeParse({ ...rest, id, ...owned });
   if (!parsed.success) {
@@ -103,23 +114,21 @@ export function parsePurgeRequest(body: unknown): PurgeRequest {
   return request;
 }
 
-/** Purge records older than this are dropped (no entry can be retained longer). */
-const RECORD_KEEP_MS = 400 * 86_400_000;
-/** More purge records than this and the site's generation is bumped instead (a purge of everything). */
-const MAX_RECORDS = 10_000;
+/** What a purge does: the site after it (a purge of everything bumps its generation), the records it adds. */
+export interface PurgePlan {
+  site: Site;
+  /** The cache keys of its URL purges, to delete now. */
+  keys: string[];
+  add: PurgeAdd;
+  /** The settings changed (a new generation): they are published again, not only the purge state. */
+  configChanged: boolean;
+}
 
 /**
- * The site after a purge at `now`, and the cache keys of its URL purges (computed with the same key
- * function as requests, from the state the purge applies to, so a concurrent generation bump cannot make
- * them miss).
+ * A purge at `now` as the owner applies it. URL keys are computed with the same key function as requests,
+ * from the state the purge applies to, so a concurrent generation bump cannot make them miss.
  */
-export async function applyPurge(
-  site: Site,
-  request: PurgeRequest,
-  now: number,
-): Promise<{ site: Site; keys: string[] }> {
-  const purges = structuredClone(site.purges);
-  let generation = site.generation;
+export async function planPurge(site: Site, request: PurgeRequest): Promise<PurgePlan> {
   const keys: string[] = [];
   for (const raw of request.urls) {
     const target = URL.canParse(raw) ? new URL(raw) : null;
@@ -128,37 +137,36 @@ export async function applyPurge(
     }
     // A resize URL is keyed as the pipeline keys it: its source path plus its options.
     const resized = isResizeUrl(target) ? resizedKeyParts(target, site) : undefined;
-    const key = await cacheKey(resized ?? keyPartsFor(site, target));
-    purges.urls[key] = now;
-    keys.push(key);
+    keys.push(await cacheKey(resized ?? keyPartsFor(site, target)));
   }
-  for (const tag of request.tags) {
-    if (request.soft) purges.softTags[tag] = now;
-    else purges.tags[tag] = now;
-  }
-  if (request.all && request.soft) purges.softAll = now;
-  const everything = (request.all && !request.soft) || prune(purges, now) > MAX_RECORDS;
-  if (everything) {
+  const everything = request.all && !request.soft;
+  return {
     // A purge of everything needs no records: the generation is part of every key.
-    generation += 1;
-    purges.urls = {};
-    purges.tags = {};
-    purges.softTags = {};
-    delete purges.softAll;
-  }
-  return { site: { ...site, generation, purges }, keys };
+    site: everything ? { ...site, generation: site.generation + 1 } : site,
+    keys,
+    add: { urls: keys.map(urlPurgeKey), tags: request.tags, soft: request.soft, softAll: request.all && request.soft },
+    configChanged: everything,
+  };
 }
 
-/** Drops purge records no entry can be older than; returns how many remain. */
-function prune(purges: Site["purges"], now: number): number {
-  let count = 0;
-  for (const records of [purges.urls, purges.tags, purges.softTags]) {
-    for (const [name, time] of Object.entries(records)) {
-      if (now - time > RECORD_KEEP_MS) delete records[name];
-      else count += 1;
-    }
-  }
-  return count;
+/** Whether a config still carries purge records (from before owners kept them apart). */
+export function hasLegacyPurges(site: Site): boolean {
+  const p = site.purges;
+  return (
+    Object.keys(p.urls).length + Object.keys(p.tags).length + Object.keys(p.softTags).length > 0 ||
+    p.softAll !== undefined
+  );
+}
+
+/** Moves a config's purge records into the purge state, keeping their times; the config keeps none. */
+export function migrateLegacyPurges(site: Site, rows: PurgeRows, meta: PurgeMeta): { site: Site; meta: PurgeMeta } {
+  const p = site.purges;
+  for (const [key, at] of Object.entries(p.urls)) rows.putUrl(urlPurgeKey(key), at);
+  for (const [tag, at] of Object.entries(p.tags)) rows.putTag(tag, false, at);
+  for (const [tag, at] of Object.entries(p.softTags)) rows.putTag(tag, true, at);
+  const next: PurgeMeta = { ...meta, version: meta.version + 1 };
+  if (p.softAll !== undefined) next.softAll = Math.max(p.softAll, meta.softAll ?? 0);
+  return { site: { ...site, purges: { urls: {}, tags: {}, softTags: {} } }, meta: next };
 }
 
 /**
@@ -261,13 +269,44 @@ export function serialQueue(): <T>(work: () => Promise<T>) => Promise<T> {
   };
 }
 
-/** The site owner's RPC surface (src/objects/site-owner.ts), as the admin API uses it. */
+/**
+ * The site owner's RPC surface (src/objects/site-owner.ts), as the admin API uses it. Every change names
+ * its actor: the owner records it in the audit log in the same transaction as the change.
+ */
 export interface SiteOwnerApi {
   read(id: string): Promise<Outcome<OwnedSite | null>>;
   /** `ifRevision`: refuse with 412 unless the current revision (0: none) is this one. */
-  write(id: string, body: unknown, ifRevision?: number): Promise<Outcome<OwnedSite & { dropped: string[] }>>;
-  purge(id: string, body: unknown): Promise<Outcome<OwnedSite & { keys: string[]; request: PurgeRequest }>>;
-  remove(id: string): Promise<Outcome<{ hosts: string[] }>>;
+  write(
+    id: string,
+    body: unknown,
+    ifRevision: number | undefined,
+    actor: Actor,
+  ): Promise<Outcome<OwnedSite & { dropped: string[] }>>;
+  purge(id: string, body: unknown, actor: Actor): Promise<Outcome<PurgeDone>>;
+  remove(id: string, actor: Actor): Promise<Outcome<{ hosts: string[] }>>;
+  /** The whole purge state, as published. */
+  purges(id: string): Promise<PublishedPurges>;
+}
+
+/** An audit record on its way from an owner's outbox to the registry: its outbox number and the entry. */
+export interface AuditHandOver {
+  seq: number;
+  entry: AuditEntry;
+}
+/** What a purge answers: the site, its revision, the keys to delete now, and the purge state after it. */
+export interface PurgeDone extends OwnedSite {
+  keys: string[];
+  request: PurgeRequest;
+  /** What the purge changed in the purge state (the admin isolate applies it to what it knows). */
+  delta: PurgeDelta;
+  /** Tag records dropped to keep the tag table bounded by this purge (see src/sites/purges.ts). */
+  evictedTags: number;
+}
+
+/** The control feed's RPC surface (src/objects/control-feed.ts). */
+export interface ControlFeedApi {
+  append(change: Omit<FeedChange, "seq" | "at">): Promise<number>;
+  since(seq: number): Promise<FeedAnswer>;
 }
 
 /** The host registry's RPC surface (src/objects/host-registry.ts). */
@@ -279,4 +318,12 @@ export interface HostRegistryApi {
   release(siteId: string): Promise<string[]>;
   /** Site ids holding at least one host, in id order, after `after`. */
   list(after: string | null, limit: number): Promise<{ ids: string[]; cursor: string | null }>;
+  /** Stores a scoped token (its hash) and its audit record, in one transaction. */
+  createToken(token: StoredToken, actor: Actor): Promise<Outcome<TokenInfo>>;
+  token(id: string): Promise<StoredToken | null>;
+  listTokens(): Promise<TokenInfo[]>;
+  revokeToken(id: string, actor: Actor, at: number): Promise<Outcome<TokenInfo>>;
+  /** Keeps records an owner hands over from its outbox (idempotent by `source` and `seq`). */
+  appendAudit(source: string, records: AuditHandOver[]): Promise<void>;
+  audit(query: AuditQuery, sites: string[] | null): Promise<{ records: AuditRecord[]; next: string | null }>;
 }

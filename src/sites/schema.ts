@@ -115,6 +115,12 @@ const cachePolicy = z.strictObject({
    */
   grace: seconds.default(86_400),
   /**
+   * The longest any tier may hold an entry: one fetched longer ago than this is absent on lookup, whatever
+   * its lifetime, so URL purge records can expire after it (src/sites/purges.ts). 3 days by default; at
+   * least a minute, at most 30 days.
+   */
+  maxHold: z.number().int().min(60).max(2_592_000).default(259_200),
+  /**
    * Which query parameters take part in the key and reach the origin: `all` (exactly as received), `none`,
    * or an allow-list, optionally sorted by name. Unset: `none` for bucket origins, `all` for http ones.
    */
@@ -127,6 +133,36 @@ const cachePolicy = z.strictObject({
       }),
     ])
     .optional(),
+  /**
+   * Bytes of an answer whose length is unknown when its head would leave (no Content-Length from the
+   * origin, or a body Tiercel decoded) read before the head is sent, so it goes out with its length and a
+   * body that breaks off becomes an error answer, never a clean short one (src/core/answer.ts). Past it the
+   * answer streams chunked. 0 turns it off; at most 32 MiB, since it is held in the isolate's memory.
+   */
+  collectUnknownLength: z
+    .number()
+    .int()
+    .min(0)
+    .max(32 * 1024 * 1024)
+    .default(8 * 1024 * 1024),
+  /**
+   * Where the global tier splits by size when an R2 bucket is bound (docs/architecture.md, "Large objects"):
+   * bodies up to this many bytes go to KV, larger ones (and bodies of unknown length past the 4 MiB buffer)
+   * to R2. 8 MiB by default: what KV holds in one value, so KV never chunks. Without R2, ignored.
+   */
+  largeObjectBytes: z
+    .number()
+    .int()
+    .min(0)
+    .max(25 * 1024 * 1024)
+    .default(8 * 1024 * 1024),
+  /**
+   * Which fills are written to the global tier (KV, and R2) as well as to the data center's cache
+   * (src/core/admission.ts): `always`, or `second-request` (a key's second fill in an isolate).
+   */
+  globalAdmission: z.enum(["always", "second-request"]).default("always"),
+  /** Bodies declared larger than this are kept out of the global tier (edge only). Unset: no bound. */
+  globalMaxBytes: z.number().int().min(0).optional(),
   /** Most variants one URL may have under Vary; past it, new variants are answered unstored. */
   maxVariants: z.number().int().min(0).max(128).default(32),
   /**
@@ -210,8 +246,9 @@ const optimize = z.strictObject({
 const purgeTimes = z.record(z.string().max(1024), z.number().int().min(0)).default({});
 
 /**
- * What purges have happened, checked on every read: an entry fetched before the purge time of its URL or of
- * one of its tags is purged (hard) or stale (soft). Written by the admin API; pruned there.
+ * Purge records as configs carried them before owners kept purges apart (src/sites/purges.ts). Still read
+ * (a config published before the change), never written: an owner moves them out when it first loads the
+ * site, and the settings it publishes carry none.
  */
 const purges = z.strictObject({
   /** Base cache key → purge time (URL purges). */

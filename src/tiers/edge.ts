@@ -1,6 +1,6 @@
 import { isStoredEntry, type StoredEntry } from "../core/entry";
 import { countUpTo } from "../core/stream-fanout";
-import type { CachedObject, Tier, UnknownLength } from "../core/tier";
+import { type ByteRange, type CachedObject, resolveRange, type Tier, type UnknownLength } from "../core/tier";
 
 /**
  * Tier 1: the data center's Cache API. Entries live under synthetic URLs made from Tiercel's key (never
@@ -8,7 +8,9 @@ import type { CachedObject, Tier, UnknownLength } from "../core/tier";
  *
  * - A buffered body rides in the envelope itself; the record travels base64-encoded in one header.
  * - A streamed (large) body is put under its own URL first, read back and counted, and only then is the
- *   envelope written, pointing at it. The Cache API can keep part of a body whose stream broke off (seen
+ *   envelope written, pointing at it.
+ * - A ranged get asks the Cache API for just those bytes (a `Range` request to `match`, answered 206 by the
+ *   Cache API and by workerd's local one) of the envelope's body or of the body it points at. The Cache API can keep part of a body whose stream broke off (seen
  *   in workerd), and its put does not always say so; the count is what makes a partial body unreachable.
  *   A body of unknown length is counted on its way in (and refused past its bound) and must have ended
  *   cleanly; the envelope, written last, records the counted length.
@@ -30,9 +32,15 @@ export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions
   return {
     name: "edge",
 
-    async get(key: string): Promise<CachedObject | null> {
+    async get(key: string, range?: ByteRange): Promise<CachedObject | null> {
       const store = await cache;
-      const response = await store.match(urlFor(key));
+      const field = range && rangeField(range);
+      // A buffered body rides in the envelope: the range is asked of the envelope itself.
+      let response = await store.match(ranged(urlFor(key), field));
+      if (response && response.status === 416) {
+        await response.body?.cancel();
+        response = await store.match(urlFor(key));
+      }
       if (!response) return null;
       const entry = decodeEntry(response.headers.get(ENTRY_HEADER));
       const bodyId = response.headers.get(BODY_HEADER);
@@ -40,12 +48,13 @@ export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions
         await response.body?.cancel();
         return null;
       }
-      if (!bodyId) return { entry, body: response.body };
+      if (!bodyId) return withRange(entry, response, range, () => store.match(urlFor(key)));
       await response.body.cancel();
-      const body = await store.match(bodyUrlFor(key, bodyId));
+      const bodyUrl = bodyUrlFor(key, bodyId);
+      const body = await store.match(ranged(bodyUrl, field));
       if (!body?.body) return null;
       // Checked against the record (length, digest) by the reader, as every tier's body is.
-      return { entry, body: body.body };
+      return withRange(entry, body, range, () => store.match(bodyUrl));
     },
 
     async put(
@@ -96,6 +105,51 @@ export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions
       await (await cache).delete(urlFor(key));
     },
   };
+}
+
+/** `Range` for a ranged match (RFC 9110 §14.1.1), or undefined for a range that cannot select a byte. */
+function rangeField(range: ByteRange): string | undefined {
+  if ("suffix" in range) return range.suffix > 0 ? `bytes=-${range.suffix}` : undefined;
+  if (range.length === undefined) return `bytes=${range.offset}-`;
+  return range.length > 0 ? `bytes=${range.offset}-${range.offset + range.length - 1}` : undefined;
+}
+
+function ranged(url: string, field: string | undefined): Request | string {
+  return field ? new Request(url, { headers: { range: field } }) : url;
+}
+
+/**
+ * What a (possibly ranged) match found: a 206 whose Content-Range is the range the record's length
+ * resolves to is that range; anything else (a 200, a range that selects nothing, or one that does not add
+ * up) is read again whole.
+ */
+async function withRange(
+  entry: StoredEntry,
+  response: Response,
+  range: ByteRange | undefined,
+  whole: () => Promise<Response | undefined>,
+): Promise<CachedObject | null> {
+  const body = response.body;
+  if (!body) return null;
+  const wanted = range && resolveRange(range, entry.length);
+  if (response.status !== 206) {
+    // A range that covers the whole body (a suffix longer than it) is answered 200: it is still that range.
+    const all = wanted && wanted.start === 0 && wanted.end === entry.length - 1;
+    return all ? { entry, body, range: wanted } : { entry, body };
+  }
+  const got = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(response.headers.get("content-range") ?? "");
+  if (
+    wanted &&
+    got &&
+    Number(got[1]) === wanted.start &&
+    Number(got[2]) === wanted.end &&
+    Number(got[3]) === entry.length
+  ) {
+    return { entry, body, range: wanted };
+  }
+  await body.cancel();
+  const again = await whole();
+  return again?.body ? { entry, body: again.body } : null;
 }
 
 async function countBytes(stream: ReadableStream<Uint8Array>): Promise<number> {

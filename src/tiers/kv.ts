@@ -1,6 +1,7 @@
 import { isStoredEntry, type StoredEntry } from "../core/entry";
+import { sliceStream } from "../core/http/range";
 import { BodyTooLargeError, concat, readAll, splitPrefix, streamOf } from "../core/streams";
-import type { CachedObject, Tier, UnknownLength } from "../core/tier";
+import { type ByteRange, type CachedObject, resolveRange, type Tier, type UnknownLength } from "../core/tier";
 import { DamagedEntryError } from "../core/verified-body";
 
 /**
@@ -14,6 +15,8 @@ import { DamagedEntryError } from "../core/verified-body";
  *   split into chunks under `<prefix><key>/<nonce>/<i>`, written first; the record, written last with
  *   `c: {n, id}` in its metadata, is what makes the entry visible, so a body that broke off midway leaves
  *   only unreachable chunks that expire with their TTL.
+ * - A ranged get reads only what holds the range: the one value as far as the range's end, or only the
+ *   chunks the range falls in (the record says the chunk size, `c.s`).
  * - A body of unknown length is read `chunkSize` bytes at a time and counted (refused past its bound): one
  *   that ends within the first chunk is stored inline; a longer one goes to chunks as it arrives, and the
  *   record, written last, carries the counted length and number of chunks.
@@ -29,7 +32,8 @@ const KV_MIN_TTL = 60;
  */
 export const KV_MAX_TTL = 31_536_000;
 
-type Chunks = { n: number; id: string };
+/** `s`: the chunk size they were written with (every chunk but the last); absent in older records. */
+type Chunks = { n: number; id: string; s?: number };
 type KvMetadata = ({ e: StoredEntry } | { f: number }) & { c?: Chunks };
 
 export interface KvTierOptions {
@@ -37,17 +41,46 @@ export interface KvTierOptions {
   prefix?: string;
   /** Bodies longer than this are chunked (at most KV's 25 MiB value limit). */
   chunkSize?: number;
+  /**
+   * KV takes one write per second per key: a record written again sooner than this (a put or a refresh) by
+   * this isolate waits for its slot; one more than two gaps away is refused (the store skips the tier), and so is
+   * a variant index that comes too soon. 0: no guard.
+   */
+  minWriteGapMs?: number;
+  now?: () => number;
 }
 
 export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
   const prefix = options.prefix ?? "c:";
   const chunkSize = Math.min(options.chunkSize ?? 8 * 1024 * 1024, KV_VALUE_LIMIT - 64 * 1024);
   const chunkKey = (key: string, chunks: Chunks, i: number) => `${prefix}${key}/${chunks.id}/${i}`;
-
+  const gap = options.minWriteGapMs ?? 0;
+  const now = options.now ?? Date.now;
+  const lastWrite = new Map<string, number>();
+  /**
+   * Claims a slot to write a record key: at once, or `gap` ms after the last write of it by this isolate
+   * (waiting for it); refused when that slot is more than two gaps away (writes are queueing up).
+   */
+  const claimWrite = async (name: string, wait = true) => {
+    if (gap <= 0) return;
+    const at = now();
+    const last = lastWrite.get(name);
+    const slot = last === undefined ? at : Math.max(at, last + gap);
+    if (slot - at > (wait ? 2 * gap : 0)) throw new KvWriteRateError(`${name} has writes queued for ${slot - at} ms`);
+    lastWrite.delete(name);
+    lastWrite.set(name, slot);
+    // Oldest first out: only the last gap matters.
+    for (const [old, when] of lastWrite) {
+      if (lastWrite.size <= 10_000 && at - when < gap) break;
+      lastWrite.delete(old);
+    }
+    if (slot > at) await new Promise((resolve) => setTimeout(resolve, slot - at));
+  };
   return {
     name: "kv",
+    global: true,
 
-    async get(key: string): Promise<CachedObject | null> {
+    async get(key: string, range?: ByteRange): Promise<CachedObject | null> {
       const { value, metadata } = await kv.getWithMetadata<KvMetadata>(prefix + key, "stream");
       if (value === null) return null;
       let entry: StoredEntry | null = null;
@@ -65,10 +98,25 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
         return null;
       }
       const chunks = metadata?.c;
-      if (!chunks) return { entry, body: rest };
+      const wanted = range && resolveRange(range, entry.length);
+      if (!chunks) {
+        // One value: read only as far as the range's end.
+        if (!wanted) return { entry, body: rest };
+        return { entry, body: sliceStream(rest, wanted.start, wanted.end), range: wanted };
+      }
       await rest.cancel();
       if (!Number.isInteger(chunks.n) || chunks.n < 1 || typeof chunks.id !== "string") return null;
-      return { entry, body: chunkedBody(kv, (i) => chunkKey(key, chunks, i), chunks.n) };
+      const keyOf = (i: number) => chunkKey(key, chunks, i);
+      const size = chunks.s;
+      if (!wanted || !Number.isSafeInteger(size) || size === undefined || size < 1) {
+        return { entry, body: chunkedBody(kv, keyOf, chunks.n) };
+      }
+      // Only the chunks that hold the range are read: a tail of a large object is its last chunk or two.
+      const first = Math.floor(wanted.start / size);
+      const last = Math.min(chunks.n - 1, Math.floor(wanted.end / size));
+      const from = chunkedBody(kv, keyOf, last + 1, first);
+      const offset = first * size;
+      return { entry, body: sliceStream(from, wanted.start - offset, wanted.end - offset), range: wanted };
     },
 
     async put(
@@ -78,40 +126,58 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
       retention: number,
       unknown?: UnknownLength,
     ) {
-      const expirationTtl = Math.min(KV_MAX_TTL, Math.max(KV_MIN_TTL, Math.ceil(retention)));
+      const expirationTtl = expirationTtlOf(retention);
+      // A variant index is rewritten by every new variant's fill: one that comes too soon is skipped (the next
+      // fill writes it again), not queued.
+      await claimWrite(prefix + key, given.variants === undefined);
       let chunks: Chunks | undefined;
       let entry = given;
       // Every KV value is written from a buffer of at most `chunkSize` bytes: a put from a stream that
       // breaks off must never leave a partial value behind, and memory stays bounded by the chunk size.
       let inlineBody: Uint8Array = body instanceof Uint8Array ? body : new Uint8Array(0);
-      if (unknown && !(body instanceof Uint8Array)) {
+      if (entry.at !== undefined) {
+        // A record whose body is elsewhere (tiers/global.ts): the value is empty, whatever the length says.
+        inlineBody = new Uint8Array(0);
+      } else if (unknown && !(body instanceof Uint8Array)) {
         const id = crypto.randomUUID();
         const keyOf = (i: number) => chunkKey(key, { n: 0, id }, i);
         const written = await writeCounted(kv, body, { size: chunkSize, max: unknown.maxBytes }, keyOf, expirationTtl);
         entry = { ...given, length: written.total };
         if ("inline" in written) inlineBody = written.inline;
-        else chunks = { n: written.n, id };
+        else chunks = { n: written.n, id, s: chunkSize };
       } else if (!(body instanceof Uint8Array) && entry.length <= chunkSize) {
         inlineBody = await readAll(body, chunkSize);
         if (inlineBody.byteLength !== entry.length) {
           throw new Error(`body has ${inlineBody.byteLength} bytes, its record says ${entry.length}`);
         }
       } else if (entry.length > chunkSize) {
-        chunks = { n: Math.ceil(entry.length / chunkSize), id: crypto.randomUUID() };
+        chunks = { n: Math.ceil(entry.length / chunkSize), id: crypto.randomUUID(), s: chunkSize };
         const source = body instanceof Uint8Array ? streamOf(body) : body;
         const keyOf = (i: number) => chunkKey(key, chunks as Chunks, i);
         await writeChunks(kv, source, { size: chunkSize, total: entry.length }, keyOf, expirationTtl);
         inlineBody = new Uint8Array(0);
       }
 
-      const inline: KvMetadata = chunks ? { e: entry, c: chunks } : { e: entry };
-      if (byteLength(JSON.stringify(inline)) <= KV_METADATA_LIMIT) {
-        await kv.put(prefix + key, inlineBody, { metadata: inline, expirationTtl });
-        return;
+      await writeRecord(kv, prefix + key, entry, inlineBody, chunks, expirationTtl);
+    },
+
+    async refresh(key: string, given: StoredEntry, retention: number): Promise<boolean> {
+      const { value, metadata } = await kv.getWithMetadata<KvMetadata>(prefix + key, "arrayBuffer");
+      if (value === null || !metadata) return false;
+      let stored: StoredEntry | null = null;
+      let body = new Uint8Array(value);
+      if ("e" in metadata && isStoredEntry(metadata.e)) stored = metadata.e;
+      else if ("f" in metadata && Number.isInteger(metadata.f) && metadata.f > 0 && metadata.f <= body.byteLength) {
+        const parsed: unknown = JSON.parse(new TextDecoder().decode(body.subarray(0, metadata.f)));
+        if (isStoredEntry(parsed)) stored = parsed;
+        body = body.subarray(metadata.f);
       }
-      const frame = new TextEncoder().encode(JSON.stringify(entry));
-      const framed: KvMetadata = chunks ? { f: frame.byteLength, c: chunks } : { f: frame.byteLength };
-      await kv.put(prefix + key, concat([frame, inlineBody]), { metadata: framed, expirationTtl });
+      if (!stored || !sameBody(stored, given)) return false;
+      await claimWrite(prefix + key);
+      // The record is rewritten with the value it describes; chunks (and a body in R2) are left as they are.
+      const entry: StoredEntry = stored.at ? { ...given, at: stored.at } : given;
+      await writeRecord(kv, prefix + key, entry, body, metadata.c, expirationTtlOf(retention));
+      return true;
     },
 
     async delete(key: string): Promise<void> {
@@ -119,6 +185,45 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
       await kv.delete(prefix + key);
     },
   };
+}
+
+/** A refused write: writes of the key are queued more than two gaps ahead (KV's limit is one write per second per key). */
+export class KvWriteRateError extends Error {
+  override readonly name = "KvWriteRateError";
+}
+
+function expirationTtlOf(retention: number): number {
+  return Math.min(KV_MAX_TTL, Math.max(KV_MIN_TTL, Math.ceil(retention)));
+}
+
+/** Whether a refreshed record describes the same stored body as the one there (a 304 keeps the body). */
+function sameBody(stored: StoredEntry, given: StoredEntry): boolean {
+  return (
+    stored.length === given.length &&
+    stored.digest === given.digest &&
+    stored.etag === given.etag &&
+    stored.lastModified === given.lastModified &&
+    stored.variants === undefined
+  );
+}
+
+/** The record (in metadata, or framed in front of the value when it does not fit) and the inline body. */
+async function writeRecord(
+  kv: KVNamespace,
+  name: string,
+  entry: StoredEntry,
+  inlineBody: Uint8Array,
+  chunks: Chunks | undefined,
+  expirationTtl: number,
+): Promise<void> {
+  const inline: KvMetadata = chunks ? { e: entry, c: chunks } : { e: entry };
+  if (byteLength(JSON.stringify(inline)) <= KV_METADATA_LIMIT) {
+    await kv.put(name, inlineBody, { metadata: inline, expirationTtl });
+    return;
+  }
+  const frame = new TextEncoder().encode(JSON.stringify(entry));
+  const framed: KvMetadata = chunks ? { f: frame.byteLength, c: chunks } : { f: frame.byteLength };
+  await kv.put(name, concat([frame, inlineBody]), { metadata: framed, expirationTtl });
 }
 
 /**
@@ -229,9 +334,14 @@ function pieces(source: ReadableStream<Uint8Array>, max: number) {
   };
 }
 
-/** A lazy stream over the chunks of one entry, read one KV value at a time. */
-function chunkedBody(kv: KVNamespace, keyOf: (i: number) => string, count: number): ReadableStream<Uint8Array> {
-  let index = 0;
+/** A lazy stream over the chunks of one entry (from chunk `from` to `count - 1`), read one KV value at a time. */
+function chunkedBody(
+  kv: KVNamespace,
+  keyOf: (i: number) => string,
+  count: number,
+  from = 0,
+): ReadableStream<Uint8Array> {
+  let index = from;
   let current: ReadableStreamDefaultReader<Uint8Array> | undefined;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {

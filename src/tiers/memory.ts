@@ -1,6 +1,6 @@
 import type { StoredEntry } from "../core/entry";
 import { readAll, streamOf } from "../core/streams";
-import type { CachedObject, Tier, UnknownLength } from "../core/tier";
+import { type ByteRange, type CachedObject, resolveRange, type Tier, type UnknownLength } from "../core/tier";
 
 /**
  * An in-isolate tier: a bounded map with retention. Used by unit tests of the pipeline and as the
@@ -13,12 +13,17 @@ export function memoryTier(options: { now: () => number; maxEntries?: number; na
   return {
     name: options.name ?? "memory",
 
-    async get(key: string): Promise<CachedObject | null> {
+    async get(key: string, range?: ByteRange): Promise<CachedObject | null> {
       const found = entries.get(key);
       if (!found) return null;
       if (found.expiresAt <= options.now()) {
         entries.delete(key);
         return null;
+      }
+      const wanted = range && resolveRange(range, found.body.byteLength);
+      if (wanted) {
+        const body = streamOf(found.body.subarray(wanted.start, wanted.end + 1));
+        return { entry: structuredClone(found.entry), body, range: wanted };
       }
       return { entry: structuredClone(found.entry), body: streamOf(found.body) };
     },

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { wranglerEnv as env, startWranglerDev } from "../support/wrangler-dev.mjs";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const TOKEN = "e2e-admin-token";
+const TOKEN = "e2e-admin-token-0123456789abcdef0123";
 
 let dev;
 let workerUrl;
@@ -84,7 +84,19 @@ test("the CLI manages a site on the local Worker: put, serve, list, purge, stats
 
   const stats = await cli(["stats", id, "--json"]);
   assert.equal(stats.code, 0, stats.stderr);
-  assert.equal(JSON.parse(stats.stdout).sites[id].requests, 3);
+  const answer = JSON.parse(stats.stdout);
+  // Summed by the stats aggregator (the answering isolate flushes first), over the default window.
+  assert.equal(answer.scope, "global");
+  assert.equal(answer.sites[id].requests, 3);
+  assert.equal(answer.series.length, 60);
+  assert.equal(
+    answer.series.reduce((/** @type {number} */ sum, /** @type {any} */ point) => sum + point.values.requests, 0),
+    3,
+  );
+  const window = await cli(["stats", "--window", "5m", "--site", id]);
+  assert.equal(window.code, 0, window.stderr);
+  assert.match(window.stdout, new RegExp(`^${id} +3 `, "m"));
+  assert.match(window.stdout, /^requests per minute: /m);
 
   const refused = await cli(["sites", "list"], { TIERCEL_TOKEN: "wrong" });
   assert.equal(refused.code, 1);
@@ -93,4 +105,43 @@ test("the CLI manages a site on the local Worker: put, serve, list, purge, stats
   const deleted = await cli(["sites", "delete", id]);
   assert.equal(deleted.code, 0, deleted.stderr);
   assert.equal((await fetch(`${workerUrl}/app.css`)).status, 404);
+});
+
+test("the CLI makes a scoped token, which purges its site only, and the audit log names it", async () => {
+  const file = join(dev.stateDir, "scoped.json");
+  await writeFile(
+    file,
+    JSON.stringify({ hosts: ["scoped.localhost"], origin: { kind: "http", url: originUrl, allowPrivate: true } }),
+  );
+  const put = await cli(["sites", "put", file, "--json"]);
+  assert.equal(put.code, 0, put.stderr);
+  const id = JSON.parse(put.stdout).site?.id ?? JSON.parse(put.stdout)[0]?.site?.id;
+
+  const made = await cli(["tokens", "create", "ci deploys", "--site", id, "--json"]);
+  assert.equal(made.code, 0, made.stderr);
+  const { token, secret } = JSON.parse(made.stdout);
+  assert.match(secret, /^tcs_[0-9a-f]{16}_/);
+  const listed = await cli(["tokens", "list"]);
+  assert.match(listed.stdout, new RegExp(`${token.id}\\s+ci deploys\\s+${id}`));
+  assert.ok(!listed.stdout.includes(secret));
+
+  const scoped = { TIERCEL_TOKEN: secret };
+  const purged = await cli(["purge", id, "--tag", "t1"], scoped);
+  assert.equal(purged.code, 0, purged.stderr);
+  const escalate = await cli(["tokens", "list"], scoped);
+  assert.equal(escalate.code, 1);
+  assert.match(escalate.stderr, /admin_only/);
+
+  const log = await cli(["audit", "--site", id]);
+  assert.equal(log.code, 0, log.stderr);
+  assert.match(log.stdout, new RegExp(`ci deploys \\(${token.id}\\)\\s+site\\.purge\\s+${id}\\s+.*tags=t1`));
+  assert.match(log.stdout, /admin\s+site\.create/);
+
+  const revoked = await cli(["tokens", "revoke", token.id]);
+  assert.equal(revoked.code, 0, revoked.stderr);
+  const after = await cli(["purge", id, "--tag", "t2"], scoped);
+  assert.equal(after.code, 1);
+  assert.match(after.stderr, /unauthorized/);
+  const global = await cli(["audit", "--limit", "1"]);
+  assert.match(global.stdout, /admin\s+token\.revoke/);
 });

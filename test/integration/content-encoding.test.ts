@@ -2,7 +2,7 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { cacheKey } from "../../src/core/keys";
 import { edgeTier } from "../../src/tiers/edge";
-import { newSite, origin, putSite, send, unique } from "../support/harness";
+import { newSite, origin, putSite, send, testClock, unique } from "../support/harness";
 import type { RouteSpec } from "../support/origin-server";
 
 /**
@@ -43,7 +43,8 @@ function asClient(acceptEncoding: string | undefined): RequestInit {
 }
 
 describe.each(MODES)("a compressing origin, %s mode", (mode) => {
-  for (const coding of ["gzip", "deflate"] as const) {
+  // deflate-raw: Content-Encoding: deflate without the zlib wrapper (RFC 1951 alone), as some servers send it.
+  for (const coding of ["gzip", "deflate", "deflate-raw"] as const) {
     for (const careless of [false, true]) {
       it(`stores and serves the identity bytes of a ${coding} body${careless ? " sent regardless of Accept-Encoding" : ""}`, async () => {
         const { host, id } = await siteIn(mode);
@@ -167,12 +168,13 @@ describe.each(MODES)("a compressing origin, %s mode", (mode) => {
       headers: { "content-type": "text/plain", "cache-control": "max-age=600" },
     });
     const url = `http://${host}${path}`;
-    const first = (await send(url)) as Response & { bodyError?: unknown };
-    expect(first.status).toBe(200);
-    expect(first.bodyError).toBeInstanceOf(Error);
-    const second = (await send(url)) as Response & { bodyError?: unknown };
+    // Its decoded length is unknown, so it is read before the head leaves (cache.collectUnknownLength): the
+    // break is answered 502, never a 200 that ends cleanly.
+    const first = await send(url);
+    expect(first.status).toBe(502);
+    const second = await send(url);
+    expect(second.status).toBe(502);
     expect(second.headers.get("cache-status")).toContain("fwd=miss");
-    expect(second.bodyError).toBeInstanceOf(Error);
     expect((await origin.hits(path)).hits).toBe(2);
   }, 30_000);
 
@@ -252,5 +254,81 @@ describe.each(MODES)("a compressing origin, %s mode", (mode) => {
     expect(again.headers.get("cache-status")).toContain("fwd=miss");
     expect((await origin.hits(path)).hits).toBe(2);
     expect(coded.byteLength).toBeLessThan(5_000);
+  });
+});
+
+/**
+ * Integrity fields (RFC 9530): Content-Digest and Repr-Digest describe the origin's bytes. When Tiercel
+ * changes them (decoding, minifying) they are removed, on the miss and on every hit; unchanged bytes keep
+ * them, and a range keeps only Repr-Digest (its content is the part).
+ */
+describe("Content-Digest and Repr-Digest", () => {
+  const DIGESTS = { "content-digest": "sha-256=:c29tZSBkaWdlc3Q=:", "repr-digest": "sha-256=:c29tZSBkaWdlc3Q=:" };
+
+  async function missAndHit(host: string, path: string, init?: RequestInit): Promise<Response[]> {
+    const miss = await send(`http://${host}${path}`, init);
+    const hit = await send(`http://${host}${path}`, init);
+    expect(hit.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
+    return [miss, hit];
+  }
+
+  it("keeps them when the bytes are the origin's, and a range keeps only Repr-Digest", async () => {
+    const { host } = await newSite();
+    const path = `/${unique("digest-identity")}.txt`;
+    await origin.route(path, { size: 5_000, headers: { ...DIGESTS, "cache-control": "max-age=600" } });
+    for (const answer of await missAndHit(host, path)) {
+      expect(answer.headers.get("content-digest")).toBe(DIGESTS["content-digest"]);
+      expect(answer.headers.get("repr-digest")).toBe(DIGESTS["repr-digest"]);
+    }
+    const part = await send(`http://${host}${path}`, { headers: { range: "bytes=0-99" } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get("content-digest")).toBeNull();
+    expect(part.headers.get("repr-digest")).toBe(DIGESTS["repr-digest"]);
+  });
+
+  it.each(MODES)("drops them from a body Tiercel decoded (%s mode)", async (mode) => {
+    const { host } = await siteIn(mode);
+    const path = `/${unique("digest-gzip")}.txt`;
+    await origin.route(path, { size: 5_000, encode: "gzip", headers: { ...DIGESTS, "cache-control": "max-age=600" } });
+    for (const answer of await missAndHit(host, path)) {
+      expect(answer.headers.get("content-encoding")).toBeNull();
+      expect(answer.headers.get("content-digest")).toBeNull();
+      expect(answer.headers.get("repr-digest")).toBeNull();
+    }
+  });
+
+  it("drops them from a body Tiercel minified", async () => {
+    const { host } = await newSite({ optimize: { minify: { js: true } } });
+    const path = `/${unique("digest-min")}.js`;
+    await origin.route(path, {
+      body: "function add ( first , second ) {\n  // a comment\n  return first + second ;\n}\n",
+      headers: { ...DIGESTS, "content-type": "application/javascript", "cache-control": "max-age=600" },
+    });
+    for (const answer of await missAndHit(host, path)) {
+      expect(answer.headers.get("tiercel-optimize")).toMatch(/minif/);
+      expect(answer.headers.get("content-digest")).toBeNull();
+      expect(answer.headers.get("repr-digest")).toBeNull();
+    }
+  });
+
+  it("does not take them back from a 304 that refreshes a decoded entry", async () => {
+    const { host } = await newSite();
+    const path = `/${unique("digest-304")}.txt`;
+    const url = `http://${host}${path}`;
+    await origin.route(path, {
+      size: 5_000,
+      encode: "gzip",
+      conditional: true,
+      notModifiedHeaders: DIGESTS,
+      headers: { ...DIGESTS, etag: '"v1"', "cache-control": "max-age=10" },
+    });
+    const clock = testClock();
+    await send(url, undefined, { now: clock.now });
+    clock.advance(20);
+    const refreshed = await send(url, undefined, { now: clock.now });
+    expect(refreshed.headers.get("cache-status")).toContain("fwd=stale; fwd-status=304");
+    expect(refreshed.headers.get("repr-digest")).toBeNull();
+    expect(refreshed.headers.get("content-digest")).toBeNull();
+    expect(await refreshed.text()).toBe(plain(5_000));
   });
 });

@@ -1,8 +1,10 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ErrorBody } from "../../src/core/errors";
+import type { SiteOwnerApi } from "../../src/sites/owner";
 import type { Site } from "../../src/sites/schema";
-import { siteKey } from "../../src/sites/store";
+import { type PublishedPurges, purgesKey, siteKey } from "../../src/sites/store";
+import { platformFor } from "../../src/worker";
 import { adminCall, origin, send, unique } from "../support/harness";
 
 /**
@@ -47,6 +49,16 @@ async function publishedAt(host: string, revision: number): Promise<Site> {
   throw new Error(`${host} never reached revision ${revision} in KV`);
 }
 
+/** The site's purge state in KV once it has reached `version`. */
+async function publishedPurges(id: string, version: number): Promise<PublishedPurges> {
+  for (let tries = 0; tries < 40; tries++) {
+    const { value, metadata } = await env.SITES.getWithMetadata<{ version: number }>(purgesKey(id));
+    if (value !== null && (metadata?.version ?? 0) >= version) return JSON.parse(value) as PublishedPurges;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`the purges of ${id} never reached version ${version} in KV`);
+}
+
 describe("owners with atomic writes", () => {
   it("loses none of 50 concurrent purges and edits, and coalesces their KV publishes", async () => {
     const { site, revision } = await createSite();
@@ -69,7 +81,6 @@ describe("owners with atomic writes", () => {
 
     const final = (await admin("GET", `/sites/${site.id}`)).body as unknown as { site: Site; revision: number };
     expect(final.revision).toBe(revision + 50);
-    expect(Object.keys(final.site.purges.tags).sort()).toEqual([...tags].sort());
     expect(ttls).toContain(final.site.cache.browserTtl);
 
     // At most one publish per second of the burst (KV allows one write per second per key), plus the alarm's
@@ -78,9 +89,14 @@ describe("owners with atomic writes", () => {
     const seconds = Math.ceil((Date.now() - started) / 1000);
     expect(await publishes(site.id)).toBeLessThanOrEqual(2 + seconds);
     expect(seconds).toBeLessThan(10);
-    const published = await publishedAt(host, final.revision);
-    expect(Object.keys(published.purges.tags).sort()).toEqual([...tags].sort());
+    // The settings last changed with the last edit (a purge leaves them alone).
+    const lastEdit = Math.max(...answers.filter((a) => a.status === 200).map((a) => a.body.revision as number));
+    const published = await publishedAt(host, lastEdit);
     expect(published.cache.browserTtl).toBe(final.site.cache.browserTtl);
+    // The purges are published apart from the settings, every tag there.
+    const purges = await publishedPurges(site.id, 25);
+    expect(purges.tags.map(([tag]) => tag).sort()).toEqual([...tags].sort());
+    expect(published).not.toHaveProperty("purges");
   });
 
   it("gives exactly one of 10 concurrent claims of one host, the others 409 host_taken", async () => {
@@ -186,5 +202,91 @@ describe("sites stored before owners", () => {
     await env.SITES.put(`tombstone:${gone}`, "7");
     const again = await admin("PUT", `/sites/${gone}`, siteBody([`${unique("reborn")}.test`]));
     expect((again.body.site as Site).generation).toBe(8);
+  });
+});
+
+describe("purges as data", () => {
+  it("keeps 100,000 URL purges bounded and apart from the settings; purged URLs miss, the others hit", {
+    timeout: 180_000,
+  }, async () => {
+    const { site, revision } = await createSite();
+    const host = site.hosts[0] as string;
+    const base = `/${unique("many")}`;
+    const purged = Array.from({ length: 10 }, (_, i) => `${base}/purged-${i}`);
+    const kept = Array.from({ length: 10 }, (_, i) => `${base}/kept-${i}`);
+    for (const path of [...purged, ...kept]) {
+      await origin.route(path, { body: "v{hit}", headers: { "cache-control": "max-age=3600" } });
+      expect(await (await send(`http://${host}${path}`)).text()).toBe("v1");
+    }
+    // 100,000 URL purges through the owner (as the admin API calls it), 1,000 per call; the ten filled
+    // URLs are spread among them.
+    const urls = Array.from({ length: 100_000 }, (_, i) => `http://${host}${base}/other-${i}`);
+    for (const [i, path] of purged.entries()) urls[i * 9_973] = `http://${host}${path}`;
+    const owner = ownerOf(site.id) as unknown as SiteOwnerApi;
+    for (let batch = 0; batch < 100; batch++) {
+      const outcome = await owner.purge(
+        site.id,
+        { urls: urls.slice(batch * 1000, (batch + 1) * 1000) },
+        {
+          kind: "admin",
+        },
+      );
+      expect(outcome.ok).toBe(true);
+    }
+    const whole = await owner.purges(site.id);
+    expect(whole.version).toBe(100);
+    expect(whole.urls).toHaveLength(100_000);
+    const bytes = JSON.stringify(whole).length;
+    // Bounded: one 16-hex-digit key and a time per URL (about 33 bytes), never the settings' business.
+    expect(bytes).toBeLessThan(100_000 * 40);
+    console.log(JSON.stringify({ event: "test.purge-state", urls: whole.urls.length, bytes }));
+    const settings = (await admin("GET", `/sites/${site.id}`)).body as unknown as { site: Site; revision: number };
+    expect(settings.site.purges).toEqual({ urls: {}, tags: {}, softTags: {} });
+    expect(settings.revision).toBe(revision + 100);
+    expect(await publishedAt(host, revision)).not.toHaveProperty("purges");
+    expect((await publishedPurges(site.id, 100)).urls).toHaveLength(100_000);
+
+    // This isolate takes the new state (as the admin API's isolate, or the control feed, makes it do).
+    await platformFor(env).sites.primePurges?.(site.id, whole);
+    for (const path of purged) {
+      const answer = await send(`http://${host}${path}`);
+      expect(await answer.text()).toBe("v2");
+      expect(answer.headers.get("cache-status")).toContain("detail=purged");
+    }
+    for (const path of kept) {
+      const answer = await send(`http://${host}${path}`);
+      expect(await answer.text()).toBe("v1");
+      expect(answer.headers.get("cache-status")).toContain("hit");
+    }
+  });
+
+  it("moves purge records out of a config stored with them, keeping them in force", async () => {
+    const host = `${unique("carried")}.test`;
+    const id = unique("carried").replaceAll(".", "");
+    const path = `/${unique("tagged")}`;
+    await origin.route(path, { body: "t{hit}", headers: { "cache-control": "max-age=3600", "cache-tag": "old-tag" } });
+    await env.SITES.put(siteKey(host), JSON.stringify({ id, hosts: [host], origin: siteBody([]).origin }));
+    await platformFor(env).sites.forget([host]);
+    expect(await (await send(`http://${host}${path}`)).text()).toBe("t1");
+    // A config as a purge wrote it before purges were data.
+    const carried = {
+      id,
+      hosts: [host],
+      origin: siteBody([]).origin,
+      purges: { urls: {}, tags: { "old-tag": Date.now() }, softTags: {} },
+    };
+    await env.SITES.put(siteKey(host), JSON.stringify(carried));
+    await platformFor(env).sites.forget([host]);
+    // Read as it is, the record counts at once.
+    expect(await (await send(`http://${host}${path}`)).text()).toBe("t2");
+    // The owner moves it out on first read (the listing's first page adopts the host), and publishes both.
+    expect((await admin("GET", "/sites")).status).toBe(200);
+    const read = await admin("GET", `/sites/${id}`);
+    expect((read.body.site as Site).purges.tags).toEqual({});
+    const purges = await publishedPurges(id, 1);
+    expect(purges.tags.map(([tag]) => tag)).toEqual(["old-tag"]);
+    await runDurableObjectAlarm(ownerOf(id));
+    const settings = await publishedAt(host, 2);
+    expect(settings).not.toHaveProperty("purges");
   });
 });

@@ -10,7 +10,7 @@ import readme from "../../README.md?raw";
 import type { ErrorBody } from "../../src/core/errors";
 import { checkConnectTarget, checkOriginUrl } from "../../src/origins/address";
 import { parseSite, type Site } from "../../src/sites/schema";
-import { send } from "../support/harness";
+import { ADMIN_TOKEN, send } from "../support/harness";
 
 /**
  * Every site-config example in README.md and docs/ validates with the real schema, and every
@@ -147,14 +147,14 @@ describe("documentation examples", () => {
       for (const host of body.hosts as string[]) await env.SITES.delete(`host:${host}`);
       const response = await send("http://admin.test/_tiercel/api/v1/sites", {
         method: "POST",
-        headers: { authorization: "Bearer test-admin-token", "content-type": "application/json" },
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
         body: JSON.stringify(body),
       });
       const answer = (await response.json()) as ErrorBody & { site?: { id: string } };
       expect(response.status, `${where}: ${line}: ${JSON.stringify(answer)}`).toBe(201);
       await send(`http://admin.test/_tiercel/api/v1/sites/${answer.site?.id}`, {
         method: "DELETE",
-        headers: { authorization: "Bearer test-admin-token" },
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
       });
     }
   });

@@ -42,7 +42,8 @@ describe("requests to an http backend", () => {
     ]) {
       expect(seen[name], name).toBeUndefined();
     }
-    expect(seen["x-forwarded-for"]).toBe("198.51.100.7");
+    // The client's address is per client and in no key: a cacheable request does not carry it.
+    expect(seen["x-forwarded-for"]).toBeUndefined();
     // The key has no scheme, so the backend is told a fixed one (origin.forwardedProto, default https).
     expect(seen["x-forwarded-proto"]).toBe("https");
     expect(seen["cdn-loop"]).toBe("tiercel");
@@ -50,6 +51,20 @@ describe("requests to an http backend", () => {
     // A cacheable request passes only the site's allow-list (cache.requestHeaders), Vary'd fields and credentials.
     expect(seen["x-app"]).toBeUndefined();
     expect(seen["cf-connecting-ip"]).toBeUndefined();
+  });
+
+  it("tells the backend the client's address (X-Forwarded-For) on bypassed requests and other methods only", async () => {
+    const { host } = await newSite({ bypass: { paths: ["/account/"] } });
+    const client = { "cf-connecting-ip": "198.51.100.7", "x-forwarded-for": "6.6.6.6" };
+    const cached = `/${unique("xff-cached")}`;
+    const bypassed = `/account/${unique("xff-bypass")}`;
+    const forwardedFor = async (path: string) => (await origin.hits(path)).last?.headers["x-forwarded-for"];
+    await send(`http://${host}${cached}`, { headers: client });
+    expect(await forwardedFor(cached)).toBeUndefined();
+    await send(`http://${host}${bypassed}`, { headers: client });
+    expect(await forwardedFor(bypassed)).toBe("198.51.100.7");
+    await send(`http://${host}${cached}`, { method: "POST", headers: client, body: "x" });
+    expect(await forwardedFor(cached)).toBe("198.51.100.7");
   });
 
   it("removes hop-by-hop headers, and those named in Connection, both ways (RFC 9110 §7.6.1)", async () => {

@@ -7,7 +7,7 @@ import { OptimizeError } from "../../src/optimize/types";
 import { decodePixels, wasmImageEngine } from "../../src/optimize/wasm-images";
 import type { SiteInput } from "../../src/sites/schema";
 import { platformFor } from "../../src/worker";
-import { fixture, newSite, origin, putSite, send, testClock, unique } from "../support/harness";
+import { ADMIN_TOKEN, fixture, newSite, origin, putSite, send, testClock, unique } from "../support/harness";
 import { rawImageRoute, withMetadata } from "../support/images";
 
 /**
@@ -188,7 +188,7 @@ describe("the original, and why", { timeout: 60_000 }, () => {
         throw new OptimizeError("engine-error", "out of memory (simulated)");
       },
     };
-    const broken = { engines: { ...platformFor(env).engines, wasm: failing }, now: clock.now };
+    const broken = { engines: { ...platformFor(env).engines, wasm: failing }, now: clock.now, shield: undefined };
     const first = await send(site.url, { headers: { accept: CHROME_ACCEPT } }, broken);
     expect(first.status).toBe(200);
     expect(await bytesOf(first)).toEqual(site.original);
@@ -364,7 +364,7 @@ describe("resize URLs", { timeout: 60_000 }, () => {
 describe("purges reach resized variants", { timeout: 60_000 }, () => {
   it("a URL purge of the source image also purges its resized variants, and a resize URL purges itself", async () => {
     const host = `${unique("purge-resize")}.test`;
-    const headers = { authorization: "Bearer test-admin-token", "content-type": "application/json" };
+    const headers = { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" };
     const created = await send("http://admin.test/_tiercel/api/v1/sites", {
       method: "POST",
       headers,

@@ -52,8 +52,9 @@ describe("one site's transforms cannot stall another's hits", { timeout: 300_000
       headers: { "content-type": "text/css", ...CACHEABLE },
     });
 
+    // 12 at once: past a page's worth (the per-site bound admits 8, TRANSFORM_BOUNDS), so some are refused.
     const finished: string[] = [];
-    const burst = Array.from({ length: 8 }, (_, n) =>
+    const burst = Array.from({ length: 12 }, (_, n) =>
       send(`http://${busy.host}${script}?cb=${n}`).then((response) => {
         // Refused ones ("busy") are answered at once; the others after their transform.
         if (response.headers.get("tiercel-optimize")?.startsWith("minified")) finished.push("minified");
@@ -61,7 +62,7 @@ describe("one site's transforms cannot stall another's hits", { timeout: 300_000
       }),
     );
     // Every burst request has reached the origin, so the transforms are being worked on.
-    await originSaw(script, 8);
+    await originSaw(script, 12);
     const hit = await send(`http://${quiet.host}${page}`);
     finished.push("hit");
     const minified = await send(`http://${other.host}${sheet}`);
@@ -73,16 +74,19 @@ describe("one site's transforms cannot stall another's hits", { timeout: 300_000
     expect(hit.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
     expect(await hit.text()).toBe("body { color: red }");
     expect(finished.indexOf("hit")).toBe(0);
-    // Another site's transform found room: minified, not refused as busy.
+    // Another site's transform found room: minified, not refused as busy, and without waiting for the
+    // burst's queue: the bursting site runs at most 2 at a time, so at most those 2 (and one that started as
+    // they ended) finished before it, never the 8 it admitted.
     expect(minified.headers.get("tiercel-optimize")).toBe("minified, original=40");
     expect(await minified.text()).toBe("body{color:red}");
-    // The bursting site had at most 2 transforms running and 2 waiting: the rest were served the original
-    // at once, as a 10-second stand-in.
+    expect(finished.indexOf("other site's minify"), finished.join(", ")).toBeLessThanOrEqual(1 + 3);
+    // The bursting site had at most 2 transforms running and 6 waiting (a page's worth): the rest were
+    // served the original at once, as a 10-second stand-in.
     const notes = answers.map((response) => response.headers.get("tiercel-optimize"));
     const done = notes.filter((note) => note?.startsWith("minified"));
     const refused = notes.filter((note) => note === "original, reason=busy, retry=10");
-    expect(done.length, notes.join("\n")).toBeGreaterThan(0);
-    expect(done.length).toBeLessThanOrEqual(4);
+    expect(done.length, notes.join("\n")).toBeGreaterThan(4);
+    expect(done.length).toBeLessThanOrEqual(8);
     expect(refused.length, notes.join("\n")).toBeGreaterThanOrEqual(4);
     for (const response of answers) expect(response.status).toBe(200);
   });

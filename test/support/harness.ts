@@ -161,7 +161,7 @@ export async function fixture(name: string): Promise<Uint8Array> {
 }
 
 /** The admin token the test Worker is given (vitest.config.ts). */
-export const ADMIN_TOKEN = "test-admin-token";
+export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123";
 
 /** One admin API call as an operator makes it: JSON in and out, the test token unless `token` says otherwise. */
 export async function adminCall(

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from "node:zlib";
 
 /**
  * A real HTTP origin on loopback for the workerd tests. It counts every request per path, remembers the
@@ -23,7 +23,10 @@ export interface RouteSpec {
   size?: number;
   /** Wait this long before sending the headers. */
   delayMs?: number;
-  /** Send the headers (with the full Content-Length), then this many bytes, then cut the connection. */
+  /**
+   * Send the headers (with the full Content-Length, or with `chunked` none), then this many bytes, then cut
+   * the connection.
+   */
   truncateAfter?: number;
   /** Answer 304 when If-None-Match matches the route's ETag header (or If-Modified-Since its Last-Modified). */
   conditional?: boolean;
@@ -48,7 +51,7 @@ export interface RouteSpec {
    * length as Content-Length) when the request's Accept-Encoding lists it, or always with `encodeAlways`
    * (a careless origin). `truncateAfter`, `stallAfter` and `chunked` then apply to the coded bytes.
    */
-  encode?: "gzip" | "br" | "deflate";
+  encode?: "gzip" | "br" | "deflate" | "deflate-raw";
   encodeAlways?: boolean;
   /**
    * Force https the way a backend behind a proxy does: unless X-Forwarded-Proto is https, answer
@@ -190,10 +193,14 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
   if (req.method === "HEAD") return res.end();
   if (route.chunked) {
     // Headers flushed by the first write without a length: Node frames the rest as chunks, one per write.
-    for (let at = 0; at < payload.byteLength; at += route.chunked) {
-      res.write(payload.subarray(at, at + route.chunked));
+    // With `truncateAfter`, the chunks stop there and the connection is cut (no last chunk).
+    const end = Math.min(payload.byteLength, route.truncateAfter ?? payload.byteLength);
+    for (let at = 0; at < end; at += route.chunked) {
+      res.write(payload.subarray(at, Math.min(end, at + route.chunked)));
     }
-    return res.end();
+    if (route.truncateAfter === undefined) return res.end();
+    setTimeout(() => res.socket?.destroy(), 20);
+    return;
   }
   if (route.stallAfter !== undefined) {
     res.write(payload.subarray(0, route.stallAfter));
@@ -221,10 +228,13 @@ function encoded(
   const accepted = String(req.headers["accept-encoding"] ?? "")
     .split(",")
     .map((coding) => coding.split(";")[0]?.trim().toLowerCase());
-  if (!route.encodeAlways && !accepted.includes(route.encode)) return plain;
-  headers["content-encoding"] = route.encode;
+  // "deflate-raw" is a careless origin's deflate: labelled deflate, sent without the zlib wrapper.
+  const label = route.encode === "deflate-raw" ? "deflate" : route.encode;
+  if (!route.encodeAlways && !accepted.includes(label)) return plain;
+  headers["content-encoding"] = label;
   if (route.encode === "gzip") return gzipSync(plain);
   if (route.encode === "br") return brotliCompressSync(plain);
+  if (route.encode === "deflate-raw") return deflateRawSync(plain);
   return deflateSync(plain);
 }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { StoredEntry } from "../../src/core/entry";
 import { readChecked } from "../../src/core/lookup";
-import type { Tier } from "../../src/core/tier";
+import type { ByteRange, Tier } from "../../src/core/tier";
 
 /**
  * The one contract every tier implements (src/core/tier.ts), as one suite every tier runs against its
@@ -479,6 +479,114 @@ export function describeTierContract(name: string, makeTier: () => Tier | Promis
       expect(stillC?.entry).toStrictEqual(entries.c);
       expect(await bytesOf(stillC?.body)).toStrictEqual(bodies.c);
     });
+
+    it("refreshes a record without its body, where the tier can; refuses one that is not there", async () => {
+      const tier = await makeTier();
+      if (!tier.refresh) return;
+      const key = uniqueKey();
+      const body = patternBytes(70_001);
+      const entry = await entryFor(body, { etag: '"r1"' });
+      expect(await tier.refresh(key, entry, 60)).toBe(false);
+      expect(await tier.get(key)).toBeNull();
+      await tier.put(key, entry, body, 60);
+
+      const refreshed = { ...entry, lifetime: 900, storedAt: entry.storedAt + 5000, headers: [["x-fresh", "1"]] };
+      expect(await tier.refresh(key, refreshed as StoredEntry, 900)).toBe(true);
+      const found = await tier.get(key);
+      expect(found?.entry).toStrictEqual(refreshed);
+      expect(sameBytes(await bytesOf(found?.body), body)).toBe(true);
+
+      // A record for another body (another length or validator) is not the tier's to refresh.
+      expect(await tier.refresh(key, { ...refreshed, length: 5 } as StoredEntry, 60)).toBe(false);
+      expect(await tier.refresh(key, { ...refreshed, etag: '"r2"' } as StoredEntry, 60)).toBe(false);
+      expect((await tier.get(key))?.entry).toStrictEqual(refreshed);
+    });
+
+    describe("ranged get", () => {
+      const cases: { label: string; range: ByteRange; start: number; end: number }[] = [
+        { label: "a range inside the body", range: { offset: 1000, length: 5000 }, start: 1000, end: 5999 },
+        { label: "an open-ended range", range: { offset: 299_000 }, start: 299_000, end: 300_006 },
+        { label: "the tail (bytes=-1000)", range: { suffix: 1000 }, start: 299_007, end: 300_006 },
+        { label: "a suffix longer than the body", range: { suffix: 400_000 }, start: 0, end: 300_006 },
+        { label: "a range running past the end", range: { offset: 300_000, length: 50 }, start: 300_000, end: 300_006 },
+      ];
+      for (const { label, range, start, end } of cases) {
+        for (const streamed of [false, true]) {
+          it(`reads only ${label} of a ${streamed ? "streamed" : "buffered"} body`, async () => {
+            const tier = await makeTier();
+            const key = uniqueKey();
+            const body = patternBytes(300_007);
+            const entry = await entryFor(body, streamed ? { digest: "" } : {});
+            await tier.put(key, entry, streamed ? streamInPieces(body, [4095, 65_536]) : body, 60);
+
+            const found = await tier.get(key, range);
+            expect(found?.entry).toStrictEqual(entry);
+            expect(found?.range).toStrictEqual({ start, end });
+            expect(sameBytes(await bytesOf(found?.body), body.slice(start, end + 1))).toBe(true);
+          });
+        }
+      }
+
+      it("hands back the whole body when the range selects nothing", async () => {
+        const tier = await makeTier();
+        const key = uniqueKey();
+        const body = patternBytes(5000);
+        const entry = await entryFor(body);
+        await tier.put(key, entry, body, 60);
+
+        for (const range of [{ offset: 5000 }, { offset: 9_999_999, length: 10 }, { suffix: 0 }] as ByteRange[]) {
+          const found = await tier.get(key, range);
+          expect(found?.entry).toStrictEqual(entry);
+          expect(found?.range).toBeUndefined();
+          expect(sameBytes(await bytesOf(found?.body), body)).toBe(true);
+        }
+      });
+
+      it("reads a range of an entry whose record is too large for small-record storage", async () => {
+        const tier = await makeTier();
+        const key = uniqueKey();
+        const body = patternBytes(70_001);
+        const entry = await entryFor(body, { headers: [["x-long", "café ☕ ".repeat(400)]], digest: "" });
+        await tier.put(key, entry, streamInPieces(body, [10, 30_000]), 60);
+
+        for (const [range, start, end] of [
+          [{ suffix: 10 }, 69_991, 70_000],
+          [{ offset: 0, length: 3 }, 0, 2],
+          [{ offset: 40_000, length: 20_000 }, 40_000, 59_999],
+        ] as const) {
+          const found = await tier.get(key, range);
+          expect(found?.entry).toStrictEqual(entry);
+          expect(found?.range).toStrictEqual({ start, end });
+          expect(sameBytes(await bytesOf(found?.body), body.slice(start, end + 1))).toBe(true);
+        }
+      });
+
+      it("reads a range of an unknown-length body with its counted length", async () => {
+        const tier = await makeTier();
+        const key = uniqueKey();
+        const body = patternBytes(200_003);
+        const entry = await entryFor(body, { digest: "" });
+        await tier.put(key, { ...entry, length: -1 }, streamInPieces(body, [7, 65_536]), 60, { maxBytes: 1_000_000 });
+
+        const found = await tier.get(key, { suffix: 100 });
+        expect(found?.entry).toStrictEqual(entry);
+        expect(found?.range).toStrictEqual({ start: 199_903, end: 200_002 });
+        expect(sameBytes(await bytesOf(found?.body), body.slice(199_903))).toBe(true);
+      });
+
+      it("checks a ranged read against the range's length, and misses an unknown key", async () => {
+        const tier = await makeTier();
+        expect(await tier.get(uniqueKey(), { suffix: 10 })).toBeNull();
+        const key = uniqueKey();
+        const body = patternBytes(20_000);
+        await tier.put(key, await entryFor(body), body, 60);
+        const reads = checkedReads();
+        const found = await reads.read(tier, key, { offset: 100, length: 100 });
+        expect(found?.range).toStrictEqual({ start: 100, end: 199 });
+        expect(sameBytes(await bytesOf(found?.body), body.slice(100, 200))).toBe(true);
+        expect(reads.damages()).toStrictEqual([]);
+      });
+    });
   });
 }
 
@@ -612,7 +720,7 @@ export function checkedReads() {
     tierTimeoutMs: 5_000,
   };
   return {
-    read: (tier: Tier, key: string) => readChecked(tier, key, deps),
+    read: (tier: Tier, key: string, range?: ByteRange) => readChecked(tier, key, deps, range),
     /** Waits for every background delete started so far. */
     settled: () => Promise.all(pending),
     /** The damage reports logged (`tier.damaged`), by kind. */

@@ -139,3 +139,23 @@ describe("Cache-Status detail strings (RFC 8941 §3.3.3)", () => {
     expect(status.toString()).toBe('C; detail="a?b \\"q\\" \\\\ ?"');
   });
 });
+
+describe("CacheStatus.failed", () => {
+  it("replaces what forwarding members said of the store with why the answer failed, and leaves hits alone", () => {
+    const status = new CacheStatus();
+    status.add({ cache: "Tiercel-Edge", fwd: "miss" });
+    status.add({ cache: "Tiercel-KV", fwd: "miss" });
+    status.forwarded(200, "storing");
+    expect(status.toString()).toBe(
+      "Tiercel-KV; fwd=miss; fwd-status=200; detail=storing, Tiercel-Edge; fwd=miss; fwd-status=200; detail=storing",
+    );
+    status.failed("origin_bad_response");
+    expect(status.toString()).toBe(
+      "Tiercel-KV; fwd=miss; fwd-status=200; detail=origin_bad_response, Tiercel-Edge; fwd=miss; fwd-status=200; detail=origin_bad_response",
+    );
+    const hit = new CacheStatus();
+    hit.add({ cache: "Tiercel-Edge", hit: true, ttl: 5 });
+    hit.failed("origin_bad_response");
+    expect(hit.toString()).toBe("Tiercel-Edge; hit; ttl=5");
+  });
+});

@@ -11,7 +11,7 @@ import {
 } from "../../src/core/entry";
 import { decide, stalenessOf } from "../../src/core/http/decision";
 import type { UsePolicy } from "../../src/core/policy";
-import { softPurgedAt } from "../../src/core/purge";
+import { NO_PURGES, softPurgedAt } from "../../src/core/purge";
 
 /** A fixed instant (2024-01-15T12:00:00Z); every other time is an offset from it. */
 const T = Date.UTC(2024, 0, 15, 12, 0, 0);
@@ -299,8 +299,15 @@ describe("grace and soft purges (RFC 9111 §4.2.4)", () => {
 
   it("finds the earliest soft purge that reached the entry", () => {
     const e = { ...entry(60, 0), tags: ["a", "b"] };
-    const purges = { urls: {}, tags: {}, softTags: { a: T + 5000, b: T + 3000, c: T }, softAll: T - 10_000 };
-    expect(softPurgedAt(e, purges)).toBe(T + 3000);
-    expect(softPurgedAt(e, { urls: {}, tags: {}, softTags: {} })).toBeUndefined();
+    const softTags = new Map([
+      ["a", T + 5000],
+      ["b", T + 3000],
+      ["c", T],
+    ]);
+    expect(softPurgedAt(e, { ...NO_PURGES, softTags, softAll: T - 10_000 })).toBe(T + 3000);
+    expect(softPurgedAt(e, NO_PURGES)).toBeUndefined();
+    // A config that still carries records (before owners kept them apart) counts too.
+    const legacy = { urls: {}, tags: {}, softTags: { b: T + 2000 } };
+    expect(softPurgedAt(e, { ...NO_PURGES, softTags }, legacy)).toBe(T + 2000);
   });
 });

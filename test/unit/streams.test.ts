@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { BodyTooLargeError, concat, readAll, sha256Digest, splitPrefix, streamOf } from "../../src/core/streams";
+import {
+  BodyTooLargeError,
+  collectAtMost,
+  concat,
+  readAll,
+  sha256Digest,
+  splitPrefix,
+  streamOf,
+  streamOfChunks,
+} from "../../src/core/streams";
 import { source } from "../support/streams";
 
 const bytes = (...values: number[]) => new Uint8Array(values);
@@ -108,6 +117,32 @@ describe("splitPrefix", () => {
     const { prefix, rest } = await splitPrefix(source([bytes(1, 2), bytes(3)], failure).stream, 2);
     expect([...prefix]).toEqual([1, 2]);
     await expect(chunksOf(rest)).rejects.toBe(failure);
+  });
+});
+
+describe("collectAtMost", () => {
+  it("hands back a whole stream within the limit as its chunks and their total", async () => {
+    const { stream } = source([bytes(1, 2), bytes(3)]);
+    const read = await collectAtMost(stream, 3);
+    expect(read).toEqual({ chunks: [bytes(1, 2), bytes(3)], total: 3 });
+  });
+
+  it("past the limit, replays what it read and then the rest, without losing a byte", async () => {
+    const { stream } = source([bytes(1, 2), bytes(3, 4), bytes(5)]);
+    const read = await collectAtMost(stream, 3);
+    if (!("over" in read)) throw new Error("expected the stream back");
+    expect((await chunksOf(read.over)).flat()).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it("rejects when the stream errors before its end, so a broken body is never taken for a whole one", async () => {
+    const { stream } = source([bytes(1, 2)], new Error("origin went away"));
+    await expect(collectAtMost(stream, 100)).rejects.toThrow("origin went away");
+  });
+});
+
+describe("streamOfChunks", () => {
+  it("streams the chunks in order, skipping empty ones", async () => {
+    expect(await chunksOf(streamOfChunks([bytes(1), new Uint8Array(0), bytes(2, 3)]))).toEqual([[1], [2, 3]]);
   });
 });
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { TRANSFORM_BOUNDS } from "../../src/optimize/optimize";
 import { TransformLimiter, TransformQueue } from "../../src/optimize/queue";
 import { OptimizeError } from "../../src/optimize/types";
 
@@ -96,5 +97,25 @@ describe("TransformLimiter", () => {
     release();
     await Promise.all(held);
     expect(await limiter.run("a", async () => "a again")).toBe("a again");
+  });
+
+  it("with the Worker's bounds, admits a page's burst of 8 from one site while another site runs at once", async () => {
+    const limiter = new TransformLimiter(TRANSFORM_BOUNDS.perSite, TRANSFORM_BOUNDS.isolate);
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const page = Array.from({ length: 8 }, () => limiter.run("a", () => gate.then(() => "transformed")));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    // The ninth is past the site's bound.
+    const refused = await limiter.run("a", async () => "never").catch((error: unknown) => error);
+    expect((refused as OptimizeError).reason).toBe("busy");
+    // Site a runs 2 and queues 6 in its own queue: site b runs at once, twice over.
+    expect(await Promise.all([limiter.run("b", async () => "b1"), limiter.run("b", async () => "b2")])).toEqual([
+      "b1",
+      "b2",
+    ]);
+    release();
+    expect(await Promise.all(page)).toEqual(Array(8).fill("transformed"));
   });
 });

@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { sha256Digest } from "../../src/core/streams";
-import { type DamagedEntryError, verifiedBody } from "../../src/core/verified-body";
+import {
+  checkedBody,
+  DamagedEntryError,
+  takeWhole,
+  verifiedBody,
+  verifiedWhole,
+  WHOLE_CHECK_MAX_BYTES,
+} from "../../src/core/verified-body";
 import { source } from "../support/streams";
 
 /** Reads a checked stream as a client would: what arrived, and how the stream ended. */
@@ -165,5 +172,145 @@ describe("verifiedBody", () => {
     expect(received.byteLength).toBe(big.byteLength);
     expect(received.every((byte, i) => byte === big[i])).toBe(true);
     expect(reports).toEqual([]);
+  });
+});
+
+/** Like `checked`, through `verifiedWhole`. */
+function checkedWhole(
+  chunks: (number[] | Uint8Array)[],
+  expected: { length: number; digest?: string },
+  sourceError?: Error,
+) {
+  const reports: DamagedEntryError[] = [];
+  const src = source(chunks, sourceError);
+  const stream = verifiedWhole(src.stream, { length: expected.length, digest: expected.digest ?? "" }, (error) =>
+    reports.push(error),
+  );
+  return { stream, reports, src };
+}
+
+describe("verifiedWhole", () => {
+  it("hands an intact body on as one chunk, after the source has ended and the digest matched", async () => {
+    const { stream, reports, src } = checkedWhole(IN_CHUNKS, {
+      length: 9,
+      digest: await sha256Digest(new Uint8Array(BODY)),
+    });
+    expect(src.pulls()).toBe(0);
+    const reader = stream.getReader();
+    const first = await reader.read();
+    expect([...(first.value ?? [])]).toEqual(BODY);
+    expect(src.pulls()).toBeGreaterThanOrEqual(4);
+    expect((await reader.read()).done).toBe(true);
+    expect(reports).toEqual([]);
+  });
+
+  it("passes nothing on from a body whose bytes do not hash to its digest", async () => {
+    const digest = await sha256Digest(new Uint8Array(BODY));
+    const { stream, reports } = checkedWhole(
+      [
+        [1, 2, 3],
+        [4, 0xff, 6],
+        [7, 8, 9],
+      ],
+      { length: 9, digest },
+    );
+    const { received, error } = await consume(stream);
+    expect(received).toEqual([]);
+    expect(error).toMatchObject({ name: "DamagedEntryError", damage: "digest" });
+    expect(String((error as Error).message)).toMatch(/hashes to/);
+    expect(reports.map((r) => r.damage)).toEqual(["digest"]);
+  });
+
+  it("errors a short body and a long one, passing nothing on", async () => {
+    const short = checkedWhole(IN_CHUNKS.slice(0, 2), { length: 9 });
+    expect(await consume(short.stream)).toMatchObject({ received: [], error: { damage: "short" } });
+    expect(short.reports.map((r) => r.damage)).toEqual(["short"]);
+    const long = checkedWhole([...IN_CHUNKS, [10], [11]], { length: 9 });
+    const { received, error } = await consume(long.stream);
+    expect(received).toEqual([]);
+    expect(error).toMatchObject({ damage: "long" });
+    expect(long.reports.map((r) => r.damage)).toEqual(["long"]);
+  });
+
+  it("reports a source's DamagedEntryError, passes on any other source error as it is", async () => {
+    const missing = new DamagedEntryError("missing-part", "chunk 1 of 3 is missing");
+    const a = checkedWhole(IN_CHUNKS.slice(0, 1), { length: 9 }, missing);
+    expect(await consume(a.stream)).toEqual({ received: [], error: missing });
+    expect(a.reports).toEqual([missing]);
+    const reset = new Error("connection reset");
+    const b = checkedWhole(IN_CHUNKS.slice(0, 1), { length: 9 }, reset);
+    expect(await consume(b.stream)).toEqual({ received: [], error: reset });
+    expect(b.reports).toEqual([]);
+  });
+
+  it("passes an empty body, skips empty chunks, and treats a length that is not one as damage", async () => {
+    const digest = await sha256Digest(new Uint8Array(0));
+    expect(await consume(checkedWhole([], { length: 0, digest }).stream)).toEqual({ received: [] });
+    expect(await consume(checkedWhole([[1, 2, 3], [], [4, 5, 6, 7, 8, 9]], { length: 9 }).stream)).toEqual({
+      received: BODY,
+    });
+    const bad = checkedWhole(IN_CHUNKS, { length: -1 });
+    expect(await consume(bad.stream)).toMatchObject({ received: [], error: { damage: "bad-record" } });
+    expect(bad.reports).toHaveLength(1);
+  });
+
+  it("cancels the source when cancelled, read or not, without calling it damage", async () => {
+    const unread = checkedWhole(IN_CHUNKS, { length: 9 });
+    await unread.stream.cancel("HEAD");
+    expect(unread.src.cancelled()).toBe("HEAD");
+    expect(unread.src.pulls()).toBe(0);
+    expect(unread.reports).toEqual([]);
+  });
+});
+
+describe("checkedBody", () => {
+  it("checks a small digested body whole, and streams a body without a digest or past the bound", async () => {
+    const digest = await sha256Digest(new Uint8Array(BODY));
+    const flipped = [
+      [1, 2, 3],
+      [4, 0xff, 6],
+      [7, 8, 9],
+    ];
+    const run = (expected: { length: number; digest: string }) =>
+      consume(checkedBody(source(flipped).stream, expected, () => {}));
+    // Whole: nothing of a damaged body goes on. Streamed: what came before the last chunk does.
+    expect((await run({ length: 9, digest })).received).toEqual([]);
+    expect((await run({ length: 9, digest: "" })).received).toEqual([1, 2, 3, 4, 0xff, 6, 7, 8, 9]);
+    const large = await run({ length: WHOLE_CHECK_MAX_BYTES + 1, digest });
+    expect(large.received).toEqual([1, 2, 3, 4, 0xff, 6, 7, 8, 9]);
+    expect(large.error).toMatchObject({ damage: "short" });
+  });
+});
+
+describe("takeWhole", () => {
+  it("gives an unread verifiedWhole stream's checked bytes once, and nothing for any other stream", async () => {
+    const digest = await sha256Digest(new Uint8Array(BODY));
+    const { stream, reports } = checkedWhole(IN_CHUNKS, { length: 9, digest });
+    const read = takeWhole(stream);
+    expect(read).toBeDefined();
+    expect(takeWhole(stream)).toBeUndefined();
+    expect([...((await read?.()) ?? [])]).toEqual(BODY);
+    expect(reports).toEqual([]);
+    expect(takeWhole(source(IN_CHUNKS).stream)).toBeUndefined();
+    const streamed = checked(IN_CHUNKS, { length: 9, digest });
+    expect(takeWhole(streamed.stream)).toBeUndefined();
+  });
+
+  it("rejects with the damage, reported once, and is not offered for a stream already being read", async () => {
+    const digest = await sha256Digest(new Uint8Array(BODY));
+    const damagedOne = checkedWhole(
+      [
+        [1, 2, 3],
+        [4, 0xff, 6],
+        [7, 8, 9],
+      ],
+      { length: 9, digest },
+    );
+    await expect(takeWhole(damagedOne.stream)?.()).rejects.toMatchObject({ damage: "digest" });
+    expect(damagedOne.reports.map((r) => r.damage)).toEqual(["digest"]);
+    const reading = checkedWhole(IN_CHUNKS, { length: 9, digest });
+    const reader = reading.stream.getReader();
+    expect(takeWhole(reading.stream)).toBeUndefined();
+    expect([...((await reader.read()).value ?? [])]).toEqual(BODY);
   });
 });

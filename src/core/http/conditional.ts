@@ -1,5 +1,5 @@
 import { parseHttpDate } from "./dates";
-import { endToEndHeaders } from "./headers";
+import { DIGEST_FIELDS, endToEndHeaders } from "./headers";
 
 /**
  * Conditional requests against a stored response (RFC 9110 §13): whether a GET or HEAD may be answered
@@ -85,7 +85,9 @@ export function notModifiedHeaders(stored: Headers): Headers {
  */
 export function freshenHeaders(stored: Headers, fromNotModified: Headers): Headers {
   // §3.2: "with the following exceptions: ... The Content-Length header field".
-  const update = endToEndHeaders(fromNotModified, ["content-length"]);
+  // The integrity fields stay as stored too: they describe the stored bytes (or were removed when Tiercel
+  // changed them, headers.ts), while a 304's would describe what the origin holds, which may be coded.
+  const update = endToEndHeaders(fromNotModified, ["content-length", ...DIGEST_FIELDS]);
   const headers = copyHeaders(stored);
   // §3.2: "add each header field in the provided response to the stored response, replacing field values
   // that are already present".

@@ -14,6 +14,20 @@ const HOP_BY_HOP = new Set([
   "upgrade",
 ]);
 
+/**
+ * Integrity fields (RFC 9530): `Content-Digest` is a digest of the message's content, `Repr-Digest` of the
+ * selected representation's data (content coding included). Both stop being true when Tiercel changes the
+ * bytes (decoding a content coding, minifying, converting an image), so they are removed then, never
+ * passed on wrong; a range Tiercel answers keeps `Repr-Digest` (the representation is the same) but not
+ * `Content-Digest` (its content is the part).
+ */
+export const DIGEST_FIELDS = ["content-digest", "repr-digest"] as const;
+
+/** Removes the RFC 9530 integrity fields from headers that now describe other bytes. */
+export function dropDigests(headers: Headers): void {
+  for (const name of DIGEST_FIELDS) headers.delete(name);
+}
+
 /** Field names this hop must drop: the fixed hop-by-hop set plus whatever `Connection` lists. */
 export function hopByHopNames(headers: Headers): Set<string> {
   const names = new Set(HOP_BY_HOP);

@@ -58,6 +58,25 @@ export function evaluateRange(requestHeaders: Headers, length: number, stored: R
   return select(spec, length);
 }
 
+/**
+ * The single byte range a request asks for, as a tier can be asked for it before the representation's length
+ * is known (core/tier.ts); undefined when there is none, when it is not one valid `bytes` range, or when an
+ * If-Range makes it depend on the stored validators.
+ */
+export function requestedByteRange(
+  requestHeaders: Headers,
+): { offset: number; length?: number } | { suffix: number } | undefined {
+  const range = requestHeaders.get("range");
+  if (range === null || requestHeaders.has("if-range")) return undefined;
+  const spec = parseRange(range);
+  if (spec === undefined) return undefined;
+  if ("suffix" in spec)
+    return Number.isSafeInteger(spec.suffix) && spec.suffix > 0 ? { suffix: spec.suffix } : undefined;
+  if (!Number.isSafeInteger(spec.first)) return undefined;
+  if (spec.last === undefined || !Number.isSafeInteger(spec.last)) return { offset: spec.first };
+  return { offset: spec.first, length: spec.last - spec.first + 1 };
+}
+
 /** Content-Range for a 206 or 416 (§14.4): `bytes first-last/length` or `bytes *\/length`. */
 export function contentRange(
   decision: Extract<RangeDecision, { kind: "partial" | "unsatisfiable" }>,

@@ -38,10 +38,20 @@ export function responseDirectives(headers: Headers, targets: readonly string[])
   return parseCacheControl(headers.get("cache-control"));
 }
 
-/** Field names on the site's list that are consumed by Tiercel and not passed downstream. */
+/**
+ * Field names on the site's list that are consumed by Tiercel and not passed downstream. A site's list is parsed
+ * once and reused, so the answer is remembered per list (every answer asks); callers do not modify it.
+ */
 export function consumedTargetedFields(targets: readonly string[]): string[] {
-  return targets.map((name) => name.toLowerCase()).filter((name) => !PASSED_ON.has(name));
+  let consumed = consumedOf.get(targets);
+  if (!consumed) {
+    consumed = targets.map((name) => name.toLowerCase()).filter((name) => !PASSED_ON.has(name));
+    consumedOf.set(targets, consumed);
+  }
+  return consumed;
 }
+
+const consumedOf = new WeakMap<readonly string[], string[]>();
 
 /**
  * Maps the Dictionary's members to directives (§2.1: no value → Boolean, delta-seconds → Integer, a
