@@ -106,7 +106,7 @@ describe("origin shield", () => {
     ["10 MiB", 10 * 1024 * 1024],
   ] as const) {
     it(`makes one origin fetch for 50 concurrent cold requests of ${label}, every waiter getting every byte`, async () => {
-      const { host } = await newSite();
+      const { host } = await newSite({ cache: { shield: true } });
       const path = `/${unique("shielded")}.bin`;
       await origin.route(path, { size, delayMs: 50, headers: { "cache-control": "max-age=300" } });
       const { tiers, puts } = countingTiers();
@@ -143,7 +143,7 @@ describe("origin shield", () => {
   }
 
   it("names the shield hop in Cache-Status before the data center's own members, and costs a hit nothing", async () => {
-    const { host } = await newSite();
+    const { host } = await newSite({ cache: { shield: true } });
     const path = `/${unique("hop")}.css`;
     const { shield, calls } = countingShield();
     const first = await send(`http://${host}${path}`, undefined, { shield });
@@ -162,7 +162,7 @@ describe("origin shield", () => {
   });
 
   it("remembers an uncacheable answer (hit-for-pass): waiters and later requests go to the origin themselves", async () => {
-    const { host } = await newSite();
+    const { host } = await newSite({ cache: { shield: true } });
     const path = `/${unique("private")}`;
     await origin.route(path, { body: "mine {hit}", delayMs: 100, headers: { "cache-control": "private" } });
     const responses = await Promise.all(Array.from({ length: 5 }, () => send(`http://${host}${path}`)));
@@ -190,7 +190,7 @@ describe("origin shield", () => {
   });
 
   it("still answers when the shield fails, or gives no answer within its bound", async () => {
-    const { host } = await newSite();
+    const { host } = await newSite({ cache: { shield: true } });
     const failing: ShieldBinding = {
       timeoutMs: 5_000,
       fill: async () => {
@@ -215,7 +215,7 @@ describe("origin shield", () => {
   });
 
   it("hands waiters the origin's error when it cannot be reached, and is not left holding the key", async () => {
-    const { host } = await newSite();
+    const { host } = await newSite({ cache: { shield: true } });
     const path = `/${unique("down")}`;
     await origin.route(path, { hangUp: true });
     const responses = await Promise.all(Array.from({ length: 3 }, () => send(`http://${host}${path}`)));

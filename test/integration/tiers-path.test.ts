@@ -14,10 +14,9 @@ describe("tiers", () => {
     expect(first.status).toBe(200);
     expect(await first.text()).toBe(`GET ${path} #1`);
     expect(first.headers.get("cache-status")).toBe(
-      "Tiercel-Shield; fwd=miss; fwd-status=200; detail=storing, Tiercel-KV; fwd=miss; fwd-status=200; detail=storing, Tiercel-Edge; fwd=miss; fwd-status=200; detail=storing",
+      "Tiercel-KV; fwd=miss; fwd-status=200; detail=storing, Tiercel-Edge; fwd=miss; fwd-status=200; detail=storing",
     );
-    // The cold miss went through the shield, which fetched the origin (docs/architecture.md, "The shield").
-    expect(first.headers.get("server-timing")).toMatch(/^site;dur=[\d.]+, edge;dur=[\d.]+, kv;dur=[\d.]+, shield;dur=/);
+    expect(first.headers.get("server-timing")).toMatch(/^site;dur=[\d.]+, edge;dur=[\d.]+, kv;dur=[\d.]+, origin;dur=/);
 
     const second = await send(`http://${host}${path}`);
     expect(await second.text()).toBe(`GET ${path} #1`);
