@@ -2,9 +2,11 @@ import { adminHostOf, adminRouteError, adminRouteOf, type ControlPlane, handleAd
 import { createCollapser } from "./core/collapse";
 import { errorResponse, TiercelError } from "./core/errors";
 import { type Deps, type Logger, respond } from "./core/pipeline";
+import type { ShieldAnswer, ShieldBinding } from "./core/shield";
 import { Stats, StatsFlusher } from "./core/stats";
 import { STATS_NAME, type StatsAggregatorApi } from "./core/stats-buckets";
 import type { Tier } from "./core/tier";
+import type { Shield } from "./objects/shield";
 import { cloudflareImagesEngine } from "./optimize/cloudflare-images";
 import { DEFAULT_OPTIMIZE_LIMITS, type Engines, TRANSFORM_BOUNDS } from "./optimize/optimize";
 import { TransformLimiter } from "./optimize/queue";
@@ -23,6 +25,7 @@ import { r2Tier } from "./tiers/r2";
 export { ControlFeed } from "./objects/control-feed";
 // The Durable Object classes bound in wrangler.jsonc (docs/architecture.md, "Durable Objects").
 export { HostRegistry } from "./objects/host-registry";
+export { Shield } from "./objects/shield";
 export { SiteOwner } from "./objects/site-owner";
 export { StatsAggregator } from "./objects/stats-aggregator";
 
@@ -43,6 +46,11 @@ export const LIMITS = {
   maxBufferBytes: 4 * 1024 * 1024,
   /** Bodies larger than this stream through unstored. */
   maxObjectBytes: 512 * 1024 * 1024,
+  /**
+   * How long a data center waits for the shield's answer (the origin's headers, reached through it) before
+   * fetching the origin itself: the origin's own deadline plus a margin, so only a broken shield runs out.
+   */
+  shieldTimeoutMs: 30_000 + 5_000,
 } as const;
 
 const log: Logger = (event, fields) => console.log(JSON.stringify({ event, ...fields }));
@@ -66,6 +74,8 @@ export function platformFor(env: Env): Platform {
   let platform = platforms.get(env);
   if (!platform) {
     platform = buildPlatform(env);
+    const shield = shieldFor(env);
+    if (shield) platform.shield = shield;
     platforms.set(env, platform);
   }
   return platform;
@@ -76,7 +86,32 @@ export function platformFor(env: Env): Platform {
  * in one process: each gets its own caches and memory, and shares KV and the Durable Objects);
  * `windowMs` overrides CONTROL_WINDOW_MS.
  */
-export function buildPlatform(env: Env, place: { dataCenter?: string; windowMs?: number } = {}): Platform {
+/** The platform of the shield's Durable Object: the global tier only (a data center keeps its own edge copy). */
+const shieldPlatforms = new WeakMap<Env, Platform>();
+
+export function shieldPlatformFor(env: Env): Platform {
+  let platform = shieldPlatforms.get(env);
+  if (!platform) {
+    platform = buildPlatform(env, { tiers: globalTiersFor(env) });
+    shieldPlatforms.set(env, platform);
+  }
+  return platform;
+}
+
+function shieldFor(env: Env): ShieldBinding | undefined {
+  // Typed as always present, but a Worker deployed with an older config has none.
+  const namespace: DurableObjectNamespace<Shield> | undefined = env.SHIELD;
+  if (!namespace) return undefined;
+  return {
+    fill: (key, request) => namespace.get(namespace.idFromName(key)).fill(request) as Promise<ShieldAnswer>,
+    timeoutMs: LIMITS.shieldTimeoutMs,
+  };
+}
+
+export function buildPlatform(
+  env: Env,
+  place: { dataCenter?: string; windowMs?: number; tiers?: Tier[] } = {},
+): Platform {
   const suffix = place.dataCenter ? `-${place.dataCenter}` : "";
   const { sites, control } = siteStoreFor(env, suffix, place.windowMs ?? controlWindowMs(env));
   const stats = new Stats(Date.now);
@@ -85,7 +120,7 @@ export function buildPlatform(env: Env, place: { dataCenter?: string; windowMs?:
   return {
     sites,
     ...(control ? { control } : {}),
-    tiers: tiersFor(env, suffix),
+    tiers: place.tiers ?? tiersFor(env, suffix),
     originFor: originFactory({
       headersTimeoutMs: LIMITS.originHeadersTimeoutMs,
       bodyIdleMs: LIMITS.originBodyIdleMs,
@@ -115,13 +150,17 @@ export function buildPlatform(env: Env, place: { dataCenter?: string; windowMs?:
  * reads, no 25 MiB value limit, one write per 8 MiB part. Without it, KV holds every size, in 8 MiB chunks.
  */
 function tiersFor(env: Env, suffix = ""): Tier[] {
-  const edge = edgeTier(caches.open(`${env.EDGE_CACHE_NAME}${suffix}`));
+  return [edgeTier(caches.open(`${env.EDGE_CACHE_NAME}${suffix}`)), ...globalTiersFor(env)];
+}
+
+/** The global tier: KV, with large bodies in R2 when the bucket is bound. */
+function globalTiersFor(env: Env): Tier[] {
   // KV takes one write per second per key: this isolate never sends more (a refused write skips the tier).
   const kv = kvTier(env.CACHE_KV, { minWriteGapMs: 1000 });
   // Typed as always present, but a Worker deployed without the bucket has none.
   const bucket: R2Bucket | undefined = (env as { CACHE_R2?: R2Bucket }).CACHE_R2;
-  if (!bucket) return [edge, kv];
-  return [edge, globalTier(kv, r2Tier(bucket, { expire: false }))];
+  if (!bucket) return [kv];
+  return [globalTier(kv, r2Tier(bucket, { expire: false }))];
 }
 
 /**

@@ -8,7 +8,9 @@ import type { Collapser } from "./collapse";
 import type { Origin } from "./origin";
 import type { PurgeView } from "./purge";
 import type { ServerTiming } from "./server-timing";
+import type { ShieldBinding } from "./shield";
 import type { Stats, StatsFlusher } from "./stats";
+import type { StoreTarget } from "./store";
 import type { Tier } from "./tier";
 
 /**
@@ -48,6 +50,8 @@ export interface Deps {
   optimizeLimits: OptimizeLimits;
   /** Bounds the transforms in flight per site and per isolate (a site's burst cannot starve another's). */
   transformLimiter: TransformLimiter;
+  /** The origin shield (SHIELD): a cold miss's origin fetch, once for every data center. Absent inside it. */
+  shield?: ShieldBinding;
 }
 
 export type Logger = (event: string, fields: Record<string, unknown>) => void;
@@ -68,6 +72,18 @@ export interface Exchange {
   resize?: ResizeRequest;
   /** For a resize URL: the source image's own key, whose URL purges reach its resized variants too. */
   sourceKey?: string;
+  /**
+   * Told when the fill's answer is shareable and being stored (the shield streams it to every waiter);
+   * not called for an answer that is passed on unstored (private, uncacheable), which is never shared.
+   */
+  onShareable?: (fill: ShareableFill) => void;
+}
+
+/** A fill's stored answer as the shield hands it on: where it is stored, and when the store is done. */
+export interface ShareableFill {
+  target: Omit<StoreTarget, "tiers" | "verify">;
+  outcome: Promise<unknown>;
+  storing: boolean;
 }
 
 export function describe(error: unknown): string {

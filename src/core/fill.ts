@@ -20,6 +20,7 @@ import { selectingValues, variantKey } from "./keys";
 import { type Found, type Lookup, readChecked } from "./lookup";
 import { usePolicy } from "./policy";
 import { ServerTiming } from "./server-timing";
+import { viaShield } from "./shield-client";
 import { wireLength } from "./stats";
 import { invalidate, storeBody } from "./store";
 import { streamOf } from "./streams";
@@ -31,7 +32,7 @@ import { admitVariant, variantId } from "./variant-cap";
  * Request fields the pipeline answers itself from whole stored objects; the origin gets unconditional,
  * whole-object requests (plus Tiercel's own validators when it revalidates).
  */
-const ANSWERED_BY_TIERCEL = [
+export const ANSWERED_BY_TIERCEL = [
   "range",
   "if-range",
   "if-none-match",
@@ -61,12 +62,14 @@ async function fillOrJoin(ex: Exchange, look: Lookup): Promise<Response> {
   if (inFlight) {
     const answered = await answerFromShared(ex, await inFlight, look);
     if (answered) return answered;
-    // Nothing to share (uncacheable, private, failed): this request goes to the origin on its own.
-    return fetchAndStore(ex, look, undefined);
+    // Nothing to share (uncacheable, private, failed, streamed): this request goes on its own, through the
+    // shield for a cold object.
+    return (await viaShield(ex, look, undefined)) ?? (await fetchAndStore(ex, look, undefined));
   }
   const flight = collapser.begin(ex.baseKey);
   try {
-    return await fetchAndStore(ex, look, flight);
+    // A cold object is fetched by the shield, once for every data center; without one, from here.
+    return (await viaShield(ex, look, flight)) ?? (await fetchAndStore(ex, look, flight));
   } catch (error) {
     flight.settle({ kind: "none" });
     throw error;
@@ -293,6 +296,7 @@ async function storeAndAnswer(
   );
   void settled.then((shared) => flight?.settle(shared));
   deps.waitUntil(outcome);
+  ex.onShareable?.({ target: { key, entry, declaredLength: declared, index, values }, outcome, storing });
   status.forwarded(response.status, storing ? "storing" : "none", storing ? optimizeDetail : "not-stored-too-large");
   return answerFromEntry(entry, client, answerContext(ex));
 }

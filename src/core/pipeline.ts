@@ -100,17 +100,7 @@ export async function handleRequest(
         headers: { allow: "GET, HEAD" },
       });
     }
-    const parsed = parseResizeUrl(url, site.optimize);
-    resize = parsed.request;
-    url = parsed.source;
-    const engine = engineFor({ options: site.optimize, engines: deps.engines });
-    if (resize.format !== "auto" && !engine.formats.includes(resize.format)) {
-      throw new TiercelError(
-        "bad_resize_options",
-        400,
-        `Bad resize URL: format=${resize.format} is not available here (the ${engine.name} engine writes ${engine.formats.join(", ")})`,
-      );
-    }
+    ({ resize, source: url } = resizeOf(url, site, deps));
   }
   // Refuse paths that could climb out of the origin's prefix before anything is looked up or fetched.
   objectSegments(url);
@@ -209,6 +199,49 @@ export async function handleRequest(
     return forward(ex.request, keyed, site, deps, timing, ex.status, "not-stored-method", upstream);
   }
   return fromOrigin(ex, look);
+}
+
+/** A resize URL's options and source image URL; 400 for a format the site's engine cannot write. */
+function resizeOf(url: URL, site: Site, deps: Deps): { resize: ResizeRequest; source: URL } {
+  const parsed = parseResizeUrl(url, site.optimize);
+  const resize = parsed.request;
+  const engine = engineFor({ options: site.optimize, engines: deps.engines });
+  if (resize.format !== "auto" && !engine.formats.includes(resize.format)) {
+    throw new TiercelError(
+      "bad_resize_options",
+      400,
+      `Bad resize URL: format=${resize.format} is not available here (the ${engine.name} engine writes ${engine.formats.join(", ")})`,
+    );
+  }
+  return { resize, source: parsed.source };
+}
+
+/**
+ * The exchange of a GET answered through the cache, built from the request alone as `handleRequest` builds
+ * it: the shield (src/core/shield.ts) derives the key, keyed URL and transform itself rather than taking a
+ * data center's word for them.
+ */
+export async function cacheExchange(request: Request, site: Site, deps: Deps, timing: ServerTiming): Promise<Exchange> {
+  let url = new URL(request.url);
+  let resize: ResizeRequest | undefined;
+  if (isResizeUrl(url)) ({ resize, source: url } = resizeOf(url, site, deps));
+  objectSegments(url);
+  const purges = (await deps.sites.purgesFor?.(site.id, deps.waitUntil)) ?? NO_PURGES;
+  const ex: Exchange = {
+    request: withoutIgnoredCookies(request, site.cache.ignoreCookies),
+    url: keyedUrl(site, url),
+    purges,
+    site,
+    deps,
+    timing,
+    status: new CacheStatus(),
+    baseKey: await cacheKey(keyPartsFor(site, url, resize?.canonical)),
+  };
+  if (resize) {
+    ex.resize = resize;
+    ex.sourceKey = await cacheKey(keyPartsFor(site, url));
+  }
+  return ex;
 }
 
 /** Keys being refilled from a whole read in this isolate (after a ranged hit in a farther tier). */

@@ -180,6 +180,12 @@ const cachePolicy = z.strictObject({
   cookies: z.enum(["pass", "ignore"]).default("pass"),
   /** Cookies removed from cacheable requests before anything else looks at them (e.g. analytics cookies). */
   ignoreCookies: z.array(cookieName).max(100).default([]),
+  /**
+   * The origin shield: a cold miss is fetched from the origin once for every data center, by the SHIELD
+   * Durable Object of its key, and streamed to every waiter. Off by default for now (see docs/architecture.md,
+   * "The shield": second-request admission is not yet honoured by it); `false`: each data center fetches on its own.
+   */
+  shield: z.boolean().default(false),
 });
 
 export type CachePolicy = z.output<typeof cachePolicy>;

@@ -141,6 +141,8 @@ describe("requests to an http backend", () => {
     const overrides = {
       originFor: (site: { origin: unknown }) =>
         httpOrigin({ config: site.origin as HttpOriginConfig, headersTimeoutMs: 1000, bodyIdleMs: 200 }),
+      // The short idle limit is this data center's origin; the shield (which has the Worker's own) is left out.
+      shield: undefined,
     };
     const response = await send(`http://${host}${path}`, undefined, overrides);
     expect((response as Response & { bodyError?: unknown }).bodyError).toBeDefined();

@@ -1,0 +1,124 @@
+import { answerFromEntry } from "./answer";
+import type { Flight } from "./collapse";
+import { withDeadline } from "./deadline";
+import { TiercelError, withDiagnostics } from "./errors";
+import { describe, type Exchange } from "./exchange";
+import { ANSWERED_BY_TIERCEL, answerContext } from "./fill";
+import { passOn } from "./http/content-coding";
+import type { Lookup } from "./lookup";
+import type { ShieldAnswer } from "./shield";
+import { storeBody } from "./store";
+import type { Tier } from "./tier";
+
+/**
+ * The data center's side of the shield (src/core/shield.ts). A GET that missed in every tier, with nothing
+ * stale to revalidate, asks the shield for its key; the shield's shared answer is stored in this data
+ * center's own tiers only (it wrote the global tier itself) and answered from. Returns undefined when the
+ * request is to go to the origin from here: the site turned the shield off, the key is hit-for-pass, the
+ * shield sent it away, or the shield is unreachable, failed or gave no answer within its bound (degrade,
+ * never fail).
+ */
+export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | undefined): Promise<Response | undefined> {
+  const { deps, site, status } = ex;
+  const shield = deps.shield;
+  if (!shield || !site.cache.shield || look.stale || ex.request.method !== "GET") return undefined;
+  const member = status.add({ cache: "Tiercel-Shield" });
+  if (passedUntil(ex) > deps.now()) {
+    member.detail = "hit-for-pass";
+    return undefined;
+  }
+  const headers = [...ex.request.headers].filter(([name]) => !ANSWERED_BY_TIERCEL.includes(name));
+  const request = {
+    siteId: site.id,
+    url: ex.request.url,
+    headers,
+    startedAt: deps.now(),
+    ...(look.index ? { varies: true } : {}),
+  };
+  let answer: ShieldAnswer;
+  try {
+    answer = await ex.timing.measure("shield", () =>
+      withDeadline(shield.fill(ex.baseKey, request), shield.timeoutMs, "shield"),
+    );
+  } catch (error) {
+    member.detail = error instanceof Error && error.name === "DeadlineError" ? "shield-timeout" : "shield-error";
+    deps.log("shield.skipped", { key: ex.baseKey, error: describe(error) });
+    return undefined;
+  }
+  switch (answer.kind) {
+    case "go":
+      member.detail = answer.reason;
+      if (answer.passMs) rememberPass(ex, answer.passMs);
+      return undefined;
+    case "failed":
+      Object.assign(member, answer.member, { detail: answer.code });
+      flight?.settle({ kind: "none" });
+      throw withDiagnostics(new TiercelError(answer.code, answer.status, answer.message), status, ex.timing);
+    case "pass": {
+      Object.assign(member, answer.member);
+      flight?.settle({ kind: "none" });
+      if (answer.passMs > 0) rememberPass(ex, answer.passMs);
+      status.forwarded(answer.status, "none");
+      const passed = new Headers(answer.headers);
+      passed.set("cache-status", status.toString());
+      passed.set("server-timing", ex.timing.toString());
+      return passOn(answer.body, { status: answer.status, statusText: answer.statusText, headers: passed });
+    }
+    case "fill": {
+      Object.assign(member, answer.member);
+      // The shield wrote the global tier: this data center keeps its own copy, nearest the client.
+      const tiers = deps.tiers.filter(isLocal);
+      // The entry's instants are the shield's: moved onto this data center's clock (skew, or a test's clock).
+      const shift = deps.now() - answer.now;
+      const { entry } = answer.target;
+      const local = {
+        ...entry,
+        requestTime: entry.requestTime + shift,
+        responseTime: entry.responseTime + shift,
+        storedAt: entry.storedAt + shift,
+      };
+      const target = { ...answer.target, entry: local, verify: false, tiers };
+      const { client, outcome, settled } = storeBody(ex, target, answer.body);
+      void settled.then((shared) => flight?.settle(shared));
+      deps.waitUntil(outcome);
+      // This miss's background work ends when the shield's global copy is written, too.
+      // `stored` is an RPC stub: disposed once used, so the shield knows it is no longer held.
+      const stored = answer.stored as ShieldStored;
+      deps.waitUntil(
+        Promise.resolve()
+          .then(() => stored())
+          .catch(() => {})
+          .finally(() => stored[Symbol.dispose]?.()),
+      );
+      status.forwarded(local.status, answer.storing ? "storing" : "none", answer.member.detail);
+      return answerFromEntry(local, client, answerContext(ex));
+    }
+  }
+}
+
+/** The shield's `stored` callback as it arrives over RPC: a stub, disposable. */
+type ShieldStored = (() => Promise<void>) & { [Symbol.dispose]?: () => void };
+
+/** Tiers of this data center alone; every other tier is global, written by the shield. */
+const LOCAL_TIERS = new Set(["edge", "memory"]);
+
+export function isLocal(tier: Tier): boolean {
+  return LOCAL_TIERS.has(tier.name);
+}
+
+/** Keys this isolate sends straight to the origin until the time given (hit-for-pass, learnt from the shield). */
+const passes = new Map<string, number>();
+
+function passedUntil(ex: Exchange): number {
+  return passes.get(ex.baseKey) ?? 0;
+}
+
+function rememberPass(ex: Exchange, ms: number): void {
+  passes.delete(ex.baseKey);
+  passes.set(ex.baseKey, ex.deps.now() + ms);
+  while (passes.size > 10_000) {
+    const oldest = passes.keys().next().value;
+    if (oldest === undefined) break;
+    passes.delete(oldest);
+  }
+}

@@ -1,0 +1,332 @@
+import type { CacheStatusMember } from "./cache-status";
+import type { VariantIndex } from "./entry";
+import { type ErrorCode, TiercelError } from "./errors";
+import { type Deps, describe, type Exchange, type ShareableFill } from "./exchange";
+import { fromOrigin } from "./fill";
+import { normalizeHost } from "./host";
+import { selectingValues } from "./keys";
+import { readChecked } from "./lookup";
+import { cacheExchange } from "./pipeline";
+import { ServerTiming } from "./server-timing";
+import { Broadcast, skipBytes } from "./shield-broadcast";
+import { streamOf } from "./streams";
+import type { Tier } from "./tier";
+
+/**
+ * The origin shield: one coordinator per cache key (the `Shield` Durable Object, src/objects/shield.ts, is a
+ * thin shell over this) that makes a cold object's origin fetch once for every data center and isolate.
+ *
+ * A data center that missed in its edge tier and in the global tier asks the shield for the key. The first
+ * request leads: the shield re-resolves the site from the request's host (and checks it is the site the
+ * data center named), derives the key and the origin request itself, fetches the origin through the same
+ * fill code as a data center (src/core/fill.ts), writes the global tier once, and streams the answer to
+ * every waiter through a bounded window (src/core/shield-broadcast.ts). Requests arriving while it streams
+ * join it from byte 0 while the head is still held; later ones start detached and read the global tier's
+ * copy once it is written. An answer that is not shared (private, uncacheable) goes to the leader alone,
+ * and the key is remembered as hit-for-pass for `hitForPassMs`: its waiters, and requests in that time, go
+ * to the origin themselves rather than queue behind a leader.
+ */
+export interface ShieldRequest {
+  /** The site the data center resolved: the shield resolves it again and refuses a mismatch. */
+  siteId: string;
+  /** The client's URL (the shield derives the key, keyed URL and any resize itself). */
+  url: string;
+  /** The client's request headers, without those Tiercel answers itself (range, conditionals). */
+  headers: [string, string][];
+  /**
+   * When the data center asked (epoch ms): a fill that had already finished by then is not joined (the URL
+   * may have been invalidated or purged since), a new one is led.
+   */
+  startedAt: number;
+  /** The data center met a variant index for the URL: the shield reads it from the global tier itself. */
+  varies?: boolean;
+}
+
+/** The shield's own Cache-Status member, as the data center prints it. */
+export type ShieldMember = Pick<CacheStatusMember, "fwd" | "fwdStatus" | "collapsed" | "detail">;
+
+export type ShieldAnswer =
+  /** A shared answer: store it in the edge tier only, answer the client from it. */
+  | {
+      kind: "fill";
+      target: ShareableFill["target"];
+      storing: boolean;
+      member: ShieldMember;
+      body: ReadableStream<Uint8Array>;
+      /** The shield's clock when it answered: the data center shifts the entry's times onto its own. */
+      now: number;
+      /** Settles once the global-tier store is done (the data center waits for it in the background). */
+      stored: () => Promise<void>;
+    }
+  /** The leader's own unshared answer, passed on as it is. */
+  | {
+      kind: "pass";
+      status: number;
+      statusText: string;
+      headers: [string, string][];
+      body: ReadableStream<Uint8Array> | null;
+      member: ShieldMember;
+      /** How long the data center may send this key straight to the origin. */
+      passMs: number;
+    }
+  /** The origin fetch failed: the leader's answer is this error. */
+  | { kind: "failed"; code: ErrorCode; status: number; message: string; member: ShieldMember }
+  /** Nothing to share: fetch the origin yourself (hit-for-pass, another variant, the shield declined). */
+  | { kind: "go"; reason: string; passMs?: number };
+
+/** What a data center calls: the shield for `key`, reached over RPC. */
+export interface ShieldBinding {
+  fill(key: string, request: ShieldRequest): Promise<ShieldAnswer>;
+  /** How long a data center waits for the shield's answer before fetching the origin itself. */
+  timeoutMs: number;
+}
+
+export interface ShieldOptions {
+  /** Most bytes a fill holds for its waiters (head and read-ahead). */
+  windowBytes: number;
+  /** How long the slowest waiter may hold a fill back before it is detached to the global tier's copy. */
+  stallMs: number;
+  /** How long an unshared answer sends its key's requests straight to the origin. */
+  hitForPassMs: number;
+  /** How long a finished fill still answers requests for its key (from its head or the global tier). */
+  keepMs: number;
+}
+
+export const SHIELD_DEFAULTS: ShieldOptions = {
+  windowBytes: 4 * 1024 * 1024,
+  stallMs: 5_000,
+  hitForPassMs: 30_000,
+  keepMs: 5_000,
+};
+
+/** Counters of one shield instance (tests and logs). */
+export interface ShieldCounters {
+  fills: number;
+  joined: number;
+  detached: number;
+  passes: number;
+  declined: number;
+  /** Puts made to the global tiers (entries and variant indexes). */
+  globalPuts: number;
+}
+
+type Head =
+  | {
+      kind: "shared";
+      shared: ShareableFill;
+      broadcast: Broadcast;
+      member: ShieldMember;
+      values: string;
+      /** When the body had streamed and its store was done (epoch ms), once both are. */
+      finishedAt?: number;
+    }
+  | { kind: "none" };
+
+const MAX_PASSES = 10_000;
+
+export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldOptions = SHIELD_DEFAULTS) {
+  const fills = new Map<string, Promise<Head>>();
+  const passes = new Map<string, number>();
+  const counters: ShieldCounters = { fills: 0, joined: 0, detached: 0, passes: 0, declined: 0, globalPuts: 0 };
+  // Every write the shield makes to a global tier is counted: one per fill is the goal.
+  const tiers = platform.tiers.map(
+    (tier): Tier => ({
+      name: tier.name,
+      get: (key) => tier.get(key),
+      delete: (key) => tier.delete(key),
+      put(...args) {
+        counters.globalPuts += 1;
+        return tier.put(...args);
+      },
+    }),
+  );
+  const deps = { ...platform, tiers };
+
+  const passLeft = (key: string): number => {
+    const until = passes.get(key);
+    if (until === undefined) return 0;
+    const left = until - deps.now();
+    if (left <= 0) passes.delete(key);
+    return Math.max(0, left);
+  };
+
+  /** A detached waiter's bytes from `offset`: the global tier's copy of this very fill, once written. */
+  const resumeFrom = async (shared: ShareableFill, offset: number, waitUntil: Deps["waitUntil"]) => {
+    counters.detached += 1;
+    await shared.outcome;
+    const { key, entry } = shared.target;
+    for (const tier of deps.tiers) {
+      const found = await readChecked(tier, key, { ...deps, waitUntil }).catch(() => null);
+      if (!found) continue;
+      if (found.entry.responseTime === entry.responseTime && found.entry.requestTime === entry.requestTime) {
+        return skipBytes(found.body, offset);
+      }
+      await found.body.cancel().catch(() => {});
+    }
+    return null;
+  };
+
+  const share = (head: Head & { kind: "shared" }, collapsed: boolean): ShieldAnswer | null => {
+    // Past the head a reader starts detached; that needs the global tier's copy, so without a store it goes.
+    if (!head.broadcast.headKept && !head.shared.storing) return null;
+    return {
+      kind: "fill",
+      target: head.shared.target,
+      storing: head.shared.storing,
+      member: { ...head.member, collapsed },
+      body: head.broadcast.join(),
+      now: deps.now(),
+      stored: () => head.shared.outcome.then(() => undefined),
+    };
+  };
+
+  async function lead(ex: Exchange, request: ShieldRequest, waitUntil: Deps["waitUntil"]): Promise<ShieldAnswer> {
+    let announce!: (head: Head) => void;
+    const announced = new Promise<Head>((resolve) => {
+      announce = resolve;
+    });
+    fills.set(ex.baseKey, announced);
+    const forget = () => {
+      if (fills.get(ex.baseKey) === announced) fills.delete(ex.baseKey);
+    };
+    counters.fills += 1;
+    const member = ex.status.add({ cache: "Tiercel-Shield", fwd: "miss" });
+    let shared: ShareableFill | undefined;
+    ex.onShareable = (fill) => {
+      shared = fill;
+    };
+    let response: Response;
+    try {
+      const index = request.varies ? await indexOf(ex, waitUntil) : undefined;
+      response = await fromOrigin(ex, index ? { index } : {});
+    } catch (error) {
+      announce({ kind: "none" });
+      forget();
+      const failed = error instanceof TiercelError ? error : undefined;
+      return {
+        kind: "failed",
+        code: failed?.code ?? "origin_error",
+        status: failed?.status ?? 502,
+        message: failed?.message ?? "The origin could not be reached",
+        member: memberOf(member),
+      };
+    }
+    if (!shared) {
+      announce({ kind: "none" });
+      forget();
+      // Errors are not remembered (the next request tries again), nor answers made private by the
+      // leader's own credentials (a cookie-less request may well be cacheable).
+      const credentials = ex.request.headers.has("cookie") || ex.request.headers.has("authorization");
+      const passMs = response.status < 500 && !credentials ? options.hitForPassMs : 0;
+      if (passMs > 0) remember(ex.baseKey, passMs);
+      const headers = [...response.headers].filter(([name]) => name !== "cache-status" && name !== "server-timing");
+      return {
+        kind: "pass",
+        status: response.status,
+        statusText: response.statusText,
+        headers,
+        body: response.body,
+        member: memberOf(member),
+        passMs,
+      };
+    }
+    const fill = shared;
+    const broadcast = new Broadcast(response.body ?? streamOf(new Uint8Array(0)), {
+      windowBytes: options.windowBytes,
+      stallMs: options.stallMs,
+      resume: fill.storing ? (offset) => resumeFrom(fill, offset, waitUntil) : undefined,
+    });
+    const head: Head & { kind: "shared" } = {
+      kind: "shared",
+      shared: fill,
+      broadcast,
+      member: memberOf(member),
+      values: fill.target.values,
+    };
+    announce(head);
+    void Promise.allSettled([broadcast.done, fill.outcome]).then(() => {
+      head.finishedAt = deps.now();
+    });
+    // The fill stays joinable until it has streamed, its store is done and `keepMs` more have passed: a
+    // request that arrives meanwhile reads the head still held, or the global tier's copy (a data center's
+    // lookup may have missed it just before it was written).
+    waitUntil(
+      Promise.allSettled([broadcast.done, fill.outcome])
+        .then(() => new Promise((resolve) => setTimeout(resolve, options.keepMs)))
+        .then(forget),
+    );
+    return share(head, false) ?? { kind: "go", reason: "late" };
+  }
+
+  function remember(key: string, ms: number): void {
+    counters.passes += 1;
+    passes.delete(key);
+    passes.set(key, deps.now() + ms);
+    while (passes.size > MAX_PASSES) {
+      const oldest = passes.keys().next().value;
+      if (oldest === undefined) break;
+      passes.delete(oldest);
+    }
+  }
+
+  return {
+    counters,
+    async fill(request: ShieldRequest, waitUntil: Deps["waitUntil"]): Promise<ShieldAnswer> {
+      const decline = (reason: string): ShieldAnswer => {
+        counters.declined += 1;
+        return { kind: "go", reason };
+      };
+      const url = new URL(request.url);
+      const headers = new Headers(request.headers);
+      const host = normalizeHost(headers.get("host") ?? url.host);
+      const site = await deps.sites.siteForHost(host, waitUntil);
+      if (!site || site.id !== request.siteId || !site.cache.shield) return decline("shield-declined");
+      const timing = new ServerTiming(deps.now);
+      let ex: Exchange;
+      try {
+        ex = await cacheExchange(new Request(url, { headers }), site, { ...deps, waitUntil }, timing);
+      } catch (error) {
+        deps.log("shield.declined", { url: request.url, error: describe(error) });
+        return decline("shield-declined");
+      }
+      const passMs = passLeft(ex.baseKey);
+      if (passMs > 0) return { kind: "go", reason: "hit-for-pass", passMs };
+      const running = fills.get(ex.baseKey);
+      if (!running) return lead(ex, request, waitUntil);
+      const head = await running;
+      if (head.kind === "shared" && head.finishedAt !== undefined && request.startedAt > head.finishedAt) {
+        return lead(ex, request, waitUntil);
+      }
+      if (head.kind === "none") {
+        const left = passLeft(ex.baseKey);
+        return left > 0 ? { kind: "go", reason: "hit-for-pass", passMs: left } : { kind: "go", reason: "not-shared" };
+      }
+      // The leader's variant is shared only with requests that select the same one (as in collapse.ts).
+      const values = JSON.stringify(selectingValues(head.shared.target.entry.vary, ex.request.headers));
+      if (values !== head.values) return { kind: "go", reason: "other-variant" };
+      counters.joined += 1;
+      return share(head, true) ?? { kind: "go", reason: "late" };
+    },
+  };
+}
+
+export type ShieldCore = ReturnType<typeof createShield>;
+
+/** The variant index at the URL's base key in the global tier, if there is one. */
+async function indexOf(ex: Exchange, waitUntil: Deps["waitUntil"]): Promise<VariantIndex | undefined> {
+  for (const tier of ex.deps.tiers) {
+    const found = await readChecked(tier, ex.baseKey, { ...ex.deps, waitUntil }).catch(() => null);
+    if (!found) continue;
+    await found.body.cancel().catch(() => {});
+    if (found.entry.variants) return found.entry.variants;
+  }
+  return undefined;
+}
+
+function memberOf(member: CacheStatusMember): ShieldMember {
+  const out: ShieldMember = {};
+  if (member.fwd) out.fwd = member.fwd;
+  if (member.fwdStatus !== undefined) out.fwdStatus = member.fwdStatus;
+  if (member.detail) out.detail = member.detail;
+  return out;
+}

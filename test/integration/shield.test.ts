@@ -1,0 +1,228 @@
+import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { cacheKey, keyPartsFor } from "../../src/core/keys";
+import type { Deps } from "../../src/core/pipeline";
+import { respond } from "../../src/core/pipeline";
+import type { ShieldBinding } from "../../src/core/shield";
+import type { Tier } from "../../src/core/tier";
+import worker, { platformFor } from "../../src/worker";
+import { newSite, origin, send, unique } from "../support/harness";
+
+/** The shield instance of a URL's key, and its counters. */
+async function shieldOf(host: string, path: string) {
+  const site = await platformFor(env).sites.siteForHost(host, () => {});
+  if (!site) throw new Error(`no site for ${host}`);
+  const key = await cacheKey(keyPartsFor(site, new URL(`http://${host}${path}`)));
+  return env.SHIELD.get(env.SHIELD.idFromName(key));
+}
+
+/** SHA-256 of the loopback origin's generated body of `size` bytes ("0123456789" repeated). */
+async function patternDigest(size: number): Promise<string> {
+  const digest = new crypto.DigestStream("SHA-256");
+  const writer = digest.getWriter();
+  const block = new TextEncoder().encode("0123456789".repeat(6554));
+  for (let at = 0; at < size; at += block.byteLength)
+    await writer.write(block.subarray(0, Math.min(block.byteLength, size - at)));
+  await writer.close();
+  return hex(await digest.digest);
+}
+
+function hex(buffer: ArrayBuffer): string {
+  return [...new Uint8Array(buffer)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * One request through the Worker, its body's length and digest taken as it streams (never held whole:
+ * 50 × 10 MiB would not fit), and the time its first byte arrived.
+ */
+async function fetchChecked(url: string, overrides?: Partial<Omit<Deps, "waitUntil">>) {
+  const ctx = createExecutionContext();
+  const started = performance.now();
+  const request = new Request(url) as Request<unknown, IncomingRequestCfProperties>;
+  const response = overrides
+    ? await respond(request, { ...platformFor(env), ...overrides, waitUntil: (work) => ctx.waitUntil(work) })
+    : await worker.fetch(request, env, ctx);
+  let firstByte: number | undefined;
+  let received = 0;
+  const digest = new crypto.DigestStream("SHA-256");
+  const writer = digest.getWriter();
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    firstByte ??= performance.now() - started;
+    received += value.byteLength;
+    await writer.write(value);
+  }
+  await writer.close();
+  await waitOnExecutionContext(ctx);
+  return {
+    status: response.status,
+    cacheStatus: response.headers.get("cache-status") ?? "",
+    firstByte,
+    received,
+    digest: hex(await digest.digest),
+  };
+}
+
+/** The real shield binding of the test Worker, counting the calls made to it. */
+function countingShield(): { shield: ShieldBinding; calls: () => number } {
+  const real = platformFor(env).shield as ShieldBinding;
+  let calls = 0;
+  return {
+    shield: {
+      timeoutMs: real.timeoutMs,
+      fill(key, request) {
+        calls += 1;
+        return real.fill(key, request);
+      },
+    },
+    calls: () => calls,
+  };
+}
+
+/** The platform's tiers with the global ones counting the puts made through them from this data center. */
+function countingTiers(): { tiers: Tier[]; puts: () => number } {
+  let puts = 0;
+  const tiers = platformFor(env).tiers.map((tier): Tier => {
+    if (tier.name === "edge") return tier;
+    return {
+      name: tier.name,
+      get: (key) => tier.get(key),
+      delete: (key) => tier.delete(key),
+      put(...args) {
+        puts += 1;
+        return tier.put(...args);
+      },
+    };
+  });
+  return { tiers, puts: () => puts };
+}
+
+describe("origin shield", () => {
+  for (const [label, size] of [
+    ["1 KiB", 1024],
+    ["1 MiB", 1024 * 1024],
+    ["10 MiB", 10 * 1024 * 1024],
+  ] as const) {
+    it(`makes one origin fetch for 50 concurrent cold requests of ${label}, every waiter getting every byte`, async () => {
+      const { host } = await newSite({ cache: { shield: true } });
+      const path = `/${unique("shielded")}.bin`;
+      await origin.route(path, { size, delayMs: 50, headers: { "cache-control": "max-age=300" } });
+      const { tiers, puts } = countingTiers();
+      const expected = await patternDigest(size);
+      const results = await Promise.all(
+        Array.from({ length: 50 }, () => fetchChecked(`http://${host}${path}`, { tiers })),
+      );
+      for (const result of results) {
+        expect(result.status).toBe(200);
+        expect(result.received).toBe(size);
+        expect(result.digest).toBe(expected);
+      }
+      expect((await origin.hits(path)).hits).toBe(1);
+      // One writer per fill: the shield wrote the global tier, no data center did.
+      expect(puts()).toBe(0);
+      const counters = await (await shieldOf(host, path)).counters();
+      expect(counters.fills).toBe(1);
+      expect(counters.globalPuts).toBe(1);
+      const shielded = results.filter((result) => result.cacheStatus.startsWith("Tiercel-Shield; fwd=miss"));
+      expect(shielded.length).toBeGreaterThan(0);
+      expect(results.some((result) => result.cacheStatus.includes("Tiercel-Shield; fwd=miss; fwd-status=200"))).toBe(
+        true,
+      );
+
+      // The global tier holds it: an isolate with an empty edge answers from KV, with no shield call.
+      const { shield, calls } = countingShield();
+      const kvOnly = platformFor(env).tiers.filter((tier) => tier.name !== "edge");
+      const fromKv = await fetchChecked(`http://${host}${path}`, { tiers: kvOnly, shield });
+      expect(fromKv.digest).toBe(expected);
+      expect(fromKv.cacheStatus).toMatch(/^Tiercel-KV; hit/);
+      expect(calls()).toBe(0);
+      expect((await origin.hits(path)).hits).toBe(1);
+    }, 180_000);
+  }
+
+  it("names the shield hop in Cache-Status before the data center's own members, and costs a hit nothing", async () => {
+    const { host } = await newSite({ cache: { shield: true } });
+    const path = `/${unique("hop")}.css`;
+    const { shield, calls } = countingShield();
+    const first = await send(`http://${host}${path}`, undefined, { shield });
+    expect(await first.text()).toBe(`GET ${path} #1`);
+    expect(first.headers.get("cache-status")).toBe(
+      "Tiercel-Shield; fwd=miss; fwd-status=200; detail=storing, Tiercel-KV; fwd=miss; fwd-status=200; detail=storing, Tiercel-Edge; fwd=miss; fwd-status=200; detail=storing",
+    );
+    expect(first.headers.get("server-timing")).toMatch(/shield;dur=/);
+    expect(calls()).toBe(1);
+
+    const hit = await send(`http://${host}${path}`, undefined, { shield });
+    expect(hit.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
+    expect(await hit.text()).toBe(`GET ${path} #1`);
+    expect(calls()).toBe(1);
+    expect((await origin.hits(path)).hits).toBe(1);
+  });
+
+  it("remembers an uncacheable answer (hit-for-pass): waiters and later requests go to the origin themselves", async () => {
+    const { host } = await newSite({ cache: { shield: true } });
+    const path = `/${unique("private")}`;
+    await origin.route(path, { body: "mine {hit}", delayMs: 100, headers: { "cache-control": "private" } });
+    const responses = await Promise.all(Array.from({ length: 5 }, () => send(`http://${host}${path}`)));
+    const bodies = await Promise.all(responses.map((response) => response.text()));
+    expect(new Set(bodies).size).toBe(5);
+    expect(responses.some((r) => r.headers.get("cache-status")?.includes("Tiercel-Shield; fwd=miss"))).toBe(true);
+    const later = await send(`http://${host}${path}`);
+    expect(later.headers.get("cache-status")).toContain("Tiercel-Shield; detail=hit-for-pass");
+    expect(await later.text()).toBe("mine 6");
+    const counters = await (await shieldOf(host, path)).counters();
+    expect(counters.fills).toBe(1);
+    expect(counters.passes).toBe(1);
+    expect((await origin.hits(path)).hits).toBe(6);
+  });
+
+  it("answers a site with the shield turned off from this data center alone", async () => {
+    const { host } = await newSite({ cache: { shield: false } });
+    const path = `/${unique("unshielded")}`;
+    const { shield, calls } = countingShield();
+    const first = await send(`http://${host}${path}`, undefined, { shield });
+    expect(await first.text()).toBe(`GET ${path} #1`);
+    expect(first.headers.get("cache-status")).not.toContain("Tiercel-Shield");
+    expect(calls()).toBe(0);
+    expect((await (await shieldOf(host, path)).counters()).fills).toBe(0);
+  });
+
+  it("still answers when the shield fails, or gives no answer within its bound", async () => {
+    const { host } = await newSite({ cache: { shield: true } });
+    const failing: ShieldBinding = {
+      timeoutMs: 5_000,
+      fill: async () => {
+        throw new Error("shield unreachable");
+      },
+    };
+    const path = `/${unique("degraded")}`;
+    const { tiers, puts } = countingTiers();
+    const answered = await send(`http://${host}${path}`, undefined, { shield: failing, tiers });
+    expect(answered.status).toBe(200);
+    expect(await answered.text()).toBe(`GET ${path} #1`);
+    expect(answered.headers.get("cache-status")).toMatch(/^Tiercel-Shield; detail=shield-error, Tiercel-KV; fwd=miss/);
+    // Without the shield this data center writes the global tier itself.
+    expect(puts()).toBe(1);
+
+    const hung: ShieldBinding = { timeoutMs: 200, fill: () => new Promise(() => {}) };
+    const slowPath = `/${unique("degraded-slow")}`;
+    const slow = await send(`http://${host}${slowPath}`, undefined, { shield: hung });
+    expect(slow.status).toBe(200);
+    expect(await slow.text()).toBe(`GET ${slowPath} #1`);
+    expect(slow.headers.get("cache-status")).toContain("Tiercel-Shield; detail=shield-timeout");
+  });
+
+  it("hands waiters the origin's error when it cannot be reached, and is not left holding the key", async () => {
+    const { host } = await newSite({ cache: { shield: true } });
+    const path = `/${unique("down")}`;
+    await origin.route(path, { hangUp: true });
+    const responses = await Promise.all(Array.from({ length: 3 }, () => send(`http://${host}${path}`)));
+    for (const response of responses) expect(response.status).toBe(502);
+    await origin.route(path, { body: "back", headers: { "cache-control": "max-age=60" } });
+    const back = await send(`http://${host}${path}`);
+    expect(await back.text()).toBe("back");
+    expect(back.headers.get("cache-status")).toMatch(/^Tiercel-Shield; fwd=miss; fwd-status=200/);
+  });
+});

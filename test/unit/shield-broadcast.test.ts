@@ -1,0 +1,143 @@
+import { describe, expect, it } from "vitest";
+import { Broadcast, DetachedError, skipBytes } from "../../src/core/shield-broadcast";
+
+/** A source of `count` chunks of `size` bytes, byte i being i % 251, that says how far it has been read. */
+function source(count: number, size: number) {
+  let produced = 0;
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (produced >= count) return controller.close();
+        const chunk = new Uint8Array(size);
+        for (let i = 0; i < size; i++) chunk[i] = (produced * size + i) % 251;
+        produced += 1;
+        controller.enqueue(chunk);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return { stream, produced: () => produced };
+}
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) chunks.push(chunk);
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return out;
+}
+
+function expectPattern(bytes: Uint8Array, length: number, from = 0): void {
+  expect(bytes.byteLength).toBe(length);
+  let wrong = 0;
+  for (let i = 0; i < bytes.byteLength; i++) if (bytes[i] !== (from + i) % 251) wrong += 1;
+  expect(wrong).toBe(0);
+}
+
+describe("Broadcast", () => {
+  it("gives every reader every byte, reading the source once", async () => {
+    const { stream, produced } = source(40, 1000);
+    const broadcast = new Broadcast(stream, { windowBytes: 8000, stallMs: 10_000 });
+    const readers = Array.from({ length: 5 }, () => broadcast.join());
+    const bodies = await Promise.all(readers.map(readAll));
+    for (const body of bodies) expectPattern(body, 40_000);
+    expect(produced()).toBe(40);
+  });
+
+  it("reads no further than one window ahead of the slowest reader", async () => {
+    const { stream, produced } = source(100, 1000);
+    const broadcast = new Broadcast(stream, { windowBytes: 5000, stallMs: 10_000 });
+    const fast = broadcast.join();
+    const slow = broadcast.join().getReader();
+    const fastDone = readAll(fast);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The slow reader has read nothing: the source stops about a window in, and little is held.
+    expect(produced()).toBeLessThanOrEqual(6);
+    expect(broadcast.heldBytes).toBeLessThanOrEqual(6000);
+    const rest: Uint8Array[] = [];
+    for (;;) {
+      const { done, value } = await slow.read();
+      if (done) break;
+      rest.push(value);
+      expect(broadcast.heldBytes).toBeLessThanOrEqual(6000);
+    }
+    expectPattern(await fastDone, 100_000);
+    expect(rest.reduce((n, c) => n + c.byteLength, 0)).toBe(100_000);
+  });
+
+  it("lets a reader join from byte 0 while the head is held, and starts a later one detached", async () => {
+    const { stream } = source(20, 1000);
+    const resumed: number[] = [];
+    const broadcast = new Broadcast(stream, {
+      windowBytes: 5000,
+      stallMs: 10_000,
+      resume: async (offset) => {
+        resumed.push(offset);
+        return skipBytes(source(20, 1000).stream, offset);
+      },
+    });
+    const first = broadcast.join().getReader();
+    await first.read();
+    await first.read();
+    expect(broadcast.headKept).toBe(true);
+    const joiner = readAll(broadcast.join());
+    for (;;) if ((await first.read()).done) break;
+    expectPattern(await joiner, 20_000);
+    expect(broadcast.headKept).toBe(false);
+    expectPattern(await readAll(broadcast.join()), 20_000);
+    expect(resumed).toEqual([0]);
+  });
+
+  it("detaches a reader that holds the source back past the stall bound; it resumes from its offset", async () => {
+    const { stream } = source(30, 1000);
+    const broadcast = new Broadcast(stream, {
+      windowBytes: 4000,
+      stallMs: 30,
+      resume: async (offset) => skipBytes(source(30, 1000).stream, offset),
+    });
+    const stuck = broadcast.join().getReader();
+    const first = await stuck.read();
+    const fast = await readAll(broadcast.join());
+    expectPattern(fast, 30_000);
+    const rest: Uint8Array[] = [first.value as Uint8Array];
+    for (;;) {
+      const { done, value } = await stuck.read();
+      if (done) break;
+      rest.push(value);
+    }
+    const whole = new Uint8Array(30_000);
+    let at = 0;
+    for (const chunk of rest) {
+      whole.set(chunk, at);
+      at += chunk.byteLength;
+    }
+    expectPattern(whole, 30_000);
+  });
+
+  it("errors a detached reader that has nowhere to resume from", async () => {
+    const { stream } = source(30, 1000);
+    const broadcast = new Broadcast(stream, { windowBytes: 4000, stallMs: 30 });
+    const stuck = broadcast.join().getReader();
+    await stuck.read();
+    await readAll(broadcast.join());
+    await expect(stuck.read()).rejects.toBeInstanceOf(DetachedError);
+  });
+
+  it("errors every reader when the source breaks off", async () => {
+    let sent = 0;
+    const broken = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        sent += 1;
+        if (sent > 3) controller.error(new Error("cut"));
+        else controller.enqueue(new Uint8Array(10));
+      },
+    });
+    const broadcast = new Broadcast(broken, { windowBytes: 100, stallMs: 1000 });
+    const readers = [broadcast.join(), broadcast.join()];
+    for (const reader of readers) await expect(readAll(reader)).rejects.toThrow("cut");
+  });
+});
