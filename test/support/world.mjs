@@ -348,7 +348,8 @@ export async function startWorld(options = {}) {
       /**
        * The counters of a data center's isolate `i`: its calls on the shared parts by `BINDING.method`, its
        * isolate's random id, the data center's origin requests (total and per path, all its isolates), and
-       * Tiercel's own isolate stats (`GET /_tiercel/api/v1/stats`; null for a Worker without a SITES binding).
+       * Tiercel's own isolate stats (`isolate` of `GET /_tiercel/api/v1/stats`: `{since, sites, config, flush}`, this
+       * isolate's alone; null for a Worker without a SITES binding).
        */
       async counters(dc, i = 0) {
         const own = await getJson(`${world.url(dc, i)}/__world/counters`);
@@ -357,7 +358,7 @@ export async function startWorld(options = {}) {
         if (kinds.SITES) {
           try {
             const auth = { authorization: `Bearer ${adminToken}` };
-            stats = await getJson(`${world.url(dc, i)}/_tiercel/api/v1/stats`, auth);
+            stats = (await getJson(`${world.url(dc, i)}/_tiercel/api/v1/stats?window=5m`, auth)).isolate ?? null;
           } catch {}
         }
         return {
