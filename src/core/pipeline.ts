@@ -20,7 +20,7 @@ import { type Found, lookupTiers, readChecked } from "./lookup";
 import { NO_PURGES, type PurgeView } from "./purge";
 import { ServerTiming } from "./server-timing";
 import { wireLength } from "./stats";
-import { invalidate, storeBody } from "./store";
+import { invalidate, type StoreTarget, storeBody } from "./store";
 import type { Tier } from "./tier";
 
 export type { Deps, Logger } from "./exchange";
@@ -150,19 +150,7 @@ export async function handleRequest(
       ex.status.forwarded(found.entry.status, "storing");
     } else if (nearer.length > 0 && method === "GET") {
       // A hit in a farther tier refills the nearer ones in the background, checked against its record.
-      const refill = storeBody(
-        ex,
-        {
-          key: found.key,
-          entry: found.entry,
-          declaredLength: found.entry.length,
-          verify: found.entry.digest !== "",
-          tiers: nearer,
-          index: found.index,
-          values: "",
-        },
-        body,
-      );
+      const refill = storeBody(ex, refillTarget(found, nearer), body);
       body = refill.client;
       deps.waitUntil(refill.outcome);
       ex.status.forwarded(found.entry.status, "storing");
@@ -244,6 +232,19 @@ export async function cacheExchange(request: Request, site: Site, deps: Deps, ti
   return ex;
 }
 
+/** Where a farther tier's hit is copied to: the nearer tiers, checked against the entry's own record. */
+function refillTarget(found: Found, nearer: Tier[]): StoreTarget {
+  return {
+    key: found.key,
+    entry: found.entry,
+    declaredLength: found.entry.length,
+    verify: found.entry.digest !== "",
+    tiers: nearer,
+    index: found.index,
+    values: "",
+  };
+}
+
 /** Keys being refilled from a whole read in this isolate (after a ranged hit in a farther tier). */
 const refilling = new Set<string>();
 const MAX_REFILLS = 64;
@@ -257,16 +258,7 @@ async function refillWhole(ex: Exchange, found: Found, nearer: Tier[]): Promise<
   try {
     const whole = await readChecked(tier, found.key, deps);
     if (!whole) return;
-    const target = {
-      key: found.key,
-      entry: found.entry,
-      declaredLength: found.entry.length,
-      verify: found.entry.digest !== "",
-      tiers: nearer,
-      index: found.index,
-      values: "",
-    };
-    const refill = storeBody(ex, target, whole.body);
+    const refill = storeBody(ex, refillTarget(found, nearer), whole.body);
     await Promise.all([refill.client.pipeTo(new WritableStream()).catch(() => {}), refill.outcome]);
   } catch (error) {
     deps.log("refill.failed", { key: found.key, error: describe(error) });
