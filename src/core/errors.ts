@@ -27,6 +27,8 @@ export type ErrorCode =
   | "admin_host_only"
   | "admin_only"
   | "forbidden_site"
+  | "csrf_failed"
+  | "console_needs_admin_host"
   | "invalid_query"
   | "invalid_config"
   | "invalid_json"
