@@ -66,7 +66,8 @@ const PAGE_HEADERS = {
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
   "x-content-type-options": "nosniff",
   "x-frame-options": "DENY",
-  "referrer-policy": "no-referrer",
+  // Not no-referrer: with it a browser sends `Origin: null` on the console's own forms, which the check refuses.
+  "referrer-policy": "same-origin",
   "cross-origin-opener-policy": "same-origin",
 };
 

@@ -46,7 +46,8 @@ export function layout(frame: Frame, body: Html): string {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
+<link rel="icon" href="data:,">
 <title>${frame.title} · Tiercel console</title>
 <link rel="stylesheet" href="${ASSET_PATHS.css}">
 ${frame.charts ? html`<link rel="stylesheet" href="${ASSET_PATHS.uplotCss}"><script src="${ASSET_PATHS.uplotJs}" defer></script>` : ""}
@@ -352,10 +353,10 @@ export function statsPage(
 ${
   stats && total
     ? html`<p class="muted">From ${stats.from} to ${stats.to}, ${stats.bucketSeconds} s buckets, summed over every data center.</p>
-${totalsTable(total)}
-<div class="charts" id="charts" aria-label="Charts over time: ${FIGURES.join(", ")}">
+<div class="charts" id="charts" aria-label="Charts over time: ${FIGURES.join(", ")}; the same figures as totals in the table below">
 ${FIGURES.map((name) => html`<figure class="chart" data-chart="${name}"><figcaption>${name}</figcaption></figure>`)}
 </div>
+${totalsTable(total)}
 <script type="application/json" id="stats-data">${jsonData({ series: stats.series, bucketSeconds: stats.bucketSeconds })}</script>`
     : ""
 }`,
