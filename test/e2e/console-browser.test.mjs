@@ -87,8 +87,8 @@ async function watchedPage(viewport = { width: 1200, height: 800 }) {
   return { context, page, seen };
 }
 
-async function signIn(page, token) {
-  await page.goto(`${dev.url}/_tiercel/console/`);
+async function signIn(page, token, base = dev.url) {
+  await page.goto(`${base}/_tiercel/console/`);
   assert.match(page.url(), /\/_tiercel\/console\/login$/);
   await page.getByLabel("Token").fill(token);
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -227,25 +227,27 @@ test("a site-scoped token sees only its site and is refused another site's purge
   });
   const made = await api("POST", "/tokens", { name: "console e2e", sites: [mine.body.site.id] });
   const secret = made.body.secret;
+  // At http://localhost this time (what `npm start` prints): the Secure cookie is kept there too.
   const { context, page, seen } = await watchedPage();
-  await signIn(page, secret);
+  const local = dev.url.replace("127.0.0.1", "localhost");
+  await signIn(page, secret, local);
   const list = (await page.locator("main").textContent()) ?? "";
   assert.match(list, /mine\.console\.test/);
   assert.doesNotMatch(list, /theirs\.console\.test/);
 
   // With this session's own CSRF token, a purge of the other site is refused by the API's scope check.
   const csrf = await page.locator('input[name="_csrf"]').first().getAttribute("value");
-  const refused = await page.request.post(`${dev.url}/_tiercel/console/sites/${theirs.body.site.id}/purge`, {
+  const refused = await page.request.post(`${local}/_tiercel/console/sites/${theirs.body.site.id}/purge`, {
     form: { _csrf: csrf, all: "on" },
-    headers: { origin: dev.url, "sec-fetch-site": "same-origin" },
+    headers: { origin: local, "sec-fetch-site": "same-origin" },
   });
   assert.equal(refused.status(), 403);
   assert.match(await refused.text(), /forbidden_site/);
   assert.equal((await api("GET", `/sites/${theirs.body.site.id}`)).body.site.generation, 0);
   // And its own site's purge goes through.
-  const allowed = await page.request.post(`${dev.url}/_tiercel/console/sites/${mine.body.site.id}/purge`, {
+  const allowed = await page.request.post(`${local}/_tiercel/console/sites/${mine.body.site.id}/purge`, {
     form: { _csrf: csrf, all: "on" },
-    headers: { origin: dev.url, "sec-fetch-site": "same-origin" },
+    headers: { origin: local, "sec-fetch-site": "same-origin" },
   });
   assert.equal(allowed.status(), 200);
   assert.equal((await api("GET", `/sites/${mine.body.site.id}`)).body.site.generation, 1);
