@@ -150,6 +150,23 @@ async function serve(request: Request, url: URL, deps: AdminDeps, options: Conso
     throw error;
   }
   const ctx: Context = { deps, session, who, csrf: await csrfToken(session, secret), url };
+  try {
+    return await signedIn(ctx, request, method, rest, secret);
+  } catch (error) {
+    // A refusal keeps the console's navigation (and its sign-out) around the message.
+    if (!(error instanceof TiercelError)) throw error;
+    return page(error.status, errorPage(frame(ctx, "Error"), error.status, error.code, error.message));
+  }
+}
+
+async function signedIn(
+  ctx: Context,
+  request: Request,
+  method: string,
+  rest: string,
+  secret: string,
+): Promise<Response> {
+  const { session, url } = ctx;
   if (method === "POST") {
     const form = await readForm(request);
     if (!sameOrigin(request, url) || !(await checkCsrf(stringOf(form.get("_csrf")), session, secret))) {

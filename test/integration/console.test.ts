@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { html } from "../../src/console/html";
+import { checkCsrf, csrfToken, newSession, SESSION_MS, seal, unseal } from "../../src/console/session";
 import type { Site } from "../../src/sites/schema";
 import { ADMIN_TOKEN, adminCall, origin, send, unique } from "../support/harness";
 
@@ -77,6 +79,41 @@ async function createSite(): Promise<Site> {
   expect(created.status).toBe(201);
   return created.body.site as Site;
 }
+
+describe("sessions and escaping, as functions", () => {
+  const secret = "a-secret-of-at-least-32-characters-0123";
+
+  it("opens a sealed session only with its secret and before it expires", async () => {
+    const now = 1_800_000_000_000;
+    const session = newSession("the-token", now);
+    const sealed = await seal(session, secret);
+    expect(sealed).not.toContain("the-token");
+    expect(await unseal(sealed, secret, now + 1000)).toEqual(session);
+    expect(await unseal(sealed, `${secret}x`, now + 1000)).toBeNull();
+    expect(await unseal(sealed, secret, now + SESSION_MS)).toBeNull();
+    expect(await unseal("garbage!", secret, now)).toBeNull();
+    // Two seals of one session differ (a fresh IV each time).
+    expect(await seal(session, secret)).not.toBe(sealed);
+  });
+
+  it("derives a CSRF token per session, checked in full", async () => {
+    const a = newSession("t", 0);
+    const b = newSession("t", 0);
+    const token = await csrfToken(a, secret);
+    expect(await checkCsrf(token, a, secret)).toBe(true);
+    expect(await checkCsrf(token, b, secret)).toBe(false);
+    expect(await checkCsrf(token.slice(0, -1), a, secret)).toBe(false);
+    expect(await checkCsrf(null, a, secret)).toBe(false);
+  });
+
+  it("escapes every interpolated value", () => {
+    const evil = `<script>alert("x")</script>' onload='x`;
+    expect(html`<p title="${evil}">${evil}</p>`.text).toBe(
+      '<p title="&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&#39; onload=&#39;x">&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&#39; onload=&#39;x</p>',
+    );
+    expect(html`${[html`<b>${"<i>"}</b>`, null, false, 1]}`.text).toBe("<b>&lt;i&gt;</b>1");
+  });
+});
 
 describe("sign-in and session", () => {
   it("sends a visitor without a session to the sign-in page, under a strict CSP", async () => {
