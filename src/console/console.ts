@@ -131,7 +131,7 @@ async function serve(request: Request, url: URL, deps: AdminDeps, options: Conso
   if (rest === "/login") {
     if (method === "POST") return signIn(request, url, deps, secret);
     if (session) return redirect(`${P}/sites`);
-    return page(200, loginPage(null));
+    return page(200, loginPage(null, insecure(url)));
   }
   if (!session) {
     // A cookie that no longer opens (expired, or ADMIN_TOKEN rotated) is dropped.
@@ -188,8 +188,8 @@ async function signedIn(
  */
 async function refuseSiteHost(url: URL, deps: AdminDeps, options: ConsoleOptions): Promise<void> {
   if (options.adminHostSet) return;
-  const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  if (host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host)) return;
+  if (isLoopback(url)) return;
+  const host = url.hostname.toLowerCase();
   const site = await deps.sites.siteForHost(host).catch(() => null);
   if (site) {
     throw new TiercelError(
@@ -198,6 +198,16 @@ async function refuseSiteHost(url: URL, deps: AdminDeps, options: ConsoleOptions
       "The console is not served on a site's host: set ADMIN_HOST and open it there",
     );
   }
+}
+
+function isLoopback(url: URL): boolean {
+  const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** Browsers keep a Secure cookie only over HTTPS and on loopback names: elsewhere a sign-in would not last. */
+function insecure(url: URL): boolean {
+  return url.protocol === "http:" && !isLoopback(url);
 }
 
 /** Whether a browser says the form came from a console page (Sec-Fetch-Site, Origin); others pass. */
@@ -250,12 +260,12 @@ async function readForm(request: Request): Promise<FormData> {
   try {
     return await new Response(new Blob(chunks), { headers: { "content-type": type } }).formData();
   } catch {
-    throw new TiercelError("invalid_query", 400, "The form could not be read");
+    throw new TiercelError("invalid_form", 400, "The form could not be read");
   }
 }
 
 function tooLarge(): TiercelError {
-  return new TiercelError("invalid_json", 413, "The form is larger than 1 MB");
+  return new TiercelError("invalid_form", 413, "The form is larger than 1 MB");
 }
 
 function stringOf(value: File | string | null): string {

@@ -72,10 +72,11 @@ export function errorNotice(code: string, message: string): Html {
   return notice("error", html`${message} <code class="code">${code}</code>`);
 }
 
-export function loginPage(error: { code: string; message: string } | null): string {
+export function loginPage(error: { code: string; message: string } | null, insecure = false): string {
   return layout(
     { title: "Sign in", who: null, csrf: null },
     html`${error ? errorNotice(error.code, error.message) : ""}
+${insecure ? notice("error", "This page came over plain HTTP: browsers keep the console's session cookie (Secure) only over HTTPS and on localhost, so a sign-in here will not last. Open the console over HTTPS.") : ""}
 <form method="post" action="${P}/login" class="card narrow">
   <p>Sign in with the admin token (ADMIN_TOKEN), or a site-scoped token to see only its sites.</p>
   <label for="token">Token</label>

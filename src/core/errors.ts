@@ -29,6 +29,7 @@ export type ErrorCode =
   | "forbidden_site"
   | "csrf_failed"
   | "console_needs_admin_host"
+  | "invalid_form"
   | "invalid_query"
   | "invalid_config"
   | "invalid_json"

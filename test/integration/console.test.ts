@@ -132,6 +132,10 @@ describe("sign-in and session", () => {
     expect(login.text).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
     expect(login.text).not.toMatch(/\sstyle=/);
     expect(login.text).toContain('type="password"');
+    // Over plain HTTP on a host that is not loopback the Secure cookie would be dropped: the page says so.
+    expect(login.text).toContain("plain HTTP");
+    const overHttps = await send("https://admin.test/_tiercel/console/login");
+    expect(await overHttps.text()).not.toContain("plain HTTP");
   });
 
   it("refuses a wrong token, and seals the right one in an HttpOnly, Secure, SameSite=Strict cookie", async () => {
