@@ -1,12 +1,18 @@
-import uplotJs from "uplot/dist/uPlot.iife.min.js";
-import uplotCss from "uplot/dist/uPlot.min.css";
 import consoleCss from "./static/console.css.txt";
 import consoleJs from "./static/console.js.txt";
+import uplotJs from "./static/vendor/uplot.iife.min.js.txt";
+import uplotCss from "./static/vendor/uplot.min.css.txt";
 
 /**
  * The console's static files, served by the Worker itself (no second deployment): its script and stylesheet,
- * and uPlot (a small time-series chart library, MIT). Each path carries a digest of the file, so a file can
- * be cached for a year and a new version is a new path.
+ * and uPlot (a small time-series chart library, MIT: static/vendor/LICENSE-uplot). Each path carries a digest
+ * of the file, so a file can be cached for a year and a new version is a new path.
+ *
+ * All are .txt files, which wrangler bundles as text by default (no module rule, so `wrangler types` and the
+ * bundle's consumers, such as the local world's loader, see plain text modules). uPlot's two files are copies
+ * of the installed package's `dist/uPlot.iife.min.js` and `dist/uPlot.min.css`; test/e2e/console-browser.test.mjs
+ * checks they still are (after an upgrade: `cp node_modules/uplot/dist/uPlot.iife.min.js
+ * src/console/static/vendor/uplot.iife.min.js.txt`, and the same for the stylesheet).
  */
 const FILES = {
   js: { name: "console", ext: "js", type: "text/javascript; charset=utf-8", body: consoleJs },

@@ -7,6 +7,7 @@
 // CONSOLE_SCREENSHOT=1 also writes the README's screenshot, docs/console.png.
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { createServer, request as httpRequest } from "node:http";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -98,6 +99,20 @@ async function signIn(page, token, base = dev.url) {
 function requestsFigure(page) {
   return page.locator('td[data-figure="Requests"]').textContent();
 }
+
+test("the console serves the installed uPlot: its vendored copies are the package's files", async () => {
+  for (const [vendored, dist] of [
+    ["uplot.iife.min.js.txt", "uPlot.iife.min.js"],
+    ["uplot.min.css.txt", "uPlot.min.css"],
+  ]) {
+    const copy = await readFile(`${ROOT}src/console/static/vendor/${vendored}`);
+    const installed = await readFile(`${ROOT}node_modules/uplot/dist/${dist}`);
+    assert.ok(
+      copy.equals(installed),
+      `src/console/static/vendor/${vendored} differs from node_modules/uplot/dist/${dist}: copy it again`,
+    );
+  }
+});
 
 test("an operator signs in, creates a site, purges a URL, watches the stats and signs out", {
   skip,
