@@ -170,7 +170,15 @@ export function sitePage(
   return layout(
     frame,
     html`${options.flash ?? ""}${options.other ?? ""}
-${errorCount ? notice("error", `The site was not saved: ${errorCount} field${errorCount === 1 ? " has" : "s have"} an error (marked below).`) : ""}
+${
+  errorCount
+    ? notice(
+        "error",
+        html`The site was not saved: ${errorCount} field${errorCount === 1 ? " has" : "s have"} an error:
+${Object.keys(errors).map((name, i) => html`${i ? ", " : ""}<a href="#${fieldId(name)}">${labelOf(name)}</a>`)}.`,
+      )
+    : ""
+}
 ${options.siteId ? html`<p class="muted">Site id <code>${options.siteId}</code>${options.revision !== null ? html`, revision ${options.revision}` : ""}. <a href="${P}/sites/${options.siteId}/purge">Purge</a> · <a href="${P}/stats?site=${options.siteId}">Stats</a> · <a href="${P}/audit?site=${options.siteId}">Audit</a></p>` : ""}
 <form method="post" action="${options.action}" class="card site-form" novalidate>
 ${csrfField(frame.csrf ?? "")}
@@ -183,6 +191,10 @@ ${group.fields.map((field) => fieldHtml(field, values[field.name], errors[field.
 <button type="submit">${options.siteId ? "Save" : "Create site"}</button>
 </form>`,
   );
+}
+
+function labelOf(name: string): string {
+  return FIELD_GROUPS.flatMap((group) => group.fields).find((field) => field.name === name)?.label ?? name;
 }
 
 function fieldId(name: string): string {

@@ -220,6 +220,10 @@ describe("sites", () => {
     );
     expect(bad.text).toMatch(/id="f-origin-url-error"[^>]*>must be an absolute http or https URL/);
     expect(bad.text).toMatch(/id="f-optimize-quality-error"/);
+    // The summary at the top links to each field in error.
+    expect(bad.text).toMatch(
+      /2 fields have an error:\s*<a href="#f-origin-url">Origin URL<\/a>, <a href="#f-optimize-quality">/,
+    );
     // What was typed is kept.
     expect(bad.text).toContain('value="not a url"');
 
