@@ -96,6 +96,20 @@ async function signIn(page, token, base = dev.url) {
   await page.waitForURL(/\/_tiercel\/console\/sites$/);
 }
 
+/** axe-core's WCAG 2.x A and AA checks of the page as it is (run through the DevTools protocol: no CSP change). */
+async function accessibilityProblems(page) {
+  const source = await readFile(`${ROOT}node_modules/axe-core/axe.min.js`, "utf8");
+  await page.evaluate(source);
+  const result = await page.evaluate(() =>
+    globalThis.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21aa"] } }),
+  );
+  // The checks ran (a page where nothing was checked would pass anything).
+  assert.ok(result.passes.length >= 10, `${page.url()}: only ${result.passes.length} axe checks passed`);
+  return result.violations.map(
+    (v) => `${page.url()}: ${v.id} (${v.impact}): ${v.nodes.map((n) => n.target).join(" ")}`,
+  );
+}
+
 function requestsFigure(page) {
   return page.locator('td[data-figure="Requests"]').textContent();
 }
@@ -207,6 +221,28 @@ test("an operator signs in, creates a site, purges a URL, watches the stats and 
   for (const source of seen.sources) assert.ok(!source.includes(TOKEN));
   assert.ok(seen.sources.length >= 8, `${seen.sources.length} pages seen`);
   assert.deepEqual(seen.problems, []);
+
+  // Accessibility (labels, names, contrast, structure) of every kind of page, errors shown included.
+  const problems = [];
+  for (const path of [
+    "sites",
+    `sites/${siteId}`,
+    `sites/${siteId}/purge`,
+    `sites/${siteId}/delete`,
+    "import",
+    "audit",
+  ]) {
+    await page.goto(`${dev.url}/_tiercel/console/${path}`);
+    problems.push(...(await accessibilityProblems(page)));
+  }
+  await page.goto(`${dev.url}/_tiercel/console/stats?site=${siteId}`);
+  await page.locator(".uplot").first().waitFor();
+  problems.push(...(await accessibilityProblems(page)));
+  await page.goto(`${dev.url}/_tiercel/console/sites/new`);
+  await page.getByLabel("Origin URL").fill("nope");
+  await page.getByRole("button", { name: "Create site" }).click();
+  problems.push(...(await accessibilityProblems(page)));
+  assert.deepEqual(problems, []);
 
   // On a phone: one column, nothing wider than the screen.
   const phone = await context.newPage();
