@@ -281,7 +281,13 @@ test("a site-scoped token sees only its site and is refused another site's purge
   // At http://localhost this time (what `npm start` prints): the Secure cookie is kept there too.
   const { context, page, seen } = await watchedPage();
   const local = dev.url.replace("127.0.0.1", "localhost");
-  await signIn(page, secret, local);
+  // By keyboard alone: the token field has the focus, Enter signs in, Tab reaches the skip link first.
+  await page.goto(`${local}/_tiercel/console/`);
+  await page.keyboard.type(secret);
+  await page.keyboard.press("Enter");
+  await page.waitForURL(/\/_tiercel\/console\/sites$/);
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Skip to content");
   const list = (await page.locator("main").textContent()) ?? "";
   assert.match(list, /mine\.console\.test/);
   assert.doesNotMatch(list, /theirs\.console\.test/);
