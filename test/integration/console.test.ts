@@ -1,7 +1,9 @@
+import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { html } from "../../src/console/html";
 import { checkCsrf, csrfToken, newSession, SESSION_MS, seal, unseal } from "../../src/console/session";
 import type { Site } from "../../src/sites/schema";
+import worker from "../../src/worker";
 import { ADMIN_TOKEN, adminCall, origin, send, unique } from "../support/harness";
 
 /**
@@ -392,7 +394,36 @@ describe("scoped tokens", () => {
   });
 });
 
+/** A request through the Worker with ADMIN_HOST set, as a deploy would set it. */
+async function sendWithAdminHost(url: string, init: RequestInit = {}) {
+  const ctx = createExecutionContext();
+  const request = new Request(url, init) as Request<unknown, IncomingRequestCfProperties>;
+  const response = await worker.fetch(request, { ...env, ADMIN_HOST: "console.admin.test" } as Env, ctx);
+  const text = await response.text();
+  await waitOnExecutionContext(ctx);
+  return { status: response.status, headers: response.headers, text };
+}
+
 describe("where the console is served", () => {
+  it("is served on ADMIN_HOST when it is set, and on no other host", async () => {
+    const site = await createSite();
+    const login = await sendWithAdminHost("https://console.admin.test/_tiercel/console/login");
+    expect(login.status).toBe(200);
+    expect(login.text).toContain('type="password"');
+    const signedIn = await sendWithAdminHost("https://console.admin.test/_tiercel/console/login", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ token: ADMIN_TOKEN }),
+      redirect: "manual",
+    });
+    expect(signedIn.status).toBe(303);
+    for (const host of [site.hosts[0] as string, "elsewhere.test"]) {
+      const elsewhere = await sendWithAdminHost(`https://${host}/_tiercel/console/login`);
+      expect(elsewhere.status, host).toBe(404);
+      expect(elsewhere.text, host).toContain("admin_host_only");
+    }
+  });
+
   it("is not served on a site's host when ADMIN_HOST is unset (the site's pages share its origin)", async () => {
     const site = await createSite();
     const answer = await send(`http://${site.hosts[0]}/_tiercel/console/login`);
