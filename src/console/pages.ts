@@ -370,10 +370,27 @@ ${
 ${FIGURES.map((name) => html`<figure class="chart" data-chart="${name}"><figcaption>${name}</figcaption></figure>`)}
 </div>
 ${totalsTable(total)}
+${options.site === null ? bySiteTable(stats, options.sites) : ""}
 <script type="application/json" id="stats-data">${jsonData({ series: stats.series, bucketSeconds: stats.bucketSeconds })}</script>`
     : ""
 }`,
   );
+}
+
+/** The window's figures per site (all sites' view), busiest first, at most 100 rows. */
+function bySiteTable(stats: StatsWindow, sites: { id: string; label: string }[]): Html {
+  const labels = new Map(sites.map((site) => [site.id, site.label]));
+  const rows = Object.entries(stats.sites)
+    .sort(([, a], [, b]) => b.requests - a.requests)
+    .slice(0, 100);
+  if (rows.length === 0) return html``;
+  return html`<div class="table-wrap"><table class="by-site"><caption>By site, busiest first</caption>
+<thead><tr><th scope="col">Site</th><th scope="col">Requests</th><th scope="col">Hit ratio</th><th scope="col">Origin fetches</th><th scope="col">Errors</th></tr></thead><tbody>
+${rows.map(([id, c]) => {
+  const hits = Object.values(c.hits).reduce((a, b) => a + b, 0) + c.stale;
+  return html`<tr><td><a href="${P}/stats?site=${id}&amp;window=${stats.window}">${labels.get(id) ?? id}</a></td><td>${c.requests}</td><td>${c.requests ? `${((hits / c.requests) * 100).toFixed(1)}%` : "–"}</td><td>${c.originFetches}</td><td>${c.errors}</td></tr>`;
+})}
+</tbody></table></div>`;
 }
 
 function totalsTable(c: SiteCounters): Html {

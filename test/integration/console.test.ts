@@ -342,6 +342,12 @@ describe("purge, stats and audit", () => {
     expect(stats.text).toMatch(/<th scope="row">Requests<\/th><td data-figure="Requests">2<\/td>/);
     expect(stats.text).toMatch(/<option selected>5m<\/option>/);
     expect(stats.text).toMatch(/src="\/_tiercel\/console\/assets\/uplot\.[0-9a-f]{8}\.js"/);
+    // All sites: the same site in the per-site table, linked to its own view.
+    const all = await call("/stats?window=5m", { cookie });
+    expect(all.status).toBe(200);
+    expect(all.text).toContain(
+      `<a href="/_tiercel/console/stats?site=${site.id}&amp;window=5m">${host}</a></td><td>2</td>`,
+    );
     const badWindow = await call(`/stats?window=2h`, { cookie });
     expect(badWindow.status).toBe(400);
     expect(badWindow.text).toContain("invalid_window");
