@@ -231,6 +231,7 @@ test("an operator signs in, creates a site, purges a URL, watches the stats and 
     `sites/${siteId}/delete`,
     "import",
     "audit",
+    "stats",
   ]) {
     await page.goto(`${dev.url}/_tiercel/console/${path}`);
     problems.push(...(await accessibilityProblems(page)));
