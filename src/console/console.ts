@@ -352,6 +352,7 @@ async function get(ctx: Context, rest: string): Promise<Response> {
         revision,
         siteId: id,
         flash,
+        stored: site,
       }),
     );
   }

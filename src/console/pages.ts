@@ -163,6 +163,8 @@ export function sitePage(
     revision: number | null;
     siteId: string | null;
     flash: Html | null;
+    /** The stored config, shown whole (read-only) under the form. */
+    stored?: Site | null;
   },
 ): string {
   const { values, errors } = options;
@@ -189,7 +191,8 @@ ${group.fields.map((field) => fieldHtml(field, values[field.name], errors[field.
 )}
 <p class="muted">Other settings (bypass rules, query policy, limits…) are kept as they are; change them with the API or the CLI.</p>
 <button type="submit">${options.siteId ? "Save" : "Create site"}</button>
-</form>`,
+</form>
+${options.stored ? html`<details class="card"><summary>The whole stored config (JSON)</summary><pre class="config">${JSON.stringify(options.stored, null, 2)}</pre></details>` : ""}`,
   );
 }
 

@@ -243,6 +243,9 @@ describe("sites", () => {
     expect(list.text).toContain("1 site;");
     const edit = await call(`/sites/${id}?saved=1`, { cookie });
     expect(edit.text).toContain("Saved: revision");
+    // The whole stored config is shown under the form, escaped.
+    expect(edit.text).toContain("The whole stored config (JSON)");
+    expect(edit.text).toContain(`&quot;id&quot;: &quot;${id}&quot;`);
   });
 
   it("edits a site, keeping the settings the form does not show", async () => {
