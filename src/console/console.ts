@@ -383,10 +383,10 @@ async function post(ctx: Context, rest: string, form: FormData): Promise<Respons
 }
 
 /** Every site the session may see (bounded), as the API lists them. */
-async function allSites(ctx: Context): Promise<{ sites: Site[]; truncated: boolean }> {
+async function allSites(ctx: Context, maxPages = MAX_LIST_PAGES): Promise<{ sites: Site[]; truncated: boolean }> {
   const sites: Site[] = [];
   let cursor: string | null = null;
-  for (let pageNo = 0; pageNo < MAX_LIST_PAGES; pageNo++) {
+  for (let pageNo = 0; pageNo < maxPages; pageNo++) {
     const answer = await api(ctx, "GET", `/sites${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ""}`);
     if (answer.status !== 200) throw apiRefusal(answer);
     sites.push(...(answer.body.sites as Site[]));
@@ -622,9 +622,11 @@ function labelOf(item: unknown, index: number): string {
 async function statsView(ctx: Context): Promise<Response> {
   const params = ctx.url.searchParams;
   const window = params.get("window") ?? "1h";
-  const { sites } = await allSites(ctx);
+  // The site menu lists the first page of sites (each is read through its owner); any site id can be asked for.
+  const { sites } = await allSites(ctx, 1);
   const choices = sites.map((site) => ({ id: site.id, label: site.hosts.join(", ") || site.id }));
   let site = params.get("site") || null;
+  if (site !== null && !choices.some((choice) => choice.id === site)) choices.push({ id: site, label: site });
   // A scoped token reads its sites' stats one at a time; the first is shown by default.
   if (ctx.who.kind === "token" && site === null) site = choices[0]?.id ?? null;
   const view = (status: number, stats: StatsWindow | null, error: Html | null) =>
