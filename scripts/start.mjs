@@ -183,7 +183,11 @@ const adminCommand =
   WORKER_PORT === 8787
     ? "npx tiercel sites list"
     : `TIERCEL_URL=http://127.0.0.1:${WORKER_PORT} ${process.env.TIERCEL_TOKEN ? "" : `TIERCEL_TOKEN=${LOCAL_TOKEN} `}npx tiercel sites list`;
-console.log(`Admin: ${adminCommand}   (token ${ADMIN_TOKEN === LOCAL_TOKEN ? LOCAL_TOKEN : "from TIERCEL_TOKEN"})\n`);
+console.log(`Admin: ${adminCommand}   (token ${ADMIN_TOKEN === LOCAL_TOKEN ? LOCAL_TOKEN : "from TIERCEL_TOKEN"})`);
+// The operators' console (src/console/): sign in with the same token; the browser keeps only a sealed session cookie.
+console.log(
+  `Console: http://localhost:${WORKER_PORT}/_tiercel/console/   (sign in with ${ADMIN_TOKEN === LOCAL_TOKEN ? `the token ${LOCAL_TOKEN}` : "your TIERCEL_TOKEN"})\n`,
+);
 
 const worker = run([
   "dev",

@@ -1,4 +1,12 @@
-import { adminHostOf, adminRouteError, adminRouteOf, type ControlPlane, handleAdmin } from "./admin/api";
+import {
+  type AdminDeps,
+  adminHostOf,
+  adminRouteError,
+  adminRouteOf,
+  type ControlPlane,
+  handleAdmin,
+} from "./admin/api";
+import { handleConsole, isConsolePath } from "./console/console";
 import { createCollapser } from "./core/collapse";
 import { errorResponse, TiercelError } from "./core/errors";
 import { type Deps, type Logger, respond } from "./core/pipeline";
@@ -224,7 +232,7 @@ export default {
           new TiercelError("admin_disabled", 503, "The admin API needs a site store: bind the SITES KV namespace"),
         );
       }
-      return handleAdmin(request, {
+      const deps: AdminDeps = {
         control: controlPlane(env),
         token: secretOf(env, "ADMIN_TOKEN"),
         adminHost: adminHost === undefined ? undefined : (adminHostOf(adminHost) ?? undefined),
@@ -237,7 +245,10 @@ export default {
         tierTimeoutMs: platform.tierTimeoutMs,
         invalidated: platform.invalidated,
         ...(platform.control ? { propagationMs: 2 * controlWindowMs(env) + CONTROL_WAIT_MS } : {}),
-      });
+      };
+      // The operators' console: pages over the same handler, in-process (src/console/console.ts).
+      if (isConsolePath(url.pathname)) return handleConsole(request, deps, { adminHostSet: adminHost !== undefined });
+      return handleAdmin(request, deps);
     }
     return respond(request, { ...platform, waitUntil: (work) => ctx.waitUntil(work) }, url);
   },

@@ -131,6 +131,15 @@ export async function handleAdmin(request: Request, deps: AdminDeps): Promise<Re
   }
 }
 
+/**
+ * Who a token is, by the same checks as every API request: the admin, a scoped token, or a TiercelError
+ * (`401 unauthorized`, `503 admin_disabled`…). The console (src/console/) signs in with it.
+ */
+export function principalOf(token: string, deps: AdminDeps): Promise<Principal> {
+  const request = new Request("https://tiercel.invalid/", { headers: { authorization: `Bearer ${token}` } });
+  return authenticate(request, new URL(request.url), deps);
+}
+
 async function authenticate(request: Request, url: URL, deps: AdminDeps): Promise<Principal> {
   for (const name of ["token", "access_token", "auth", "key"]) {
     if (url.searchParams.has(name)) {

@@ -9,6 +9,8 @@ import { DEFAULT_TARGETED_FIELDS } from "../core/http/targeted";
  * typo never silently falls back to a default.
  */
 const originUrl = z.url({ protocol: /^https?$/, error: "must be an absolute http or https URL" }).refine((value) => {
+  // Not a URL at all: z.url() has said so; the check must not throw (zod runs it anyway).
+  if (!URL.canParse(value)) return true;
   const url = new URL(value);
   return url.username === "" && url.password === "" && url.search === "" && url.hash === "";
 }, "must not carry credentials, a query or a fragment");

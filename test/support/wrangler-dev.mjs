@@ -18,6 +18,8 @@ export async function startWranglerDev({ token }) {
   const dir = await mkdtemp(join(tmpdir(), "tiercel-e2e-"));
   const port = await freePort();
   const args = ["wrangler", "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", dir];
+  // Its own inspector port too: wrangler's default (9229) is taken by any other wrangler dev on the machine.
+  args.push("--inspector-port", String(await freePort()));
   args.push("--show-interactive-dev-session=false", "--var", `ADMIN_TOKEN:${token}`);
   const worker = spawn("npx", args, { cwd: ROOT, env: wranglerEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   const stop = async () => {

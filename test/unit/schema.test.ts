@@ -21,3 +21,13 @@ describe("site hosts", () => {
     expect(() => parseSite({ ...base, hosts: ["a b.test"] }, "t")).toThrowError(TiercelError);
   });
 });
+
+describe("origin URLs", () => {
+  it("refuses a value that is not a URL with the field's message, never by throwing past the schema", () => {
+    for (const url of ["not a url", "", "://x"]) {
+      const parse = () => parseSite({ ...base, hosts: ["a.test"], origin: { kind: "http", url } }, "t");
+      expect(parse).toThrow(TiercelError);
+      expect(parse).toThrow(/origin\.url: must be an absolute http or https URL/);
+    }
+  });
+});
