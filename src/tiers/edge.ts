@@ -163,7 +163,10 @@ async function countBytes(stream: ReadableStream<Uint8Array>): Promise<number> {
 }
 
 function encodeEntry(entry: StoredEntry): string {
-  const bytes = new TextEncoder().encode(JSON.stringify(entry));
+  const json = JSON.stringify(entry);
+  // An ASCII record is its own UTF-8 (btoa takes it as it is); anything else is encoded first.
+  if (isAscii(json)) return btoa(json);
+  const bytes = new TextEncoder().encode(json);
   let binary = "";
   for (const byte of bytes) binary += String.fromCharCode(byte);
   return btoa(binary);
@@ -172,10 +175,23 @@ function encodeEntry(entry: StoredEntry): string {
 function decodeEntry(value: string | null): StoredEntry | null {
   if (!value) return null;
   try {
-    const bytes = Uint8Array.from(atob(value), (c) => c.charCodeAt(0));
-    const parsed: unknown = JSON.parse(new TextDecoder().decode(bytes));
+    const binary = atob(value);
+    // On every edge hit: no UTF-8 decoding at all for a record that is ASCII (the common case: a binary string
+    // of ASCII bytes is already the text), else a plain loop (no iterator, no callback per byte).
+    let text = binary;
+    if (!isAscii(binary)) {
+      const bytes = new Uint8Array(binary.length);
+      for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+      text = new TextDecoder().decode(bytes);
+    }
+    const parsed: unknown = JSON.parse(text);
     return isStoredEntry(parsed) ? parsed : null;
   } catch {
     return null;
   }
+}
+
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
 }
