@@ -199,8 +199,8 @@ export async function readChecked(
   }
   if (found.copy === undefined) return { entry: found.entry, body: checkedBody(found.body, found.entry, drop) };
   // A copy that never changes once written (the edge's) and that this isolate has already checked whole is not
-  // checked again: its bytes are the ones that checked out (a whole answer still sends it through the runtime's
-  // length check, `forClient`). Any other copy, a new put's included, is checked.
+  // checked again: its bytes are the ones that checked out (a whole answer hands it to the runtime as it is,
+  // which sends it with the length the Cache API knows it has). Any other copy, a new put's included, is checked.
   const copy = `${tier.name} ${key} ${found.copy} ${found.entry.length} ${found.entry.digest}`;
   if (checkedCopies.has(copy)) return { entry: found.entry, body: checkedAlready(found.body) };
   return { entry: found.entry, body: checkedBody(found.body, found.entry, drop, () => rememberChecked(copy)) };
