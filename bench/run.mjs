@@ -690,7 +690,7 @@ async function dataCenterA(dir) {
     });
   }
   if (tiercel.a) {
-    await phase("(7) control plane: propagation, and the hot path with and without a pending change", async () => {
+    await phase("(control plane) propagation, and the hot path with and without a pending change", async () => {
       const figures = await propagation({
         url: tiercel.a.url,
         token: TOKEN,
@@ -710,7 +710,7 @@ async function dataCenterA(dir) {
     });
   }
   for (const agent of Object.values(agents)) agent.destroy();
-  await phase("(7) large media (issue 15), next to a minimal Cache-API Worker", async () => {
+  await phase("(large media) issue 15, next to a minimal Cache-API Worker", async () => {
     const extra = [...LOG_LEVEL, "-c", "bench/minimal/wrangler.jsonc", "--var", `ORIGIN:${origin.url}`];
     const minimal = await startWorker({ label: "minimal-A", cwd: codeDir, persistTo: dir("minimal-a"), extra });
     const at = (w, name) => ({ name, url: w.url, host: SITE_HOST, pid: w.runtimePid() });
@@ -782,7 +782,7 @@ async function main() {
     await dataCenterB(dir);
     await stopAll();
   }
-  await phase("(7) the multi-location world: the per-location table and cold bursts over all locations", async () => {
+  await phase("(8) the multi-location world: the per-location table and cold bursts over all locations", async () => {
     data.world = await worldPhase({ root: codeDir, runs: quick ? 1 : 3, originMbps: P.originMbps, log });
   });
 

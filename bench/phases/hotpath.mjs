@@ -186,6 +186,10 @@ async function miss(peer, size, round, get, agent) {
     const answer = await get(peer, path, agent, 120_000);
     Object.assign(sample, { status: answer.status, tier: answer.tier, ttfbMs: answer.ttfbMs, bytes: answer.bytes });
     Object.assign(sample, { headersMs: answer.headersMs, totalMs: answer.totalMs });
+    // Tiercel's own account of where the time before the first byte went (site: config, purge state and the
+    // control feed's check, at most once per window; edge and kv: the tier reads; origin: to its headers).
+    const steps = serverTiming(answer.headers?.["server-timing"]);
+    if (steps) sample.steps = steps;
     if (answer.status !== 200 || answer.bytes !== size || answer.tier !== "origin") {
       sample.error = `${answer.status}, ${answer.bytes} of ${size} bytes, answered by ${answer.tier}`;
     }
@@ -194,6 +198,14 @@ async function miss(peer, size, round, get, agent) {
   }
   await sleep(size > 4 * MiB ? 2000 : 300);
   return sample;
+}
+
+/** `name;dur=ms, …` as { name: ms }, or undefined when there is none. */
+export function serverTiming(field) {
+  if (typeof field !== "string" || !field) return undefined;
+  const steps = {};
+  for (const [, name, dur] of field.matchAll(/([\w-]+);dur=([\d.]+)/g)) steps[name] = Number(dur);
+  return Object.keys(steps).length ? steps : undefined;
 }
 
 const finite = (value) => typeof value === "number" && Number.isFinite(value);
@@ -238,13 +250,28 @@ export function hotpathFigures(raw) {
     for (const size of raw.params.missSizes) {
       const rows = raw.misses.filter((row) => row.worker === worker && row.size === size);
       const ok = rows.filter((row) => !row.error);
-      misses.push({
+      const row = {
         worker,
         size,
         samples: ok.length,
         failed: rows.length - ok.length,
         ttfbMs: round2(medianOf(ok, "ttfbMs")),
-      });
+      };
+      const names = [...new Set(ok.flatMap((sample) => Object.keys(sample.steps ?? {})))];
+      if (names.length) {
+        row.stepsMs = Object.fromEntries(
+          names.map((name) => [
+            name,
+            round2(
+              medianOf(
+                ok.map((sample) => sample.steps ?? {}),
+                name,
+              ),
+            ),
+          ]),
+        );
+      }
+      misses.push(row);
     }
   }
   const hit = (w, s) => hits.find((row) => row.worker === w && row.size === s);
@@ -342,6 +369,20 @@ export function renderHotpath(figures, table) {
     }
     return cells;
   });
+  const stepRows = figures.misses
+    .filter((row) => row.stepsMs && ["tiercel", "base"].includes(row.worker))
+    .map((row) => [
+      size(row.size),
+      label[row.worker] ?? row.worker,
+      ...["site", "edge", "kv", "shield", "origin"].map((name) => n(row.stepsMs[name])),
+    ]);
+  const steps = stepRows.length
+    ? [
+        "   Tiercel's misses by its Server-Timing (ms, medians; site includes the control feed's check, made at most",
+        "   once per control window, so by most of these sparse misses):",
+        table(["size", "worker", "site", "edge", "kv", "shield", "origin"], stepRows),
+      ]
+    : [];
   return [
     `\n7. The hot path against the minimal Cache-API Worker (medians of ${p.rounds} interleaved rounds; ` +
       `${p.concurrency} concurrent, ${p.durationS} s per cell)`,
@@ -352,5 +393,6 @@ export function renderHotpath(figures, table) {
     "   CPU µs/req: the Worker's workerd process (utime+stime from /proc), its idle rate subtracted, ÷ requests",
     `\n   Miss first byte (ms; medians of ${p.missRounds} interleaved rounds; in brackets: − the minimal Worker's)`,
     table(["size", ...workers.map((w) => label[w])], missRows),
+    ...steps,
   ];
 }

@@ -1,4 +1,5 @@
-// (7) The control plane in one running Tiercel (one local data center under wrangler dev): how long a
+// The control plane (unnumbered: no table of its own, its figures are in the JSON) in one running Tiercel (one
+// local data center under wrangler dev): how long a
 // settings change takes to be served, and what the hot path costs per request — the `site` step of
 // Server-Timing (config and purge state, the control feed's check) and the whole edge hit — in the steady
 // state and on the first requests after a change. Propagation across data centers (several isolates with

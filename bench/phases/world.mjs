@@ -302,7 +302,7 @@ const ms = (value) => (value === null || value === undefined ? "—" : value.toF
 function render(out) {
   const lines = [];
   const delays = out.dataCenters.map((dc) => `${dc} ${out.delays[dc].shared}/${out.delays[dc].origin}`).join(", ");
-  lines.push(`\n7. The multi-location world (ms; shared/origin delay per round trip: ${delays})`);
+  lines.push(`\n8. The multi-location world (ms; shared/origin delay per round trip: ${delays})`);
   const rows = [["location", "worker", "origin TTFB", "origin total", "global TTFB", "global total", "edge p50"]];
   for (const dc of out.dataCenters) {
     for (const worker of ["tiercel", "baseline"]) {

@@ -7,7 +7,7 @@ import { contentRange, evaluateRange, sliceStream } from "./http/range";
 import { consumedTargetedFields } from "./http/targeted";
 import type { ServerTiming } from "./server-timing";
 import { collectAtMost, forClient, streamOfChunks } from "./streams";
-import { takeWhole } from "./verified-body";
+import { takeWhole, wasChecked } from "./verified-body";
 
 /** Statuses whose responses never have a body (RFC 9110 §6.4.1). */
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
@@ -47,7 +47,13 @@ export function answerFromEntry(
     responseHeaders.set("server-timing", ctx.timing.toString());
     if (responseBody === null) body.cancel().catch(() => {});
     const length = responseHeaders.get("content-length");
-    const sent = responseBody && forClient(responseBody, length === null ? undefined : Number(length));
+    // A copy checked whole before, sent whole, goes to the runtime as the tier handed it (it knows its length);
+    // any other body is held to the length the answer declares.
+    const sent =
+      responseBody &&
+      (wasChecked(responseBody) && responseBody === body
+        ? responseBody
+        : forClient(responseBody, length === null ? undefined : Number(length)));
     return new Response(sent, { status, headers: responseHeaders });
   };
 

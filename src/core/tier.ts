@@ -9,6 +9,12 @@ export interface CachedObject {
    * (inclusive) of the stored body. Absent, `body` is the whole body (a tier may ignore a range).
    */
   range?: { start: number; end: number };
+  /**
+   * An id of this stored copy, set by a tier whose copies never change once written (a new put is a new copy
+   * with a new id): the edge. A reader that checked a copy whole may skip checking it again
+   * (`readChecked` in lookup.ts). Tiers whose bytes others can damage at rest or in transit set none.
+   */
+  copy?: string;
 }
 
 /**

@@ -42,7 +42,8 @@ const SHA_256 = /^sha-256=:[A-Za-z0-9+/]{43}=:$/;
  * until the source has ended and every check has passed: a consumer that counts bytes (a client that was
  * told `Content-Length`) therefore never receives a whole-looking body that was not, it sees an error.
  *
- * On damage the stream errors with a `DamagedEntryError` and `onDamaged` is called once, with that error; a
+ * On damage the stream errors with a `DamagedEntryError` and `onDamaged` is called once, with that error; once
+ * every check has passed (before the last chunk is handed on), `onChecked` is called once. A
  * source that itself errors with a `DamagedEntryError` counts as damage too. Any other source error is passed
  * on as it is (a tier read that failed midway says nothing about the stored bytes), and cancelling cancels the
  * source; neither calls `onDamaged`.
@@ -56,6 +57,7 @@ export function verifiedBody(
   source: ReadableStream<Uint8Array>,
   expected: ExpectedBody,
   onDamaged: (error: DamagedEntryError) => void,
+  onChecked?: () => void,
 ): ReadableStream<Uint8Array> {
   const { length } = expected;
   const reader = source.getReader();
@@ -106,6 +108,7 @@ export function verifiedBody(
               );
             }
           }
+          onChecked?.();
           if (held) controller.enqueue(held);
           controller.close();
           return;
@@ -152,13 +155,16 @@ export function checkedBody(
   source: ReadableStream<Uint8Array>,
   expected: ExpectedBody,
   onDamaged: (error: DamagedEntryError) => void,
+  onChecked?: () => void,
 ): ReadableStream<Uint8Array> {
   const whole =
     SHA_256.test(expected.digest) &&
     Number.isSafeInteger(expected.length) &&
     expected.length >= 0 &&
     expected.length <= WHOLE_CHECK_MAX_BYTES;
-  return whole ? verifiedWhole(source, expected, onDamaged) : verifiedBody(source, expected, onDamaged);
+  return whole
+    ? verifiedWhole(source, expected, onDamaged, onChecked)
+    : verifiedBody(source, expected, onDamaged, onChecked);
 }
 
 /**
@@ -173,6 +179,7 @@ export function verifiedWhole(
   source: ReadableStream<Uint8Array>,
   expected: ExpectedBody,
   onDamaged: (error: DamagedEntryError) => void,
+  onChecked?: () => void,
 ): ReadableStream<Uint8Array> {
   const { length } = expected;
   let started = false;
@@ -219,6 +226,7 @@ export function verifiedWhole(
         );
       }
     }
+    onChecked?.();
     return body;
   };
 
@@ -256,4 +264,21 @@ export function takeWhole(stream: ReadableStream<Uint8Array>): (() => Promise<Ui
   if (!read || stream.locked) return undefined;
   wholeReads.delete(stream);
   return read;
+}
+
+/** Bodies a reader hands on unchecked because they were checked before (see `readChecked` in lookup.ts). */
+const checkedBefore = new WeakSet<ReadableStream<Uint8Array>>();
+
+/** Marks `stream` as the body of a stored copy already checked whole: see `wasChecked`. */
+export function checkedAlready(stream: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  checkedBefore.add(stream);
+  return stream;
+}
+
+/**
+ * Whether `stream` is the unread body of a copy checked whole before (an edge copy, which never changes once
+ * written): its bytes are the ones that checked out, so an answer may hand it to the runtime as it is.
+ */
+export function wasChecked(stream: ReadableStream<Uint8Array>): boolean {
+  return checkedBefore.has(stream) && !stream.locked;
 }

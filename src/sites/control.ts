@@ -94,7 +94,7 @@ export class ControlClient {
     const now = this.options.now();
     if (!this.checking && now >= this.nextCheckAt) {
       this.nextCheckAt = now + this.options.windowMs;
-      this.checking = this.check(now).finally(() => {
+      this.checking = this.check(now, waitUntil).finally(() => {
         this.checking = null;
       });
       waitUntil?.(this.checking);
@@ -112,7 +112,7 @@ export class ControlClient {
   }
 
   /** One check: the data center's cached answer for this window and sequence, else the feed's. */
-  private async check(startedAt: number): Promise<void> {
+  private async check(startedAt: number, waitUntil?: (work: Promise<unknown>) => void): Promise<void> {
     this.counters.checks += 1;
     const since = this.seq;
     const window = Math.floor(startedAt / this.options.windowMs);
@@ -129,7 +129,11 @@ export class ControlClient {
         answer = await withDeadline(this.options.feed(since), this.options.timeoutMs ?? 2_000, "control feed");
         const ttl = Math.max(1, Math.ceil((2 * this.options.windowMs) / 1000));
         const headers = { "content-type": "application/json", "cache-control": `max-age=${ttl}` };
-        await cache?.put(url, new Response(JSON.stringify(answer), { headers })).catch(() => {});
+        // Shared with the data center's other isolates after it is applied here: a request waiting for this
+        // check (beforeRequest) does not wait for the put too.
+        const put = cache?.put(url, new Response(JSON.stringify(answer), { headers })).catch(() => {});
+        if (put && waitUntil) waitUntil(put);
+        else await put;
       }
       this.apply(since, answer);
       this.lastOk = startedAt;

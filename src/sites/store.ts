@@ -242,6 +242,11 @@ interface Record_ {
   parsed?: { site: Site | null } | { error: TiercelError };
   /** Checked against the control feed in this epoch: kept in memory for as long as the feed is current. */
   epoch?: number;
+  /**
+   * When memory took it from the micro-cache: memory keeps it `memorySeconds` from then (and never past its
+   * micro-cache freshness). Absent: from `fetchedAt` (read from KV or primed).
+   */
+  heldAt?: number;
 }
 
 /** What the control feed said last about a host: it belongs to the site at least at this revision, or left it. */
@@ -571,7 +576,8 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
     async siteForHost(host, waitUntil) {
       const now = options.now();
       const inMemory = memory.get(host);
-      if (inMemory && (known(inMemory) || now - inMemory.fetchedAt < Math.min(memoryMs, freshFor(inMemory)))) {
+      const held = inMemory && now - (inMemory.heldAt ?? inMemory.fetchedAt) < memoryMs;
+      if (inMemory && (known(inMemory) || (held && now - inMemory.fetchedAt < freshFor(inMemory)))) {
         if (inMemory.raw === null) counters.negativeHits += 1;
         else counters.memoryHits += 1;
         return resolve(host, inMemory);
@@ -581,7 +587,9 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
         const cached = carry(await checked(host, cachedRaw, now), inMemory);
         if (cached.raw === null) counters.negativeHits += 1;
         else counters.cacheHits += 1;
-        // Memory keeps it only for what is left of its micro-cache freshness (or while the feed is current).
+        // Memory keeps it for `memorySeconds` from now, within what is left of its micro-cache freshness (or
+        // while the feed is current): not read back from the Cache API on every request until the KV read.
+        cached.heldAt = now;
         remember(host, cached);
         if (cached !== cachedRaw && cached.raw !== cachedRaw.raw) {
           const write = writeCache(host, cached);

@@ -14,6 +14,9 @@ import { type ByteRange, type CachedObject, resolveRange, type Tier, type Unknow
  *   in workerd), and its put does not always say so; the count is what makes a partial body unreachable.
  *   A body of unknown length is counted on its way in (and refused past its bound) and must have ended
  *   cleanly; the envelope, written last, records the counted length.
+ * - Every copy has an id, new on every put (`x-tiercel-copy`, or the streamed body's id), handed back as
+ *   `copy`: a Cache API entry never changes once written, so a reader that checked a copy whole once need
+ *   not hash it again (docs/architecture.md, "The stored entry").
  */
 export interface EdgeTierOptions {
   /** Host of the synthetic key URLs; only its uniqueness matters. */
@@ -22,6 +25,8 @@ export interface EdgeTierOptions {
 
 const ENTRY_HEADER = "x-tiercel-entry";
 const BODY_HEADER = "x-tiercel-body";
+/** A buffered copy's id, new on every put (a streamed copy's id is its body's). */
+const COPY_HEADER = "x-tiercel-copy";
 
 /** `cache` may be a promise (as from `caches.open`): if it rejects, every operation throws and is skipped. */
 export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions = {}): Tier {
@@ -48,13 +53,20 @@ export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions
         await response.body?.cancel();
         return null;
       }
-      if (!bodyId) return withRange(entry, response, range, () => store.match(urlFor(key)));
+      if (!bodyId) {
+        const found = await withRange(entry, response, range, () => store.match(urlFor(key)));
+        const copy = response.headers.get(COPY_HEADER);
+        if (found && copy) found.copy = copy;
+        return found;
+      }
       await response.body.cancel();
       const bodyUrl = bodyUrlFor(key, bodyId);
       const body = await store.match(ranged(bodyUrl, field));
       if (!body?.body) return null;
       // Checked against the record (length, digest) by the reader, as every tier's body is.
-      return withRange(entry, body, range, () => store.match(bodyUrl));
+      const found = await withRange(entry, body, range, () => store.match(bodyUrl));
+      if (found) found.copy = bodyId;
+      return found;
     },
 
     async put(
@@ -67,7 +79,11 @@ export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions
       const store = await cache;
       const maxAge = `public, max-age=${Math.max(1, Math.ceil(retention))}`;
       if (body instanceof Uint8Array) {
-        const headers = { "cache-control": maxAge, [ENTRY_HEADER]: encodeEntry(given) };
+        const headers = {
+          "cache-control": maxAge,
+          [ENTRY_HEADER]: encodeEntry(given),
+          [COPY_HEADER]: crypto.randomUUID(),
+        };
         await store.put(urlFor(key), new Response(body, { headers }));
         return;
       }
@@ -163,7 +179,10 @@ async function countBytes(stream: ReadableStream<Uint8Array>): Promise<number> {
 }
 
 function encodeEntry(entry: StoredEntry): string {
-  const bytes = new TextEncoder().encode(JSON.stringify(entry));
+  const json = JSON.stringify(entry);
+  // An ASCII record is its own UTF-8 (btoa takes it as it is); anything else is encoded first.
+  if (isAscii(json)) return btoa(json);
+  const bytes = new TextEncoder().encode(json);
   let binary = "";
   for (const byte of bytes) binary += String.fromCharCode(byte);
   return btoa(binary);
@@ -172,10 +191,23 @@ function encodeEntry(entry: StoredEntry): string {
 function decodeEntry(value: string | null): StoredEntry | null {
   if (!value) return null;
   try {
-    const bytes = Uint8Array.from(atob(value), (c) => c.charCodeAt(0));
-    const parsed: unknown = JSON.parse(new TextDecoder().decode(bytes));
+    const binary = atob(value);
+    // On every edge hit: no UTF-8 decoding at all for a record that is ASCII (the common case: a binary string
+    // of ASCII bytes is already the text), else a plain loop (no iterator, no callback per byte).
+    let text = binary;
+    if (!isAscii(binary)) {
+      const bytes = new Uint8Array(binary.length);
+      for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+      text = new TextDecoder().decode(bytes);
+    }
+    const parsed: unknown = JSON.parse(text);
     return isStoredEntry(parsed) ? parsed : null;
   } catch {
     return null;
   }
+}
+
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
 }

@@ -260,6 +260,34 @@ describe("config reads", () => {
     expect(after.negativeHits - before.negativeHits).toBe(19);
   });
 
+  it("keeps a config read back from the micro-cache in memory for memorySeconds, not one Cache API read per request", async () => {
+    let now = Date.now();
+    const store = kvSiteStore(env.SITES, {
+      now: () => now,
+      cache: caches.open(unique("held-config")),
+      memorySeconds: 5,
+      cacheSeconds: 30,
+    });
+    const site = await createSite();
+    const host = site.hosts[0] as string;
+    expect((await store.siteForHost(host))?.id).toBe(site.id);
+    expect(store.counters).toMatchObject({ kvReads: 1, cacheHits: 0 });
+    // Past memory's 5 s, within the micro-cache's 30 s: read back from the Cache API once, then from memory.
+    now += 6_000;
+    for (let i = 0; i < 20; i++) {
+      expect((await store.siteForHost(host))?.id).toBe(site.id);
+      now += 100;
+    }
+    expect(store.counters).toMatchObject({ kvReads: 1, cacheHits: 1, memoryHits: 19 });
+    // 5 s after that read: the Cache API again; never past the micro-cache's freshness: KV again.
+    now += 5_000;
+    await store.siteForHost(host);
+    expect(store.counters).toMatchObject({ kvReads: 1, cacheHits: 2 });
+    now += 20_000;
+    await store.siteForHost(host);
+    expect(store.counters).toMatchObject({ kvReads: 2, cacheHits: 2 });
+  });
+
   it("serves the last known config for a bounded time when KV fails, and never guesses", async () => {
     let failing = false;
     let now = Date.now();

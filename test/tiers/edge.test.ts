@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { wasChecked } from "../../src/core/verified-body";
 import { edgeTier } from "../../src/tiers/edge";
 import {
   bytesOf,
@@ -202,6 +203,75 @@ describe("edge tier", () => {
       await reads.settled();
       expect(reads.damages()).toEqual([]);
       expect(await tier.get(key)).not.toBeNull();
+    });
+  });
+
+  describe("checks a copy on its first whole read in the isolate only (a Cache API entry never changes once written)", () => {
+    it("hands a copy checked before on unchecked, and checks every new put's copy again, the same bytes included", async () => {
+      const cache = await caches.open(cacheName);
+      const tier = edgeTier(cache, { keyHost });
+      const key = uniqueKey();
+      const body = patternBytes(30_000);
+      const entry = await entryFor(body);
+      await tier.put(key, entry, body, 60);
+      const reads = checkedReads();
+
+      const first = await reads.read(tier, key);
+      expect(first && wasChecked(first.body)).toBe(false);
+      expect(sameBytes(await bytesOf(first?.body), body)).toBe(true);
+      const second = await reads.read(tier, key);
+      expect(second && wasChecked(second.body)).toBe(true);
+      expect(sameBytes(await bytesOf(second?.body), body)).toBe(true);
+
+      // A refill writes the same record and bytes again: a new copy, checked on its first read.
+      await tier.put(key, entry, body, 60);
+      const refilled = await reads.read(tier, key);
+      expect(refilled && wasChecked(refilled.body)).toBe(false);
+      expect(sameBytes(await bytesOf(refilled?.body), body)).toBe(true);
+      await reads.settled();
+      expect(reads.damages()).toEqual([]);
+    });
+
+    it("catches a damaged new copy of an entry whose earlier copy checked out", async () => {
+      const cache = await caches.open(cacheName);
+      const tier = edgeTier(cache, { keyHost });
+      const key = uniqueKey();
+      const body = patternBytes(30_000);
+      const entry = await entryFor(body);
+      await tier.put(key, entry, body, 60);
+      const reads = checkedReads();
+      await bytesOf((await reads.read(tier, key))?.body);
+      const flipped = body.slice();
+      flipped[777] = (flipped[777] ?? 0) ^ 0x04;
+      await tier.put(key, entry, flipped, 60);
+
+      const found = await reads.read(tier, key);
+      await expect(bytesOf(found?.body)).rejects.toMatchObject({ name: "DamagedEntryError", damage: "digest" });
+      await reads.settled();
+      expect(reads.damages()).toEqual(["digest"]);
+      expect(await tier.get(key)).toBeNull();
+    });
+
+    it("never takes a ranged read, or one that failed its check, for a checked copy", async () => {
+      const cache = await caches.open(cacheName);
+      const tier = edgeTier(cache, { keyHost });
+      const key = uniqueKey();
+      const body = patternBytes(30_000);
+      await tier.put(key, await entryFor(body), body, 60);
+      const reads = checkedReads();
+      const ranged = await reads.read(tier, key, { offset: 10, length: 100 });
+      expect(ranged?.range).toStrictEqual({ start: 10, end: 109 });
+      expect(await bytesOf(ranged?.body)).toStrictEqual(body.slice(10, 110));
+      const whole = await reads.read(tier, key);
+      expect(whole && wasChecked(whole.body)).toBe(false);
+      await whole?.body.cancel();
+
+      // Damaged on its first read (same envelope, same copy id): an error every time, never remembered.
+      const envelope = await cache.match(envelopeUrl(key));
+      await envelope?.body?.cancel();
+      await cache.put(envelopeUrl(key), new Response(body.slice(0, -1), { headers: envelope?.headers }));
+      const bad = await reads.read(tier, key);
+      await expect(bytesOf(bad?.body)).rejects.toMatchObject({ name: "DamagedEntryError", damage: "short" });
     });
   });
 
