@@ -281,23 +281,20 @@ async function storeAndAnswer(
     }
     index = admitted;
   }
+  // The site's admission policy for the global tier (admission.ts). In a data center the edge tier always
+  // takes the fill; in the shield, whose tiers are global only, a fill not admitted is stored nowhere.
+  const tiers = admittedTiers(ex, deps.tiers, declared);
   const { client, outcome, settled, storing } = storeBody(
     ex,
-    {
-      key,
-      entry,
-      declaredLength: declared,
-      verify: false,
-      tiers: admittedTiers(ex, deps.tiers, declared),
-      index,
-      values,
-    },
+    { key, entry, declaredLength: declared, verify: false, tiers, index, values },
     body,
   );
   void settled.then((shared) => flight?.settle(shared));
   deps.waitUntil(outcome);
-  ex.onShareable?.({ target: { key, entry, declaredLength: declared, index, values }, outcome, storing });
-  status.forwarded(response.status, storing ? "storing" : "none", storing ? optimizeDetail : "not-stored-too-large");
+  const stored = storing && tiers.length > 0;
+  ex.onShareable?.({ target: { key, entry, declaredLength: declared, index, values }, outcome, storing: stored });
+  const unstored = tiers.length === 0 ? "not-admitted" : "not-stored-too-large";
+  status.forwarded(response.status, stored ? "storing" : "none", stored ? optimizeDetail : unstored);
   return answerFromEntry(entry, client, answerContext(ex));
 }
 

@@ -7,6 +7,7 @@ import { ANSWERED_BY_TIERCEL, answerContext } from "./fill";
 import { passOn } from "./http/content-coding";
 import type { Lookup } from "./lookup";
 import type { ShieldAnswer } from "./shield";
+import type { SiteCounters } from "./stats";
 import { storeBody } from "./store";
 import type { Tier } from "./tier";
 
@@ -30,6 +31,7 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
   const headers = [...ex.request.headers].filter(([name]) => !ANSWERED_BY_TIERCEL.includes(name));
   const request = {
     siteId: site.id,
+    key: ex.baseKey,
     url: ex.request.url,
     headers,
     startedAt: deps.now(),
@@ -51,10 +53,12 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
       if (answer.passMs) rememberPass(ex, answer.passMs);
       return undefined;
     case "failed":
+      if (answer.work) deps.stats.add(site.id, answer.work);
       Object.assign(member, answer.member, { detail: answer.code });
       flight?.settle({ kind: "none" });
       throw withDiagnostics(new TiercelError(answer.code, answer.status, answer.message), status, ex.timing);
     case "pass": {
+      if (answer.work) deps.stats.add(site.id, answer.work);
       Object.assign(member, answer.member);
       flight?.settle({ kind: "none" });
       if (answer.passMs > 0) rememberPass(ex, answer.passMs);
@@ -65,6 +69,8 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
       return passOn(answer.body, { status: answer.status, statusText: answer.statusText, headers: passed });
     }
     case "fill": {
+      // The leader counts the fill's origin fetch and bytes now, its global-tier writes once they are done.
+      if (answer.work) deps.stats.add(site.id, answer.work);
       Object.assign(member, answer.member);
       // The shield wrote the global tier: this data center keeps its own copy, nearest the client.
       const tiers = deps.tiers.filter(isLocal);
@@ -78,7 +84,7 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
         storedAt: entry.storedAt + shift,
       };
       const target = { ...answer.target, entry: local, verify: false, tiers };
-      const { client, outcome, settled } = storeBody(ex, target, answer.body);
+      const { client, outcome, settled, storing } = storeBody(ex, target, answer.body);
       void settled.then((shared) => flight?.settle(shared));
       deps.waitUntil(outcome);
       // This miss's background work ends when the shield's global copy is written, too.
@@ -87,17 +93,21 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
       deps.waitUntil(
         Promise.resolve()
           .then(() => stored())
+          .then((work) => {
+            if (work) deps.stats.add(site.id, work);
+          })
           .catch(() => {})
           .finally(() => stored[Symbol.dispose]?.()),
       );
-      status.forwarded(local.status, answer.storing ? "storing" : "none", answer.member.detail);
+      // This data center's copy is its own store; the shield's member says what became of the global one.
+      status.forwarded(local.status, storing ? "storing" : "none", answer.storing ? answer.member.detail : undefined);
       return answerFromEntry(local, client, answerContext(ex));
     }
   }
 }
 
 /** The shield's `stored` callback as it arrives over RPC: a stub, disposable. */
-type ShieldStored = (() => Promise<void>) & { [Symbol.dispose]?: () => void };
+type ShieldStored = (() => Promise<SiteCounters | undefined>) & { [Symbol.dispose]?: () => void };
 
 /** Tiers of this data center alone; every other tier is global, written by the shield. */
 const LOCAL_TIERS = new Set(["edge", "memory"]);

@@ -9,6 +9,7 @@ import { readChecked } from "./lookup";
 import { cacheExchange } from "./pipeline";
 import { ServerTiming } from "./server-timing";
 import { Broadcast, skipBytes } from "./shield-broadcast";
+import { type SiteCounters, Stats } from "./stats";
 import { streamOf } from "./streams";
 import type { Tier } from "./tier";
 
@@ -38,6 +39,8 @@ export interface ShieldRequest {
    * may have been invalidated or purged since), a new one is led.
    */
   startedAt: number;
+  /** The key the data center derived (the shield's own instance): the shield checks it derives the same. */
+  key?: string;
   /** The data center met a variant index for the URL: the shield reads it from the global tier itself. */
   varies?: boolean;
 }
@@ -55,8 +58,13 @@ export type ShieldAnswer =
       body: ReadableStream<Uint8Array>;
       /** The shield's clock when it answered: the data center shifts the entry's times onto its own. */
       now: number;
-      /** Settles once the global-tier store is done (the data center waits for it in the background). */
-      stored: () => Promise<void>;
+      /** For the leader only: the fill's work so far (the origin fetch and its bytes), which it counts. */
+      work?: SiteCounters;
+      /**
+       * Settles once the global-tier store is done (the data center waits for it in the background); for the
+       * leader, with the rest of the fill's work (the global-tier writes), which it counts.
+       */
+      stored: () => Promise<SiteCounters | undefined>;
     }
   /** The leader's own unshared answer, passed on as it is. */
   | {
@@ -68,9 +76,19 @@ export type ShieldAnswer =
       member: ShieldMember;
       /** How long the data center may send this key straight to the origin. */
       passMs: number;
+      /** The origin fetch and its bytes, counted by the data center (the leader). */
+      work?: SiteCounters;
     }
   /** The origin fetch failed: the leader's answer is this error. */
-  | { kind: "failed"; code: ErrorCode; status: number; message: string; member: ShieldMember }
+  | {
+      kind: "failed";
+      code: ErrorCode;
+      status: number;
+      message: string;
+      member: ShieldMember;
+      /** The origin fetch, counted by the data center (the leader). */
+      work?: SiteCounters;
+    }
   /** Nothing to share: fetch the origin yourself (hit-for-pass, another variant, the shield declined). */
   | { kind: "go"; reason: string; passMs?: number };
 
@@ -115,6 +133,8 @@ type Head =
       kind: "shared";
       shared: ShareableFill;
       broadcast: Broadcast;
+      /** The rest of the fill's work once its store is done (handed to the leader alone). */
+      work: () => SiteCounters | undefined;
       member: ShieldMember;
       values: string;
       /** When the body had streamed and its store was done (epoch ms), once both are. */
@@ -128,11 +148,12 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
   const fills = new Map<string, Promise<Head>>();
   const passes = new Map<string, number>();
   const counters: ShieldCounters = { fills: 0, joined: 0, detached: 0, passes: 0, declined: 0, globalPuts: 0 };
-  // Every write the shield makes to a global tier is counted: one per fill is the goal.
+  // Every write the shield makes to a global tier is counted: one per fill is the goal. The tier is otherwise
+  // the same (`global` for the site's admission policy, ranged gets, `refresh`).
   const tiers = platform.tiers.map(
     (tier): Tier => ({
-      name: tier.name,
-      get: (key) => tier.get(key),
+      ...tier,
+      get: (key, range) => tier.get(key, range),
       delete: (key) => tier.delete(key),
       put(...args) {
         counters.globalPuts += 1;
@@ -166,9 +187,10 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
     return null;
   };
 
-  const share = (head: Head & { kind: "shared" }, collapsed: boolean): ShieldAnswer | null => {
+  const share = (head: Head & { kind: "shared" }, collapsed: boolean, work?: SiteCounters): ShieldAnswer | null => {
     // Past the head a reader starts detached; that needs the global tier's copy, so without a store it goes.
     if (!head.broadcast.headKept && !head.shared.storing) return null;
+    const outcome = head.shared.outcome.catch(() => {});
     return {
       kind: "fill",
       target: head.shared.target,
@@ -176,7 +198,9 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       member: { ...head.member, collapsed },
       body: head.broadcast.join(),
       now: deps.now(),
-      stored: () => head.shared.outcome.then(() => undefined),
+      ...(work ? { work } : {}),
+      // Only the leader counts the fill's writes: the waiters' data centers made none.
+      stored: collapsed ? () => outcome.then(() => undefined) : () => outcome.then(head.work),
     };
   };
 
@@ -190,6 +214,11 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       if (fills.get(ex.baseKey) === announced) fills.delete(ex.baseKey);
     };
     counters.fills += 1;
+    // The fill's own counters (origin fetch, bytes, global writes, optimizing): handed to the data center
+    // whose request led it, which counts them with its request, so the global stats see them once.
+    const tally = new Stats(deps.now);
+    ex.deps = { ...ex.deps, stats: tally };
+    const work = () => tally.takeTotal(ex.site.id);
     const member = ex.status.add({ cache: "Tiercel-Shield", fwd: "miss" });
     let shared: ShareableFill | undefined;
     ex.onShareable = (fill) => {
@@ -203,12 +232,14 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       announce({ kind: "none" });
       forget();
       const failed = error instanceof TiercelError ? error : undefined;
+      const done = work();
       return {
         kind: "failed",
         code: failed?.code ?? "origin_error",
         status: failed?.status ?? 502,
         message: failed?.message ?? "The origin could not be reached",
         member: memberOf(member),
+        ...(done ? { work: done } : {}),
       };
     }
     if (!shared) {
@@ -220,6 +251,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       const passMs = response.status < 500 && !credentials ? options.hitForPassMs : 0;
       if (passMs > 0) remember(ex.baseKey, passMs);
       const headers = [...response.headers].filter(([name]) => name !== "cache-status" && name !== "server-timing");
+      const done = work();
       return {
         kind: "pass",
         status: response.status,
@@ -228,6 +260,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
         body: response.body,
         member: memberOf(member),
         passMs,
+        ...(done ? { work: done } : {}),
       };
     }
     const fill = shared;
@@ -240,6 +273,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       kind: "shared",
       shared: fill,
       broadcast,
+      work,
       member: memberOf(member),
       values: fill.target.values,
     };
@@ -255,7 +289,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
         .then(() => new Promise((resolve) => setTimeout(resolve, options.keepMs)))
         .then(forget),
     );
-    return share(head, false) ?? { kind: "go", reason: "late" };
+    return share(head, false, work()) ?? { kind: "go", reason: "late" };
   }
 
   function remember(key: string, ms: number): void {
@@ -279,16 +313,30 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       const url = new URL(request.url);
       const headers = new Headers(request.headers);
       const host = normalizeHost(headers.get("host") ?? url.host);
-      const site = await deps.sites.siteForHost(host, waitUntil);
-      if (!site || site.id !== request.siteId || !site.cache.shield) return decline("shield-declined");
-      const timing = new ServerTiming(deps.now);
-      let ex: Exchange;
-      try {
-        ex = await cacheExchange(new Request(url, { headers }), site, { ...deps, waitUntil }, timing);
-      } catch (error) {
-        deps.log("shield.declined", { url: request.url, error: describe(error) });
-        return decline("shield-declined");
+      // As a data center does before each request: what changed since the last check (settings, purges).
+      await deps.control?.beforeRequest(waitUntil);
+      let ex: Exchange | undefined;
+      // The data center's key is derived from its config as this one is from the shield's: a different key
+      // means one of them is behind (a settings change on its way). The shield reads the config again once;
+      // still different, the data center fetches the origin itself (its fill must be keyed by its config).
+      for (let attempt = 0; attempt < 2 && !ex; attempt++) {
+        if (attempt > 0) await deps.sites.forget([host]);
+        const site = await deps.sites.siteForHost(host, waitUntil);
+        if (!site || site.id !== request.siteId || !site.cache.shield) return decline("shield-declined");
+        try {
+          const derived = await cacheExchange(
+            new Request(url, { headers }),
+            site,
+            { ...deps, waitUntil },
+            new ServerTiming(deps.now),
+          );
+          if (request.key === undefined || derived.baseKey === request.key) ex = derived;
+        } catch (error) {
+          deps.log("shield.declined", { url: request.url, error: describe(error) });
+          return decline("shield-declined");
+        }
       }
+      if (!ex) return decline("config-differs");
       const passMs = passLeft(ex.baseKey);
       if (passMs > 0) return { kind: "go", reason: "hit-for-pass", passMs };
       const running = fills.get(ex.baseKey);
