@@ -34,7 +34,9 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
     key: ex.baseKey,
     url: ex.request.url,
     headers,
-    startedAt: deps.now(),
+    // When the request began, not when its lookups were done: a request whose lookups were slow still joins
+    // a fill it missed the global copy of.
+    startedAt: ex.timing.started,
     ...(look.index ? { varies: true } : {}),
   };
   let answer: ShieldAnswer;
@@ -83,8 +85,21 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
         responseTime: entry.responseTime + shift,
         storedAt: entry.storedAt + shift,
       };
-      const target = { ...answer.target, entry: local, verify: false, tiers };
-      const { client, outcome, settled, storing } = storeBody(ex, target, answer.body);
+      // One copy per key at a time in this isolate: the other requests of the same fill stream it unstored.
+      const storeHere = !localStores.has(answer.target.key) && localStores.size < MAX_LOCAL_STORES;
+      const target = { ...answer.target, entry: local, verify: false, tiers: storeHere ? tiers : [] };
+      const { client, outcome, settled, storing } = storeHere
+        ? storeBody(ex, target, answer.body)
+        : {
+            client: answer.body,
+            outcome: Promise.resolve(),
+            settled: Promise.resolve({ kind: "none" as const }),
+            storing: false,
+          };
+      if (storeHere) {
+        localStores.add(answer.target.key);
+        void outcome.finally(() => localStores.delete(answer.target.key));
+      }
       void settled.then((shared) => flight?.settle(shared));
       deps.waitUntil(outcome);
       // This miss's background work ends when the shield's global copy is written, too.
@@ -105,6 +120,10 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
     }
   }
 }
+
+/** Keys whose shield fill this isolate is storing in its own tiers now (one copy per key at a time). */
+const localStores = new Set<string>();
+const MAX_LOCAL_STORES = 1_000;
 
 /** The shield's `stored` callback as it arrives over RPC: a stub, disposable. */
 type ShieldStored = (() => Promise<SiteCounters | undefined>) & { [Symbol.dispose]?: () => void };
