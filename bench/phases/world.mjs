@@ -303,7 +303,7 @@ async function coldBurst(worker, world, origin, size, count, dataCenters) {
   await sleep(size >= 10 * MiB ? 3000 : 1500);
   let writesAfter = await globalWrites(world);
   // A fill whose readers went away is still being stored: wait for its record (bounded).
-  for (let i = 0; partial && i < 60 && writesAfter.kv === writesBefore.kv; i++) {
+  for (let i = 0; partial && i < 45 && writesAfter.kv === writesBefore.kv; i++) {
     await sleep(1000);
     writesAfter = await globalWrites(world);
   }

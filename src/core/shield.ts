@@ -6,6 +6,7 @@ import { fromOrigin } from "./fill";
 import { normalizeHost } from "./host";
 import { selectingValues } from "./keys";
 import { readChecked } from "./lookup";
+import { isolateBudget } from "./memory-budget";
 import { cacheExchange } from "./pipeline";
 import { ServerTiming } from "./server-timing";
 import { Broadcast, skipBytes } from "./shield-broadcast";
@@ -102,6 +103,11 @@ export interface ShieldBinding {
 export interface ShieldOptions {
   /** Most bytes a fill holds for its waiters (head and read-ahead). */
   windowBytes: number;
+  /**
+   * A body declared up to this size is held whole while it streams (out of the isolate's memory budget, when
+   * it has room), so every request arriving during the fill joins it from byte 0.
+   */
+  headBytes: number;
   /** How long the slowest waiter may hold a fill back before it is detached to the global tier's copy. */
   stallMs: number;
   /** How long an unshared answer sends its key's requests straight to the origin. */
@@ -112,6 +118,7 @@ export interface ShieldOptions {
 
 export const SHIELD_DEFAULTS: ShieldOptions = {
   windowBytes: 4 * 1024 * 1024,
+  headBytes: 16 * 1024 * 1024,
   stallMs: 5_000,
   hitForPassMs: 30_000,
   keepMs: 5_000,
@@ -264,8 +271,16 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       };
     }
     const fill = shared;
+    // A body declared up to `headBytes` is kept whole while it streams, when the isolate's memory budget
+    // allows: every request arriving during the fill then joins from byte 0 with the others, rather than
+    // waiting, detached, for the global tier's copy (a late joiner of a larger body still does).
+    const declared = fill.target.declaredLength;
+    const whole =
+      declared !== undefined && declared > options.windowBytes && declared <= options.headBytes
+        ? isolateBudget.take(declared)
+        : undefined;
     const broadcast = new Broadcast(response.body ?? streamOf(new Uint8Array(0)), {
-      windowBytes: options.windowBytes,
+      windowBytes: whole && declared !== undefined ? declared : options.windowBytes,
       stallMs: options.stallMs,
       resume: fill.storing ? (offset) => resumeFrom(fill, offset, waitUntil) : undefined,
     });
@@ -281,13 +296,15 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
     void Promise.allSettled([broadcast.done, fill.outcome]).then(() => {
       head.finishedAt = deps.now();
     });
+    // The kept body is held until the fill stops being joinable (below).
     // The fill stays joinable until it has streamed, its store is done and `keepMs` more have passed: a
     // request that arrives meanwhile reads the head still held, or the global tier's copy (a data center's
     // lookup may have missed it just before it was written).
     waitUntil(
       Promise.allSettled([broadcast.done, fill.outcome])
         .then(() => new Promise((resolve) => setTimeout(resolve, options.keepMs)))
-        .then(forget),
+        .then(forget)
+        .finally(() => whole?.release()),
     );
     return share(head, false, work()) ?? { kind: "go", reason: "late" };
   }
@@ -342,7 +359,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       const running = fills.get(ex.baseKey);
       if (!running) return lead(ex, request, waitUntil);
       const head = await running;
-      if (head.kind === "shared" && head.finishedAt !== undefined && request.startedAt > head.finishedAt) {
+      if (head.kind === "shared" && head.finishedAt !== undefined && request.startedAt >= head.finishedAt) {
         return lead(ex, request, waitUntil);
       }
       if (head.kind === "none") {
