@@ -283,7 +283,7 @@ async function coldBurst(worker, world, origin, size, count, dataCenters) {
     Array.from({ length: count }, (_, i) => {
       const dc = dataCenters[i % dataCenters.length];
       const url = `${world.url(dc)}${path}`;
-      const timeoutMs = size >= 10 * MiB ? 2 * TIMEOUT_MS : TIMEOUT_MS;
+      const timeoutMs = partial ? 45_000 : size >= 10 * MiB ? 2 * TIMEOUT_MS : TIMEOUT_MS;
       const answered = partial
         ? partialRequest(url, { host: HOSTS[worker], bytes: PARTIAL_BYTES, timeoutMs })
         : timedRequest(url, { host: HOSTS[worker], agent: agents[dc], timeoutMs });
@@ -303,7 +303,7 @@ async function coldBurst(worker, world, origin, size, count, dataCenters) {
   await sleep(size >= 10 * MiB ? 3000 : 1500);
   let writesAfter = await globalWrites(world);
   // A fill whose readers went away is still being stored: wait for its record (bounded).
-  for (let i = 0; partial && i < 45 && writesAfter.kv === writesBefore.kv; i++) {
+  for (let i = 0; partial && i < 30 && writesAfter.kv === writesBefore.kv; i++) {
     await sleep(1000);
     writesAfter = await globalWrites(world);
   }

@@ -104,8 +104,9 @@ export interface ShieldOptions {
   /** Most bytes a fill holds for its waiters (head and read-ahead). */
   windowBytes: number;
   /**
-   * A body declared up to this size is held whole while it streams (out of the isolate's memory budget, when
-   * it has room), so every request arriving during the fill joins it from byte 0.
+   * The window of a body declared larger than `windowBytes`, out of the isolate's memory budget when it has
+   * room: a body up to this size is held whole while it streams, so every request arriving during the fill
+   * joins it from byte 0; a larger one keeps this much of its head.
    */
   headBytes: number;
   /** How long the slowest waiter may hold a fill back before it is detached to the global tier's copy. */
@@ -271,16 +272,15 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       };
     }
     const fill = shared;
-    // A body declared up to `headBytes` is kept whole while it streams, when the isolate's memory budget
-    // allows: every request arriving during the fill then joins from byte 0 with the others, rather than
-    // waiting, detached, for the global tier's copy (a late joiner of a larger body still does).
+    // A larger window, when the isolate's memory budget allows: a body declared up to `headBytes` is kept
+    // whole while it streams, and the first `headBytes` of a larger one until they are read, so requests
+    // arriving meanwhile join from byte 0 with the others rather than wait, detached, for the global tier's
+    // copy (a joiner after that still does).
     const declared = fill.target.declaredLength;
-    const whole =
-      declared !== undefined && declared > options.windowBytes && declared <= options.headBytes
-        ? isolateBudget.take(declared)
-        : undefined;
+    const kept = declared === undefined ? 0 : Math.min(declared, options.headBytes);
+    const whole = kept > options.windowBytes ? isolateBudget.take(kept) : undefined;
     const broadcast = new Broadcast(response.body ?? streamOf(new Uint8Array(0)), {
-      windowBytes: whole && declared !== undefined ? declared : options.windowBytes,
+      windowBytes: whole ? kept : options.windowBytes,
       stallMs: options.stallMs,
       resume: fill.storing ? (offset) => resumeFrom(fill, offset, waitUntil) : undefined,
     });
