@@ -6,7 +6,7 @@
 // time each response took to serve is kept, so a report can show the origin was not the bottleneck.
 import { createServer } from "node:http";
 
-const MAX_OBJECT_BYTES = 64 * 1024 * 1024;
+const MAX_OBJECT_BYTES = 128 * 1024 * 1024;
 const CHUNK_BYTES = 64 * 1024;
 const PATTERN = Buffer.alloc(CHUNK_BYTES);
 for (let i = 0; i < CHUNK_BYTES; i++) PATTERN[i] = (i * 31 + 7) & 0xff;

@@ -57,19 +57,23 @@ export async function fromOrigin(ex: Exchange, look: Lookup): Promise<Response> 
 }
 
 async function fillOrJoin(ex: Exchange, look: Lookup): Promise<Response> {
+  // A cold object is fetched by the shield, once for every data center and isolate. Every request for it
+  // asks the shield itself rather than wait on a leader in this isolate: the shield streams its fill to each
+  // as the bytes arrive, where collapsing here would hand waiters a body only once it is whole.
+  const shielded = await viaShield(ex, look, undefined);
+  if (shielded) return shielded;
+  // No shield (none bound, turned off, unreachable, hit-for-pass, sent away): from here, collapsed here.
   const { collapser } = ex.deps;
   const inFlight = collapser.waitFor(ex.baseKey);
   if (inFlight) {
     const answered = await answerFromShared(ex, await inFlight, look);
     if (answered) return answered;
-    // Nothing to share (uncacheable, private, failed, streamed): this request goes on its own, through the
-    // shield for a cold object.
-    return (await viaShield(ex, look, undefined)) ?? (await fetchAndStore(ex, look, undefined));
+    // Nothing to share (uncacheable, private, failed, streamed): this request goes on its own.
+    return fetchAndStore(ex, look, undefined);
   }
   const flight = collapser.begin(ex.baseKey);
   try {
-    // A cold object is fetched by the shield, once for every data center; without one, from here.
-    return (await viaShield(ex, look, flight)) ?? (await fetchAndStore(ex, look, flight));
+    return await fetchAndStore(ex, look, flight);
   } catch (error) {
     flight.settle({ kind: "none" });
     throw error;
@@ -281,23 +285,20 @@ async function storeAndAnswer(
     }
     index = admitted;
   }
+  // The site's admission policy for the global tier (admission.ts). In a data center the edge tier always
+  // takes the fill; in the shield, whose tiers are global only, a fill not admitted is stored nowhere.
+  const tiers = admittedTiers(ex, deps.tiers, declared);
   const { client, outcome, settled, storing } = storeBody(
     ex,
-    {
-      key,
-      entry,
-      declaredLength: declared,
-      verify: false,
-      tiers: admittedTiers(ex, deps.tiers, declared),
-      index,
-      values,
-    },
+    { key, entry, declaredLength: declared, verify: false, tiers, index, values },
     body,
   );
   void settled.then((shared) => flight?.settle(shared));
   deps.waitUntil(outcome);
-  ex.onShareable?.({ target: { key, entry, declaredLength: declared, index, values }, outcome, storing });
-  status.forwarded(response.status, storing ? "storing" : "none", storing ? optimizeDetail : "not-stored-too-large");
+  const stored = storing && tiers.length > 0;
+  ex.onShareable?.({ target: { key, entry, declaredLength: declared, index, values }, outcome, storing: stored });
+  const unstored = tiers.length === 0 ? "not-admitted" : "not-stored-too-large";
+  status.forwarded(response.status, stored ? "storing" : "none", stored ? optimizeDetail : unstored);
   return answerFromEntry(entry, client, answerContext(ex));
 }
 

@@ -71,7 +71,7 @@ export async function handleRequest(
   purges: PurgeView = NO_PURGES,
   parsed?: URL,
 ): Promise<Response> {
-  let url = parsed ?? new URL(request.url);
+  const url = parsed ?? new URL(request.url);
   const method = request.method;
 
   // RFC 8586: a request that already went through Tiercel means a site's origin points back at it.
@@ -92,47 +92,24 @@ export async function handleRequest(
       headers: { allow: "GET, HEAD" },
     });
   }
-  // A resize URL names a source image and how to transform it; refused (4xx) unless the site allows it.
-  let resize: ResizeRequest | undefined;
-  if (isResizeUrl(url)) {
-    if (method !== "GET" && method !== "HEAD") {
-      throw new TiercelError("method_not_allowed", 405, `${method} is not allowed on a resize URL`, {
-        headers: { allow: "GET, HEAD" },
-      });
-    }
-    ({ resize, source: url } = resizeOf(url, site, deps));
+  if (isResizeUrl(url) && method !== "GET" && method !== "HEAD") {
+    throw new TiercelError("method_not_allowed", 405, `${method} is not allowed on a resize URL`, {
+      headers: { allow: "GET, HEAD" },
+    });
   }
-  // Refuse paths that could climb out of the origin's prefix before anything is looked up or fetched.
-  objectSegments(url);
-  const baseKey = await cacheKey(keyPartsFor(site, url, resize?.canonical));
-  if (method !== "GET" && method !== "HEAD") return passThrough(request, url, site, baseKey, deps, timing);
+  const target = await targetOf(url, site, deps);
+  if (method !== "GET" && method !== "HEAD") {
+    return passThrough(request, target.url, site, target.baseKey, deps, timing);
+  }
 
-  if (bypasses(request, url, site)) {
+  if (bypasses(request, target.url, site)) {
     deps.stats.record(site.id, "bypass");
     const status = new CacheStatus();
     status.add({ cache: "Tiercel", fwd: "bypass", detail: "site-rule" });
-    return forward(request, url, site, deps, timing, status);
+    return forward(request, target.url, site, deps, timing, status);
   }
 
-  // What is cached, and what the origin is asked for it, carry only the keyed query (the site's query
-  // policy): the same string in both, so a response can never be stored under a query it was not made for.
-  // From here on the request is one answered through the cache: the cookies the site ignores are gone
-  // before keys, lookups, storing rules or the origin see it (bypass rules above saw them all).
-  const keyed = keyedUrl(site, url);
-  const ex: Exchange = {
-    request: withoutIgnoredCookies(request, site.cache.ignoreCookies),
-    url: keyed,
-    site,
-    purges,
-    deps,
-    timing,
-    status: new CacheStatus(),
-    baseKey,
-  };
-  if (resize) {
-    ex.resize = resize;
-    ex.sourceKey = await cacheKey(keyPartsFor(site, url));
-  }
+  const ex = await exchangeOf(request, site, deps, timing, purges, target);
   const look = await lookupTiers(ex);
 
   if (look.fresh) {
@@ -184,7 +161,7 @@ export async function handleRequest(
     // It gets the same headers a GET's fill would, so it describes what a GET is answered with.
     const selecting = [...(look.index?.fields ?? []), ...(look.stale?.entry.vary ?? [])];
     const { upstream } = forwardedHeaders(ex.request.headers, site.cache.requestHeaders, selecting);
-    return forward(ex.request, keyed, site, deps, timing, ex.status, "not-stored-method", upstream);
+    return forward(ex.request, ex.url, site, deps, timing, ex.status, "not-stored-method", upstream);
   }
   return fromOrigin(ex, look);
 }
@@ -204,32 +181,68 @@ function resizeOf(url: URL, site: Site, deps: Deps): { resize: ResizeRequest; so
   return { resize, source: parsed.source };
 }
 
+/** What a request's URL names: the object's URL (a resize URL's source image), its key, and any resize. */
+interface Target {
+  url: URL;
+  baseKey: string;
+  resize?: ResizeRequest;
+}
+
 /**
- * The exchange of a GET answered through the cache, built from the request alone as `handleRequest` builds
- * it: the shield (src/core/shield.ts) derives the key, keyed URL and transform itself rather than taking a
- * data center's word for them.
+ * The target of a request URL: a resize URL names a source image and how to transform it (refused, 4xx,
+ * unless the site allows it); a path that could climb out of the origin's prefix is refused before anything
+ * is looked up or fetched.
  */
-export async function cacheExchange(request: Request, site: Site, deps: Deps, timing: ServerTiming): Promise<Exchange> {
-  let url = new URL(request.url);
+async function targetOf(requested: URL, site: Site, deps: Deps): Promise<Target> {
+  let url = requested;
   let resize: ResizeRequest | undefined;
   if (isResizeUrl(url)) ({ resize, source: url } = resizeOf(url, site, deps));
   objectSegments(url);
-  const purges = (await deps.sites.purgesFor?.(site.id, deps.waitUntil)) ?? NO_PURGES;
+  const baseKey = await cacheKey(keyPartsFor(site, url, resize?.canonical));
+  return resize ? { url, baseKey, resize } : { url, baseKey };
+}
+
+/**
+ * The one way an exchange (a GET or HEAD answered through the cache) is built, in a data center and in the
+ * shield. What is cached, and what the origin is asked for it, carry only the keyed query (the site's query
+ * policy): the same string in both, so a response can never be stored under a query it was not made for.
+ * The cookies the site ignores are gone before keys, lookups, storing rules or the origin see the request
+ * (bypass rules saw them all).
+ */
+async function exchangeOf(
+  request: Request,
+  site: Site,
+  deps: Deps,
+  timing: ServerTiming,
+  purges: PurgeView,
+  target: Target,
+): Promise<Exchange> {
   const ex: Exchange = {
     request: withoutIgnoredCookies(request, site.cache.ignoreCookies),
-    url: keyedUrl(site, url),
-    purges,
+    url: keyedUrl(site, target.url),
     site,
+    purges,
     deps,
     timing,
     status: new CacheStatus(),
-    baseKey: await cacheKey(keyPartsFor(site, url, resize?.canonical)),
+    baseKey: target.baseKey,
   };
-  if (resize) {
-    ex.resize = resize;
-    ex.sourceKey = await cacheKey(keyPartsFor(site, url));
+  if (target.resize) {
+    ex.resize = target.resize;
+    ex.sourceKey = await cacheKey(keyPartsFor(site, target.url));
   }
   return ex;
+}
+
+/**
+ * The exchange of a GET answered through the cache, built from the request alone exactly as `handleRequest`
+ * builds it: the shield (src/core/shield.ts) derives the key, keyed URL and transform itself rather than
+ * taking a data center's word for them.
+ */
+export async function cacheExchange(request: Request, site: Site, deps: Deps, timing: ServerTiming): Promise<Exchange> {
+  const target = await targetOf(new URL(request.url), site, deps);
+  const purges = (await deps.sites.purgesFor?.(site.id, deps.waitUntil)) ?? NO_PURGES;
+  return exchangeOf(request, site, deps, timing, purges, target);
 }
 
 /** Where a farther tier's hit is copied to: the nearer tiers, checked against the entry's own record. */

@@ -7,6 +7,7 @@ import { ANSWERED_BY_TIERCEL, answerContext } from "./fill";
 import { passOn } from "./http/content-coding";
 import type { Lookup } from "./lookup";
 import type { ShieldAnswer } from "./shield";
+import type { SiteCounters } from "./stats";
 import { storeBody } from "./store";
 import type { Tier } from "./tier";
 
@@ -30,9 +31,12 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
   const headers = [...ex.request.headers].filter(([name]) => !ANSWERED_BY_TIERCEL.includes(name));
   const request = {
     siteId: site.id,
+    key: ex.baseKey,
     url: ex.request.url,
     headers,
-    startedAt: deps.now(),
+    // When the request began, not when its lookups were done: a request whose lookups were slow still joins
+    // a fill it missed the global copy of.
+    startedAt: ex.timing.started,
     ...(look.index ? { varies: true } : {}),
   };
   let answer: ShieldAnswer;
@@ -51,10 +55,12 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
       if (answer.passMs) rememberPass(ex, answer.passMs);
       return undefined;
     case "failed":
+      if (answer.work) deps.stats.add(site.id, answer.work);
       Object.assign(member, answer.member, { detail: answer.code });
       flight?.settle({ kind: "none" });
       throw withDiagnostics(new TiercelError(answer.code, answer.status, answer.message), status, ex.timing);
     case "pass": {
+      if (answer.work) deps.stats.add(site.id, answer.work);
       Object.assign(member, answer.member);
       flight?.settle({ kind: "none" });
       if (answer.passMs > 0) rememberPass(ex, answer.passMs);
@@ -65,6 +71,8 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
       return passOn(answer.body, { status: answer.status, statusText: answer.statusText, headers: passed });
     }
     case "fill": {
+      // The leader counts the fill's origin fetch and bytes now, its global-tier writes once they are done.
+      if (answer.work) deps.stats.add(site.id, answer.work);
       Object.assign(member, answer.member);
       // The shield wrote the global tier: this data center keeps its own copy, nearest the client.
       const tiers = deps.tiers.filter(isLocal);
@@ -77,8 +85,21 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
         responseTime: entry.responseTime + shift,
         storedAt: entry.storedAt + shift,
       };
-      const target = { ...answer.target, entry: local, verify: false, tiers };
-      const { client, outcome, settled } = storeBody(ex, target, answer.body);
+      // One copy per key at a time in this isolate: the other requests of the same fill stream it unstored.
+      const storeHere = !localStores.has(answer.target.key) && localStores.size < MAX_LOCAL_STORES;
+      const target = { ...answer.target, entry: local, verify: false, tiers: storeHere ? tiers : [] };
+      const { client, outcome, settled, storing } = storeHere
+        ? storeBody(ex, target, answer.body)
+        : {
+            client: answer.body,
+            outcome: Promise.resolve(),
+            settled: Promise.resolve({ kind: "none" as const }),
+            storing: false,
+          };
+      if (storeHere) {
+        localStores.add(answer.target.key);
+        void outcome.finally(() => localStores.delete(answer.target.key));
+      }
       void settled.then((shared) => flight?.settle(shared));
       deps.waitUntil(outcome);
       // This miss's background work ends when the shield's global copy is written, too.
@@ -87,17 +108,25 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
       deps.waitUntil(
         Promise.resolve()
           .then(() => stored())
+          .then((work) => {
+            if (work) deps.stats.add(site.id, work);
+          })
           .catch(() => {})
           .finally(() => stored[Symbol.dispose]?.()),
       );
-      status.forwarded(local.status, answer.storing ? "storing" : "none", answer.member.detail);
+      // This data center's copy is its own store; the shield's member says what became of the global one.
+      status.forwarded(local.status, storing ? "storing" : "none", answer.storing ? answer.member.detail : undefined);
       return answerFromEntry(local, client, answerContext(ex));
     }
   }
 }
 
+/** Keys whose shield fill this isolate is storing in its own tiers now (one copy per key at a time). */
+const localStores = new Set<string>();
+const MAX_LOCAL_STORES = 1_000;
+
 /** The shield's `stored` callback as it arrives over RPC: a stub, disposable. */
-type ShieldStored = (() => Promise<void>) & { [Symbol.dispose]?: () => void };
+type ShieldStored = (() => Promise<SiteCounters | undefined>) & { [Symbol.dispose]?: () => void };
 
 /** Tiers of this data center alone; every other tier is global, written by the shield. */
 const LOCAL_TIERS = new Set(["edge", "memory"]);

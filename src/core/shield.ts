@@ -6,9 +6,11 @@ import { fromOrigin } from "./fill";
 import { normalizeHost } from "./host";
 import { selectingValues } from "./keys";
 import { readChecked } from "./lookup";
+import { isolateBudget } from "./memory-budget";
 import { cacheExchange } from "./pipeline";
 import { ServerTiming } from "./server-timing";
 import { Broadcast, skipBytes } from "./shield-broadcast";
+import { type SiteCounters, Stats } from "./stats";
 import { streamOf } from "./streams";
 import type { Tier } from "./tier";
 
@@ -38,6 +40,8 @@ export interface ShieldRequest {
    * may have been invalidated or purged since), a new one is led.
    */
   startedAt: number;
+  /** The key the data center derived (the shield's own instance): the shield checks it derives the same. */
+  key?: string;
   /** The data center met a variant index for the URL: the shield reads it from the global tier itself. */
   varies?: boolean;
 }
@@ -55,8 +59,13 @@ export type ShieldAnswer =
       body: ReadableStream<Uint8Array>;
       /** The shield's clock when it answered: the data center shifts the entry's times onto its own. */
       now: number;
-      /** Settles once the global-tier store is done (the data center waits for it in the background). */
-      stored: () => Promise<void>;
+      /** For the leader only: the fill's work so far (the origin fetch and its bytes), which it counts. */
+      work?: SiteCounters;
+      /**
+       * Settles once the global-tier store is done (the data center waits for it in the background); for the
+       * leader, with the rest of the fill's work (the global-tier writes), which it counts.
+       */
+      stored: () => Promise<SiteCounters | undefined>;
     }
   /** The leader's own unshared answer, passed on as it is. */
   | {
@@ -68,9 +77,19 @@ export type ShieldAnswer =
       member: ShieldMember;
       /** How long the data center may send this key straight to the origin. */
       passMs: number;
+      /** The origin fetch and its bytes, counted by the data center (the leader). */
+      work?: SiteCounters;
     }
   /** The origin fetch failed: the leader's answer is this error. */
-  | { kind: "failed"; code: ErrorCode; status: number; message: string; member: ShieldMember }
+  | {
+      kind: "failed";
+      code: ErrorCode;
+      status: number;
+      message: string;
+      member: ShieldMember;
+      /** The origin fetch, counted by the data center (the leader). */
+      work?: SiteCounters;
+    }
   /** Nothing to share: fetch the origin yourself (hit-for-pass, another variant, the shield declined). */
   | { kind: "go"; reason: string; passMs?: number };
 
@@ -84,6 +103,12 @@ export interface ShieldBinding {
 export interface ShieldOptions {
   /** Most bytes a fill holds for its waiters (head and read-ahead). */
   windowBytes: number;
+  /**
+   * The window of a body declared larger than `windowBytes`, out of the isolate's memory budget when it has
+   * room: a body up to this size is held whole while it streams, so every request arriving during the fill
+   * joins it from byte 0; a larger one keeps this much of its head.
+   */
+  headBytes: number;
   /** How long the slowest waiter may hold a fill back before it is detached to the global tier's copy. */
   stallMs: number;
   /** How long an unshared answer sends its key's requests straight to the origin. */
@@ -94,6 +119,7 @@ export interface ShieldOptions {
 
 export const SHIELD_DEFAULTS: ShieldOptions = {
   windowBytes: 4 * 1024 * 1024,
+  headBytes: 16 * 1024 * 1024,
   stallMs: 5_000,
   hitForPassMs: 30_000,
   keepMs: 5_000,
@@ -115,6 +141,8 @@ type Head =
       kind: "shared";
       shared: ShareableFill;
       broadcast: Broadcast;
+      /** The rest of the fill's work once its store is done (handed to the leader alone). */
+      work: () => SiteCounters | undefined;
       member: ShieldMember;
       values: string;
       /** When the body had streamed and its store was done (epoch ms), once both are. */
@@ -128,11 +156,12 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
   const fills = new Map<string, Promise<Head>>();
   const passes = new Map<string, number>();
   const counters: ShieldCounters = { fills: 0, joined: 0, detached: 0, passes: 0, declined: 0, globalPuts: 0 };
-  // Every write the shield makes to a global tier is counted: one per fill is the goal.
+  // Every write the shield makes to a global tier is counted: one per fill is the goal. The tier is otherwise
+  // the same (`global` for the site's admission policy, ranged gets, `refresh`).
   const tiers = platform.tiers.map(
     (tier): Tier => ({
-      name: tier.name,
-      get: (key) => tier.get(key),
+      ...tier,
+      get: (key, range) => tier.get(key, range),
       delete: (key) => tier.delete(key),
       put(...args) {
         counters.globalPuts += 1;
@@ -166,9 +195,10 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
     return null;
   };
 
-  const share = (head: Head & { kind: "shared" }, collapsed: boolean): ShieldAnswer | null => {
+  const share = (head: Head & { kind: "shared" }, collapsed: boolean, work?: SiteCounters): ShieldAnswer | null => {
     // Past the head a reader starts detached; that needs the global tier's copy, so without a store it goes.
     if (!head.broadcast.headKept && !head.shared.storing) return null;
+    const outcome = head.shared.outcome.catch(() => {});
     return {
       kind: "fill",
       target: head.shared.target,
@@ -176,7 +206,9 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       member: { ...head.member, collapsed },
       body: head.broadcast.join(),
       now: deps.now(),
-      stored: () => head.shared.outcome.then(() => undefined),
+      ...(work ? { work } : {}),
+      // Only the leader counts the fill's writes: the waiters' data centers made none.
+      stored: collapsed ? () => outcome.then(() => undefined) : () => outcome.then(head.work),
     };
   };
 
@@ -190,6 +222,11 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       if (fills.get(ex.baseKey) === announced) fills.delete(ex.baseKey);
     };
     counters.fills += 1;
+    // The fill's own counters (origin fetch, bytes, global writes, optimizing): handed to the data center
+    // whose request led it, which counts them with its request, so the global stats see them once.
+    const tally = new Stats(deps.now);
+    ex.deps = { ...ex.deps, stats: tally };
+    const work = () => tally.takeTotal(ex.site.id);
     const member = ex.status.add({ cache: "Tiercel-Shield", fwd: "miss" });
     let shared: ShareableFill | undefined;
     ex.onShareable = (fill) => {
@@ -203,12 +240,14 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       announce({ kind: "none" });
       forget();
       const failed = error instanceof TiercelError ? error : undefined;
+      const done = work();
       return {
         kind: "failed",
         code: failed?.code ?? "origin_error",
         status: failed?.status ?? 502,
         message: failed?.message ?? "The origin could not be reached",
         member: memberOf(member),
+        ...(done ? { work: done } : {}),
       };
     }
     if (!shared) {
@@ -220,6 +259,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       const passMs = response.status < 500 && !credentials ? options.hitForPassMs : 0;
       if (passMs > 0) remember(ex.baseKey, passMs);
       const headers = [...response.headers].filter(([name]) => name !== "cache-status" && name !== "server-timing");
+      const done = work();
       return {
         kind: "pass",
         status: response.status,
@@ -228,11 +268,19 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
         body: response.body,
         member: memberOf(member),
         passMs,
+        ...(done ? { work: done } : {}),
       };
     }
     const fill = shared;
+    // A larger window, when the isolate's memory budget allows: a body declared up to `headBytes` is kept
+    // whole while it streams, and the first `headBytes` of a larger one until they are read, so requests
+    // arriving meanwhile join from byte 0 with the others rather than wait, detached, for the global tier's
+    // copy (a joiner after that still does).
+    const declared = fill.target.declaredLength;
+    const kept = declared === undefined ? 0 : Math.min(declared, options.headBytes);
+    const whole = kept > options.windowBytes ? isolateBudget.take(kept) : undefined;
     const broadcast = new Broadcast(response.body ?? streamOf(new Uint8Array(0)), {
-      windowBytes: options.windowBytes,
+      windowBytes: whole ? kept : options.windowBytes,
       stallMs: options.stallMs,
       resume: fill.storing ? (offset) => resumeFrom(fill, offset, waitUntil) : undefined,
     });
@@ -240,6 +288,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       kind: "shared",
       shared: fill,
       broadcast,
+      work,
       member: memberOf(member),
       values: fill.target.values,
     };
@@ -247,15 +296,17 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
     void Promise.allSettled([broadcast.done, fill.outcome]).then(() => {
       head.finishedAt = deps.now();
     });
+    // The kept body is held until the fill stops being joinable (below).
     // The fill stays joinable until it has streamed, its store is done and `keepMs` more have passed: a
     // request that arrives meanwhile reads the head still held, or the global tier's copy (a data center's
     // lookup may have missed it just before it was written).
     waitUntil(
       Promise.allSettled([broadcast.done, fill.outcome])
         .then(() => new Promise((resolve) => setTimeout(resolve, options.keepMs)))
-        .then(forget),
+        .then(forget)
+        .finally(() => whole?.release()),
     );
-    return share(head, false) ?? { kind: "go", reason: "late" };
+    return share(head, false, work()) ?? { kind: "go", reason: "late" };
   }
 
   function remember(key: string, ms: number): void {
@@ -279,22 +330,36 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       const url = new URL(request.url);
       const headers = new Headers(request.headers);
       const host = normalizeHost(headers.get("host") ?? url.host);
-      const site = await deps.sites.siteForHost(host, waitUntil);
-      if (!site || site.id !== request.siteId || !site.cache.shield) return decline("shield-declined");
-      const timing = new ServerTiming(deps.now);
-      let ex: Exchange;
-      try {
-        ex = await cacheExchange(new Request(url, { headers }), site, { ...deps, waitUntil }, timing);
-      } catch (error) {
-        deps.log("shield.declined", { url: request.url, error: describe(error) });
-        return decline("shield-declined");
+      // As a data center does before each request: what changed since the last check (settings, purges).
+      await deps.control?.beforeRequest(waitUntil);
+      let ex: Exchange | undefined;
+      // The data center's key is derived from its config as this one is from the shield's: a different key
+      // means one of them is behind (a settings change on its way). The shield reads the config again once;
+      // still different, the data center fetches the origin itself (its fill must be keyed by its config).
+      for (let attempt = 0; attempt < 2 && !ex; attempt++) {
+        if (attempt > 0) await deps.sites.forget([host]);
+        const site = await deps.sites.siteForHost(host, waitUntil);
+        if (!site || site.id !== request.siteId || !site.cache.shield) return decline("shield-declined");
+        try {
+          const derived = await cacheExchange(
+            new Request(url, { headers }),
+            site,
+            { ...deps, waitUntil },
+            new ServerTiming(deps.now),
+          );
+          if (request.key === undefined || derived.baseKey === request.key) ex = derived;
+        } catch (error) {
+          deps.log("shield.declined", { url: request.url, error: describe(error) });
+          return decline("shield-declined");
+        }
       }
+      if (!ex) return decline("config-differs");
       const passMs = passLeft(ex.baseKey);
       if (passMs > 0) return { kind: "go", reason: "hit-for-pass", passMs };
       const running = fills.get(ex.baseKey);
       if (!running) return lead(ex, request, waitUntil);
       const head = await running;
-      if (head.kind === "shared" && head.finishedAt !== undefined && request.startedAt > head.finishedAt) {
+      if (head.kind === "shared" && head.finishedAt !== undefined && request.startedAt >= head.finishedAt) {
         return lead(ex, request, waitUntil);
       }
       if (head.kind === "none") {

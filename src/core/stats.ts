@@ -1,5 +1,6 @@
 import { withDeadline } from "./deadline";
 import {
+  addCounters,
   bucketStart,
   emptyCounters,
   MINUTE,
@@ -80,6 +81,25 @@ export class Stats {
     this.count(siteId, (counters) => {
       counters.writes[tier] = (counters.writes[tier] ?? 0) + 1;
     });
+  }
+
+  /**
+   * Work done for this isolate's request elsewhere, counted here: the shield's origin fetch, its bytes and
+   * its global-tier writes for the fill this isolate's request led (src/core/shield.ts).
+   */
+  add(siteId: string, work: SiteCounters): void {
+    this.count(siteId, (counters) => {
+      addCounters(counters, work);
+    });
+  }
+
+  /** Everything counted and not yet taken, summed per site (a shield's fill hands its work to its leader). */
+  takeTotal(siteId: string): SiteCounters | undefined {
+    let total: SiteCounters | undefined;
+    for (const item of this.take()) {
+      if (item.site === siteId) total = addCounters(total ?? emptyCounters(), item.counters);
+    }
+    return total;
   }
 
   /** A request of the site answered with a 5xx error by Tiercel. */

@@ -160,7 +160,8 @@ const cachePolicy = z.strictObject({
     .default(8 * 1024 * 1024),
   /**
    * Which fills are written to the global tier (KV, and R2) as well as to the data center's cache
-   * (src/core/admission.ts): `always`, or `second-request` (a key's second fill in an isolate).
+   * (src/core/admission.ts): `always`, or `second-request` (a key's second fill: through its shield, worldwide;
+   * with the shield off, in an isolate).
    */
   globalAdmission: z.enum(["always", "second-request"]).default("always"),
   /** Bodies declared larger than this are kept out of the global tier (edge only). Unset: no bound. */
@@ -184,10 +185,10 @@ const cachePolicy = z.strictObject({
   ignoreCookies: z.array(cookieName).max(100).default([]),
   /**
    * The origin shield: a cold miss is fetched from the origin once for every data center, by the SHIELD
-   * Durable Object of its key, and streamed to every waiter. Off by default for now (see docs/architecture.md,
-   * "The shield": second-request admission is not yet honoured by it); `false`: each data center fetches on its own.
+   * Durable Object of its key, and streamed to every waiter (docs/architecture.md, "The shield"). On by
+   * default; `false`: each data center (each isolate) fetches on its own and writes the global tier itself.
    */
-  shield: z.boolean().default(false),
+  shield: z.boolean().default(true),
 });
 
 export type CachePolicy = z.output<typeof cachePolicy>;

@@ -9,6 +9,9 @@ import { startWorld } from "../support/world.mjs";
 
 const HOST = "world.tiercel.test";
 const SITE = { version: 1, id: "world-e2e-site", hosts: [HOST] };
+/** A site with the shield turned off: each data center fetches its origin itself, through its own distance. */
+const DIRECT = "direct.world.tiercel.test";
+const SITE_DIRECT = { version: 1, id: "world-e2e-direct", hosts: [DIRECT], cache: { shield: false } };
 const DELAYS = { sin: { shared: 80, origin: 200 }, fra: { shared: 0, origin: 0 }, iad: { shared: 20, origin: 50 } };
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
@@ -85,7 +88,7 @@ before(
       isolates: { fra: 2 },
       delays: DELAYS,
       originUrl: origin.url,
-      sites: [SITE],
+      sites: [SITE, SITE_DIRECT],
     });
   },
   { timeout: 180_000 },
@@ -103,9 +106,11 @@ test("a cold object: a miss in sin, a global-tier hit in fra, then an edge hit b
   const miss = await get("sin", path);
   assert.equal(miss.status, 200);
   assert.equal(miss.bytes, 2048);
-  assert.match(miss.cacheStatus, /Tiercel-KV; fwd=miss.*Tiercel-Edge; fwd=miss/);
+  assert.match(miss.cacheStatus, /^Tiercel-Shield; fwd=miss.*Tiercel-KV; fwd=miss.*Tiercel-Edge; fwd=miss/);
   assert.equal(hits.get(path), 1);
-  assert.equal(world.originRequests("sin", path), 1);
+  // The shield (on by default) fetched it, from the Durable Objects' place, not sin's.
+  assert.equal(world.originRequests("sin", path), 0);
+  assert.equal(world.originRequests(undefined, path), 1);
 
   await newKvKeys(keys);
   const global = await get("fra", path);
@@ -116,10 +121,15 @@ test("a cold object: a miss in sin, a global-tier hit in fra, then an edge hit b
   assert.equal(world.originRequests("fra", path), 0);
 
   await sleep(200);
+  const shieldCalls = (await world.counters("sin")).shared["SHIELD.fill"];
+  assert.equal(shieldCalls, 1, "sin's miss called the shield once");
   const edge = await get("sin", path);
   assert.match(edge.cacheStatus, /^Tiercel-Edge; hit/);
   assert.equal(edge.bytes, 2048);
   assert.equal(hits.get(path), 1);
+  // A hit costs the shield nothing: no call from sin (counted by the world at the binding) nor from fra.
+  assert.equal((await world.counters("sin")).shared["SHIELD.fill"], shieldCalls);
+  assert.equal((await world.counters("fra")).shared["SHIELD.fill"], undefined);
 });
 
 test("each data center's edge is its own: an entry only in fra's Cache API is not seen in iad", async () => {
@@ -198,14 +208,15 @@ test("one set of Durable Objects; a URL purge in sin clears sin's edge and the g
 });
 
 test("delays are applied: to the shared parts and to the origin, per data center (rough bounds only)", async () => {
-  // sin: the site config (SITES), the tiers' lookup (KV) and the origin, each behind its delay.
-  const sin = await get("sin", "/slow.txt");
+  // sin: the site config (SITES), the tiers' lookup (KV) and the origin, each behind its delay (a site with
+  // the shield off, so the origin is fetched from sin).
+  const sin = await get("sin", "/slow.txt", DIRECT);
   assert.equal(sin.status, 200);
   const floor = DELAYS.sin.origin + DELAYS.sin.shared;
   assert.ok(sin.ttfbMs >= floor, `a miss in sin took ${sin.ttfbMs.toFixed(0)} ms, less than ${floor} ms`);
 
   await world.setDelays("fra", { origin: 300 });
-  const fra = await get("fra", "/slowed.txt");
+  const fra = await get("fra", "/slowed.txt", DIRECT);
   assert.ok(fra.ttfbMs >= 300, `a miss in fra after setDelays took ${fra.ttfbMs.toFixed(0)} ms`);
   await world.setDelays("fra", { origin: 0 });
 
@@ -231,7 +242,8 @@ test("memory is per data center: three isolates, each counting only its own requ
   for (let i = 0; i < 3; i++) await get("iad", path);
   const all = await Promise.all(world.dataCenters.map((dc) => world.counters(dc)));
   assert.equal(new Set(all.map((c) => c.isolate)).size, 3);
-  const requests = Object.fromEntries(all.map((c) => [c.dc, c.stats.sites[SITE.id]?.requests ?? 0]));
+  const count = (c, site) => c.stats.sites[site.id]?.requests ?? 0;
+  const requests = Object.fromEntries(all.map((c) => [c.dc, count(c, SITE) + count(c, SITE_DIRECT)]));
   // Each isolate counted what it answered in this file, and only that.
   assert.equal(requests.sin, 3, JSON.stringify(requests));
   assert.equal(requests.fra, 4, JSON.stringify(requests));

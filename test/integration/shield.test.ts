@@ -178,6 +178,44 @@ describe("origin shield", () => {
     expect((await origin.hits(path)).hits).toBe(6);
   });
 
+  it("honours the site's global admission: second-request and size bounds, decided by the shield for every data center", async () => {
+    const { host } = await newSite({ cache: { globalAdmission: "second-request" } });
+    const path = `/${unique("admitted")}.css`;
+    await origin.route(path, { body: "x".repeat(2048), headers: { "cache-control": "max-age=300" } });
+    const kvOnly = platformFor(env).tiers.filter((tier) => tier.name !== "edge");
+    // The first fill anywhere: streamed and kept in this data center's edge, the global tier left alone.
+    const first = await fetchChecked(`http://${host}${path}`);
+    expect(first.cacheStatus).toMatch(/^Tiercel-Shield; fwd=miss; fwd-status=200; detail=not-admitted, /);
+    expect(first.received).toBe(2048);
+    let counters = await (await shieldOf(host, path)).counters();
+    expect(counters).toMatchObject({ fills: 1, globalPuts: 0 });
+    expect((await fetchChecked(`http://${host}${path}`)).cacheStatus).toMatch(/^Tiercel-Edge; hit/);
+    // Another data center (no edge copy) misses the global tier too: the key's second fill, which is admitted.
+    const second = await fetchChecked(`http://${host}${path}`, { tiers: kvOnly });
+    expect(second.cacheStatus).toMatch(
+      /^Tiercel-Shield; fwd=miss; fwd-status=200; detail=storing, Tiercel-KV; fwd=miss/,
+    );
+    counters = await (await shieldOf(host, path)).counters();
+    expect(counters).toMatchObject({ fills: 2, globalPuts: 1 });
+    // A third finds it there, with no shield call.
+    const { shield, calls } = countingShield();
+    const third = await fetchChecked(`http://${host}${path}`, { tiers: kvOnly, shield });
+    expect(third.cacheStatus).toMatch(/^Tiercel-KV; hit/);
+    expect(calls()).toBe(0);
+    expect((await origin.hits(path)).hits).toBe(2);
+
+    // A body larger than globalMaxBytes is never written to the global tier, whichever fill it is.
+    const bounded = await newSite({ cache: { globalMaxBytes: 1000 } });
+    const big = `/${unique("bounded")}.css`;
+    await origin.route(big, { body: "y".repeat(1500), headers: { "cache-control": "max-age=300" } });
+    for (let i = 0; i < 2; i++) {
+      const answer = await fetchChecked(`http://${bounded.host}${big}`, { tiers: kvOnly });
+      expect(answer.received).toBe(1500);
+      expect(answer.cacheStatus).toMatch(/^Tiercel-Shield; fwd=miss; fwd-status=200; detail=not-admitted/);
+    }
+    expect(await (await shieldOf(bounded.host, big)).counters()).toMatchObject({ fills: 2, globalPuts: 0 });
+  });
+
   it("answers a site with the shield turned off from this data center alone", async () => {
     const { host } = await newSite({ cache: { shield: false } });
     const path = `/${unique("unshielded")}`;

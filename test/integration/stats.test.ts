@@ -1,6 +1,7 @@
 import { createExecutionContext, env, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { handleAdmin } from "../../src/admin/api";
+import { createCollapser } from "../../src/core/collapse";
 import type { ErrorBody } from "../../src/core/errors";
 import { respond } from "../../src/core/pipeline";
 import { type SiteCounters, Stats, StatsFlusher } from "../../src/core/stats";
@@ -139,6 +140,45 @@ describe("global stats", () => {
     expect((await statsOf("?window=5m")).sites[id]?.requests).toBe(10);
     const route = await adminCall("GET", `/sites/${id}/stats?window=5m`);
     expect((route.body.sites as Record<string, SiteCounters>)[id]?.requests).toBe(10);
+  });
+
+  it("counts a fill collapsed by the shield over several isolates as one origin fetch, and each request where it was made", async () => {
+    const { id, host } = await newSite();
+    const path = `/${unique("collapsed")}`;
+    await origin.route(path, { size: 3000, delayMs: 200, headers: { "cache-control": "max-age=300" } });
+    // Three isolates, each with its own counters and collapsing, sharing this data center's tiers and the shield.
+    const isolates = [isolate(), isolate(), isolate()].map((one) => ({ ...one, collapser: createCollapser() }));
+    const answers = await Promise.all(
+      isolates.flatMap(({ stats, flusher, collapser }) =>
+        Array.from({ length: 4 }, async () => {
+          const ctx = createExecutionContext();
+          const deps = {
+            ...platformFor(env),
+            stats,
+            flusher,
+            collapser,
+            waitUntil: (w: Promise<unknown>) => ctx.waitUntil(w),
+          };
+          const response = await respond(new Request(`http://${host}${path}`), deps);
+          const bytes = (await response.arrayBuffer()).byteLength;
+          await waitOnExecutionContext(ctx);
+          return { status: response.status, bytes };
+        }),
+      ),
+    );
+    expect(answers.every((answer) => answer.status === 200 && answer.bytes === 3000)).toBe(true);
+    expect((await origin.hits(path)).hits).toBe(1);
+    for (const { stats, flusher } of isolates) {
+      expect(stats.snapshot(id)[id]?.requests).toBe(4);
+      await flusher.flush();
+    }
+    const global = (await statsOf(`?window=5m&site=${id}`)).sites[id];
+    expect(global?.requests).toBe(12);
+    expect(global?.misses).toBe(12);
+    expect(global?.originFetches).toBe(1);
+    expect(global?.originBytes).toBe(3000);
+    // The shield wrote the global tier once; each isolate's edge copy is its own (they share one Cache API here).
+    expect(global?.writes.kv).toBe(1);
   });
 
   it("never fails a request when the aggregator is unreachable, and delivers the counts once it is back", async () => {

@@ -13,10 +13,11 @@ describe("tiers", () => {
     const first = await send(`http://${host}${path}`);
     expect(first.status).toBe(200);
     expect(await first.text()).toBe(`GET ${path} #1`);
+    // The cold miss goes through the shield (on by default), which fetched the origin and wrote KV.
     expect(first.headers.get("cache-status")).toBe(
-      "Tiercel-KV; fwd=miss; fwd-status=200; detail=storing, Tiercel-Edge; fwd=miss; fwd-status=200; detail=storing",
+      "Tiercel-Shield; fwd=miss; fwd-status=200; detail=storing, Tiercel-KV; fwd=miss; fwd-status=200; detail=storing, Tiercel-Edge; fwd=miss; fwd-status=200; detail=storing",
     );
-    expect(first.headers.get("server-timing")).toMatch(/^site;dur=[\d.]+, edge;dur=[\d.]+, kv;dur=[\d.]+, origin;dur=/);
+    expect(first.headers.get("server-timing")).toMatch(/^site;dur=[\d.]+, edge;dur=[\d.]+, kv;dur=[\d.]+, shield;dur=/);
 
     const second = await send(`http://${host}${path}`);
     expect(await second.text()).toBe(`GET ${path} #1`);

@@ -84,7 +84,8 @@ export function testClock(start = Date.now()) {
 /**
  * Sends a request through the Worker's own fetch handler with the real bindings, then waits for every
  * background store it started (no sleeping). With `overrides`, runs the pipeline on the same platform
- * pieces with some replaced (a failing tier, a controlled clock).
+ * pieces with some replaced (a failing tier, a controlled clock), and without the shield unless `overrides`
+ * names one: the shield (a Durable Object) builds its own platform, which the replaced pieces would not reach.
  */
 export async function send(
   input: string,
@@ -94,7 +95,11 @@ export async function send(
   const request = new Request(input, init) as Request<unknown, IncomingRequestCfProperties>;
   const ctx = createExecutionContext();
   const response = overrides
-    ? await respond(request, { ...platformFor(env), ...overrides, waitUntil: (work) => ctx.waitUntil(work) })
+    ? await respond(request, {
+        ...withoutShield(platformFor(env)),
+        ...overrides,
+        waitUntil: (work) => ctx.waitUntil(work),
+      })
     : await worker.fetch(request, env, ctx);
   const body = await response.arrayBuffer().catch((error: unknown) => error);
   await waitOnExecutionContext(ctx);
@@ -102,6 +107,12 @@ export async function send(
     return new Response(body.byteLength || init?.method === "HEAD" ? body : null, response);
   // The body broke off: hand back the headers and the error, as a client would see them.
   return Object.assign(new Response(null, response), { bodyError: body });
+}
+
+/** A platform's pieces without the shield: each request fetches the origin from this isolate, with its own pieces. */
+export function withoutShield(platform: Omit<Deps, "waitUntil">): Omit<Deps, "waitUntil"> {
+  const { shield: _shield, ...rest } = platform;
+  return rest;
 }
 
 /** The SigV4-verifying bucket server, driven through the loopback origin's relay (its requests must be signed). */

@@ -182,6 +182,8 @@ function sharedKinds(options) {
  *   as the bench's snapshot): Tiercel's `wrangler.jsonc` by default, `bench/baseline/wrangler.jsonc` runs the
  *   bench's baseline; `bundleDir`: a bundle of it from `buildBundle()` (else one is built and removed by stop());
  * - `vars`: extra plain-text variables for every data center; `adminToken` (random by default);
+ * - `persistTo`: a directory for the shared storage (KV, R2, Cache API, Durable Objects) rather than memory,
+ *   so the workerd's RSS is Tiercel's own rather than the stored objects' (the bench's memory figures);
  * - `onOutput(line)`: workerd's output, line by line (it is always kept too, the last 200 lines, in
  *   `output()`; with TIERCEL_WORLD_VERBOSE=1 in the environment and no `onOutput`, it is printed to stderr).
  */
@@ -195,6 +197,7 @@ export async function startWorld(options = {}) {
     config = "wrangler.jsonc",
     root = ROOT,
     vars = {},
+    persistTo,
     adminToken = `world-${crypto.randomUUID()}`,
     onOutput = process.env.TIERCEL_WORLD_VERBOSE ? (line) => console.error(`[world] ${line}`) : undefined,
   } = options;
@@ -313,6 +316,14 @@ export async function startWorld(options = {}) {
       host: "127.0.0.1",
       port: 0,
       cf: false,
+      ...(persistTo
+        ? {
+            kvPersist: join(persistTo, "kv"),
+            r2Persist: join(persistTo, "r2"),
+            cachePersist: join(persistTo, "cache"),
+            durableObjectsPersist: join(persistTo, "do"),
+          }
+        : {}),
       handleRuntimeStdio: (stdout, stderr) => {
         takeLines(stdout);
         takeLines(stderr);
