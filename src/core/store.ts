@@ -2,9 +2,9 @@ import type { Shared } from "./collapse";
 import { withDeadline } from "./deadline";
 import { retentionOf, type StoredEntry, type VariantIndex } from "./entry";
 import { describe, type Exchange } from "./exchange";
-import { isolateBudget } from "./memory-budget";
+import { isolateBudget, STORE_LOOK_AHEAD_BYTES } from "./memory-budget";
 import { REVALIDATION_KEEP } from "./policy";
-import { fanOut, verifyLength } from "./stream-fanout";
+import { type FanOutOptions, fanOut, verifyLength } from "./stream-fanout";
 import { BodyTooLargeError, cancelIfStalled, readAll, readAtMost, sha256Digest } from "./streams";
 import type { Place, Tier } from "./tier";
 
@@ -53,7 +53,10 @@ export function storeBody(
   const tooLarge = declared !== undefined && declared > maxObject;
   if (declared === undefined && !target.verify && target.tiers.length > 0 && maxObject > deps.maxBufferBytes) {
     // The client's pace is the store's (as for any streamed store), so memory stays flat past the buffer.
-    const [client, copy] = fanOut(body, 2) as [ReadableStream<Uint8Array>, ReadableStream<Uint8Array>];
+    const [client, copy] = fanOut(body, 2, storeFollowers(ex, target, 1)) as [
+      ReadableStream<Uint8Array>,
+      ReadableStream<Uint8Array>,
+    ];
     let overBuffer!: (shared: Shared) => void;
     const streaming = new Promise<Shared>((resolve) => {
       overBuffer = resolve;
@@ -88,7 +91,8 @@ export function storeBody(
     const none = Promise.resolve<Shared>({ kind: "none" });
     return { client: body, outcome: none, settled: none, storing: false };
   }
-  const [client, ...copies] = fanOut(body, 1 + target.tiers.length);
+  // The client sets the pace; each tier follows with a bounded look-ahead and gives up past it.
+  const [client, ...copies] = fanOut(body, 1 + target.tiers.length, storeFollowers(ex, target, target.tiers.length));
   const entry = { ...target.entry, length: declared };
   const retention = retentionOf(entry, deps.now());
   const puts = target.tiers.map(async (tier, i) => {
@@ -125,6 +129,24 @@ export function storeBody(
     outcome,
     settled: Promise.resolve({ kind: "none" }),
     storing: true,
+  };
+}
+
+/**
+ * Fan-out options for a body split between the client (branch 0) and `stores` store branches after it: the
+ * stores follow the client with a look-ahead out of the isolate budget, and one that falls further behind
+ * gives up (logged `store.skipped`, reason `fell-behind`); its put then fails and stores nothing.
+ */
+function storeFollowers(ex: Exchange, target: Pick<StoreTarget, "key" | "tiers">, stores: number): FanOutOptions {
+  const { deps } = ex;
+  return {
+    followers: Array.from({ length: stores }, (_, i) => i + 1),
+    lookAheadBytes: deps.storeLookAheadBytes ?? STORE_LOOK_AHEAD_BYTES,
+    budget: isolateBudget,
+    onFellBehind: (index, queued) => {
+      const tier = stores === target.tiers.length ? target.tiers[index - 1]?.name : "every tier";
+      deps.log("store.skipped", { key: target.key, reason: "fell-behind", tier, queued, held: isolateBudget.held });
+    },
   };
 }
 

@@ -1,9 +1,66 @@
-import { env } from "cloudflare:test";
+import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { cacheKey } from "../../src/core/keys";
+import { type Deps, respond } from "../../src/core/pipeline";
+import type { Tier } from "../../src/core/tier";
 import { edgeTier } from "../../src/tiers/edge";
+import { kvTier } from "../../src/tiers/kv";
 import { platformFor } from "../../src/worker";
 import { newSite, origin, send, unique } from "../support/harness";
+
+/**
+ * A tier whose streamed writes are slow: each chunk of a streamed body is passed to the real tier `delayMs`
+ * after it was read. Counts the bytes it has read, and how its puts ended.
+ */
+function slowTier(inner: Tier, delayMs: number) {
+  const seen = { bytes: 0, puts: [] as ("stored" | string)[] };
+  const tier: Tier = {
+    ...inner,
+    async put(key, entry, body, retention, unknown, place) {
+      let written = body;
+      if (body instanceof ReadableStream) {
+        const reader = body.getReader();
+        written = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            const { done, value } = await reader.read();
+            if (done) return controller.close();
+            seen.bytes += value.byteLength;
+            await new Promise((resolve) => setTimeout(resolve, delayMs));
+            controller.enqueue(value);
+          },
+          cancel: (reason) => reader.cancel(reason),
+        });
+      }
+      try {
+        await inner.put(key, entry, written, retention, unknown, place);
+        seen.puts.push("stored");
+      } catch (error) {
+        seen.puts.push(error instanceof Error ? error.name : String(error));
+        throw error;
+      }
+    },
+  };
+  return { tier, seen };
+}
+
+/**
+ * Sends through the pipeline with `overrides` (no shield: this data center fills itself) and reads the
+ * answer; says what the slow tier had read once the client had the whole body, then waits for the stores.
+ */
+async function sendTimed(url: string, overrides: Partial<Deps>, seen: { bytes: number }, init?: RequestInit) {
+  const ctx = createExecutionContext();
+  const deps = {
+    ...platformFor(env),
+    shield: undefined,
+    ...overrides,
+    waitUntil: (w: Promise<unknown>) => ctx.waitUntil(w),
+  };
+  const response = await respond(new Request(url, init), deps);
+  const body = await response.text();
+  const storeHadRead = seen.bytes;
+  await waitOnExecutionContext(ctx);
+  return { response, body, storeHadRead };
+}
 
 /** Bytes the tiers answered for a site so far (the stats' `bytes`: a ranged read counts the range). */
 function bytesRead(id: string): number {
@@ -52,5 +109,51 @@ describe("large media (issue 15)", () => {
     await send(`http://${host}${path}`);
     expect(await env.CACHE_KV.get(`c:${key}`)).toBe("asked for once");
     expect((await origin.hits(path)).hits).toBe(2);
+  });
+
+  describe("a store slower than the client", () => {
+    it("is given a bounded look-ahead and gives up past it, never the client; the other tier still stores", async () => {
+      const { host, id } = await newSite();
+      const path = `/${unique("slow-store")}.bin`;
+      const size = 6 * 1024 * 1024; // past the 4 MiB buffer: streamed to the tiers
+      await origin.route(path, { size, headers: { "cache-control": "max-age=300" } });
+      const slow = slowTier(kvTier(env.CACHE_KV), 40);
+      const logged: { event: string; fields: Record<string, unknown> }[] = [];
+      const overrides = {
+        tiers: [edgeTier(caches.open(env.EDGE_CACHE_NAME)), slow.tier],
+        storeLookAheadBytes: 512 * 1024,
+        log: (event: string, fields: Record<string, unknown>) => void logged.push({ event, fields }),
+      };
+      const first = await sendTimed(`http://${host}${path}`, overrides, slow.seen);
+      expect(first.response.status).toBe(200);
+      expect(first.body).toBe(digits(0, size));
+      // The client had all 6 MiB while the slow store had read well under half of it: it did not wait for it.
+      expect(first.storeHadRead).toBeLessThan(size / 2);
+      expect(slow.seen.puts).toEqual(["FellBehindError"]);
+      expect(logged.some((l) => l.event === "store.skipped" && l.fields.reason === "fell-behind")).toBe(true);
+      expect(await env.CACHE_KV.get(`c:${await cacheKey({ siteId: id, path, query: "" })}`)).toBeNull();
+
+      // The edge kept up and stored it; the slow tier stored nothing.
+      const second = await sendTimed(`http://${host}${path}`, overrides, slow.seen);
+      expect(second.response.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
+      expect(second.body).toBe(digits(0, size));
+      expect((await origin.hits(path)).hits).toBe(1);
+    }, 60_000);
+
+    it("is stored after the client is done when it stays within its look-ahead", async () => {
+      const { host } = await newSite();
+      const path = `/${unique("slow-ok")}.bin`;
+      const size = 5 * 1024 * 1024;
+      await origin.route(path, { size, headers: { "cache-control": "max-age=300" } });
+      const slow = slowTier(kvTier(env.CACHE_KV), 5);
+      const overrides = { tiers: [slow.tier], storeLookAheadBytes: 8 * 1024 * 1024 };
+      const first = await sendTimed(`http://${host}${path}`, overrides, slow.seen);
+      expect(first.body).toBe(digits(0, size));
+      expect(first.storeHadRead).toBeLessThan(size);
+      expect(slow.seen.puts).toEqual(["stored"]);
+      const second = await sendTimed(`http://${host}${path}`, overrides, slow.seen);
+      expect(second.response.headers.get("cache-status")).toMatch(/^Tiercel-KV; hit/);
+      expect(second.body).toBe(digits(0, size));
+    }, 60_000);
   });
 });
