@@ -232,7 +232,14 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const token = `bench-${crypto.randomUUID()}`;
   const siteId = `bench-lm-${crypto.randomUUID().slice(0, 8)}`;
   const host = "bench.tiercel.test";
-  const site = { version: 1, id: siteId, hosts: [host], origin: { kind: "http", url: origin.url, allowPrivate: true } };
+  // TIERCEL_LM_SITE (JSON) is merged into the bench site, to compare settings (`{"cache":{"globalMaxBytes":1}}`).
+  const site = {
+    version: 1,
+    id: siteId,
+    hosts: [host],
+    origin: { kind: "http", url: origin.url, allowPrivate: true },
+    ...JSON.parse(process.env.TIERCEL_LM_SITE ?? "{}"),
+  };
   const value = JSON.stringify(site);
   const persistTo = join(state, "tiercel");
   let code = 0;

@@ -4,7 +4,7 @@ import { retentionOf, type StoredEntry, type VariantIndex } from "./entry";
 import { describe, type Exchange } from "./exchange";
 import { isolateBudget, STORE_LOOK_AHEAD_BYTES } from "./memory-budget";
 import { REVALIDATION_KEEP } from "./policy";
-import { type FanOutOptions, fanOut, verifyLength } from "./stream-fanout";
+import { type FanOutOptions, fanOut, fillTap, verifyLength } from "./stream-fanout";
 import { BodyTooLargeError, cancelIfStalled, readAll, readAtMost, sha256Digest } from "./streams";
 import type { Place, Tier } from "./tier";
 
@@ -53,7 +53,7 @@ export function storeBody(
   const tooLarge = declared !== undefined && declared > maxObject;
   if (declared === undefined && !target.verify && target.tiers.length > 0 && maxObject > deps.maxBufferBytes) {
     // The client's pace is the store's (as for any streamed store), so memory stays flat past the buffer.
-    const [client, copy] = fanOut(body, 2, storeFollowers(ex, target, 1)) as [
+    const [client, copy] = fanOut(body, 2, storeFollowers(ex, target, ["every tier"])) as [
       ReadableStream<Uint8Array>,
       ReadableStream<Uint8Array>,
     ];
@@ -91,8 +91,11 @@ export function storeBody(
     const none = Promise.resolve<Shared>({ kind: "none" });
     return { client: body, outcome: none, settled: none, storing: false };
   }
-  // The client sets the pace; each tier follows with a bounded look-ahead and gives up past it.
-  const [client, ...copies] = fanOut(body, 1 + target.tiers.length, storeFollowers(ex, target, target.tiers.length));
+  // The client sets the pace; each tier follows with a bounded look-ahead and gives up past it. One more
+  // follower, the tap, lets later requests for the same object in this isolate join this fill (collapse.ts).
+  const names = [...target.tiers.map((tier) => tier.name), "joiners"];
+  const [client, ...copies] = fanOut(body, 1 + names.length, storeFollowers(ex, target, names));
+  const tap = fillTap(copies[target.tiers.length] as ReadableStream<Uint8Array>, isolateBudget);
   const entry = { ...target.entry, length: declared };
   const retention = retentionOf(entry, deps.now());
   const puts = target.tiers.map(async (tier, i) => {
@@ -109,9 +112,7 @@ export function storeBody(
         indexRetention(retention),
       );
   });
-  // A streamed store moves at its slowest reader's pace (the client's among them), so collapsed waiters are
-  // not held for it: they are told at once to go to the origin themselves.
-  const outcome = Promise.allSettled(puts).then((results): Shared => {
+  const results = Promise.allSettled(puts).then((results) => {
     results.forEach((result, i) => {
       if (result.status === "rejected") {
         deps.log("tier.skipped", {
@@ -122,29 +123,31 @@ export function storeBody(
         });
       }
     });
-    return { kind: "none" };
+    return results.some((result) => result.status === "fulfilled");
   });
+  // Collapsed waiters join the fill as it streams: their range from the tap, or the tiers once it is stored.
+  const streaming: Shared = { kind: "streaming", entry, values: target.values, tap, stored: results };
   return {
     client: client as ReadableStream<Uint8Array>,
-    outcome,
-    settled: Promise.resolve({ kind: "none" }),
+    outcome: results.then((): Shared => ({ kind: "none" })),
+    settled: Promise.resolve(streaming),
     storing: true,
   };
 }
 
 /**
- * Fan-out options for a body split between the client (branch 0) and `stores` store branches after it: the
- * stores follow the client with a look-ahead out of the isolate budget, and one that falls further behind
- * gives up (logged `store.skipped`, reason `fell-behind`); its put then fails and stores nothing.
+ * Fan-out options for a body split between the client (branch 0) and the store branches after it (`names`,
+ * for the logs): the stores follow the client with a look-ahead out of the isolate budget, and one that falls
+ * further behind gives up (logged `store.skipped`, reason `fell-behind`); its put then fails and stores nothing.
  */
-function storeFollowers(ex: Exchange, target: Pick<StoreTarget, "key" | "tiers">, stores: number): FanOutOptions {
+function storeFollowers(ex: Exchange, target: Pick<StoreTarget, "key">, names: string[]): FanOutOptions {
   const { deps } = ex;
   return {
-    followers: Array.from({ length: stores }, (_, i) => i + 1),
+    followers: names.map((_, i) => i + 1),
     lookAheadBytes: deps.storeLookAheadBytes ?? STORE_LOOK_AHEAD_BYTES,
     budget: isolateBudget,
     onFellBehind: (index, queued) => {
-      const tier = stores === target.tiers.length ? target.tiers[index - 1]?.name : "every tier";
+      const tier = names[index - 1];
       deps.log("store.skipped", { key: target.key, reason: "fell-behind", tier, queued, held: isolateBudget.held });
     },
   };

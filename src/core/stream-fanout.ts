@@ -323,3 +323,107 @@ export function countUpTo(source: ReadableStream<Uint8Array>, maxBytes: number):
   });
   return { stream, bytes: () => received, failure: () => failure };
 }
+
+/**
+ * A body being filled, as later requests for it see it (in-isolate collapsing of large bodies): how far it
+ * has arrived, and a way to get a byte range of it as it arrives. Made from a fan-out branch (a follower) that
+ * it reads as fast as chunks come, holding nothing itself.
+ */
+export interface FillTap {
+  /** Bytes of the body that have arrived so far. */
+  position(): number;
+  /**
+   * Bytes `start` to `end` (inclusive) of the body as they arrive, if none of them has gone by yet and the
+   * budget has room for all of them (they are held for a reader slower than the fill, and given back as
+   * they are read); undefined otherwise. Errors if the body breaks off or ends before `end`.
+   */
+  subscribe(start: number, end: number): ReadableStream<Uint8Array> | undefined;
+  /** Settles when the body has ended, broken off or been given up. */
+  done: Promise<void>;
+}
+
+/** Reads `branch` to its end, handing each subscriber the part of every chunk in its range. */
+export function fillTap(branch: ReadableStream<Uint8Array>, budget: Pick<MemoryBudget, "take">): FillTap {
+  let position = 0;
+  let over = false;
+  const subscribers = new Set<Subscriber>();
+  const finish = (error?: unknown) => {
+    over = true;
+    for (const sub of subscribers) {
+      // Whoever is still here did not get all of its range.
+      sub.failure = error ?? new RangeError(`the body ended at byte ${position}, before byte ${sub.end}`);
+      sub.wake?.();
+    }
+    subscribers.clear();
+  };
+  const done = (async () => {
+    const reader = branch.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return finish();
+        const from = position;
+        position += value.byteLength;
+        for (const sub of subscribers) {
+          if (sub.end < from || sub.start >= position) continue;
+          sub.pieces.push(
+            value.subarray(Math.max(0, sub.start - from), Math.min(value.byteLength, sub.end + 1 - from)),
+          );
+          if (sub.end < position) {
+            sub.complete = true;
+            subscribers.delete(sub);
+          }
+          sub.wake?.();
+        }
+      }
+    } catch (error) {
+      finish(error);
+    }
+  })();
+  return {
+    position: () => position,
+    done,
+    subscribe(start, end) {
+      if (over || start < position || end < start) return undefined;
+      const grant = budget.take(end - start + 1);
+      if (!grant) return undefined;
+      const sub: Subscriber = { start, end, pieces: [], complete: false, failure: undefined, wake: undefined };
+      subscribers.add(sub);
+      // The pieces are held until read: the grant (the whole range) is given back when the range has been read.
+      return new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          while (sub.pieces.length === 0 && !sub.complete && sub.failure === undefined) {
+            await new Promise<void>((resolve) => {
+              sub.wake = resolve;
+            });
+            sub.wake = undefined;
+          }
+          const piece = sub.pieces.shift();
+          if (piece) controller.enqueue(piece);
+          else if (sub.failure !== undefined) {
+            grant.release();
+            controller.error(sub.failure);
+          } else if (sub.pieces.length === 0 && sub.complete) {
+            grant.release();
+            controller.close();
+          }
+        },
+        cancel() {
+          subscribers.delete(sub);
+          sub.pieces = [];
+          grant.release();
+        },
+      });
+    },
+  };
+}
+
+interface Subscriber {
+  start: number;
+  end: number;
+  pieces: Uint8Array[];
+  /** Every piece of the range has arrived. */
+  complete: boolean;
+  failure: unknown;
+  wake: (() => void) | undefined;
+}
