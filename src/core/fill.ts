@@ -282,7 +282,7 @@ async function storeAndAnswer(
     }
     index = admitted;
   }
-  const { client, outcome, settled, storing } = storeBody(
+  const { client, outcome, settled, storing, skipped } = storeBody(
     ex,
     {
       key,
@@ -298,7 +298,8 @@ async function storeAndAnswer(
   void settled.then((shared) => flight?.settle(shared));
   deps.waitUntil(outcome);
   ex.onShareable?.({ target: { key, entry, declaredLength: declared, index, values }, outcome, storing });
-  status.forwarded(response.status, storing ? "storing" : "none", storing ? optimizeDetail : "not-stored-too-large");
+  const notStoring = `not-stored-${skipped ?? "too-large"}`;
+  status.forwarded(response.status, storing ? "storing" : "none", storing ? optimizeDetail : notStoring);
   return answerFromEntry(entry, client, answerContext(ex));
 }
 

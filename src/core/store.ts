@@ -45,7 +45,14 @@ export function storeBody(
   ex: Exchange,
   target: StoreTarget,
   body: ReadableStream<Uint8Array>,
-): { client: ReadableStream<Uint8Array>; outcome: Promise<Shared>; settled: Promise<Shared>; storing: boolean } {
+): {
+  client: ReadableStream<Uint8Array>;
+  outcome: Promise<Shared>;
+  settled: Promise<Shared>;
+  storing: boolean;
+  /** Why nothing is stored, when `storing` is false: "memory" or "too-large". */
+  skipped?: "memory" | "too-large";
+} {
   const { deps } = ex;
   const declared = target.declaredLength;
   // The site may store less than the Worker-wide limit.
@@ -71,7 +78,7 @@ export function storeBody(
     if (!grant) {
       deps.log("store.skipped", { key: target.key, reason: "memory", held: isolateBudget.held });
       const none = Promise.resolve<Shared>({ kind: "none" });
-      return { client: body, outcome: none, settled: none, storing: false };
+      return { client: body, outcome: none, settled: none, storing: false, skipped: "memory" };
     }
     const [client, copy] = body.tee();
     const outcome = storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject)).finally(grant.release);
@@ -165,14 +172,25 @@ async function storeUnknownLength(
   streaming: () => void,
 ): Promise<Shared> {
   const { deps } = ex;
+  // The buffer comes out of the isolate's budget; with no room the body streams to the client unstored.
+  const grant = isolateBudget.take(deps.maxBufferBytes);
+  if (!grant) {
+    deps.log("store.skipped", { key: target.key, reason: "memory", held: isolateBudget.held });
+    await body.cancel("no memory to buffer").catch(() => {});
+    streaming();
+    return { kind: "none" };
+  }
   let read: Awaited<ReturnType<typeof readAtMost>>;
   try {
     read = await readAtMost(body, deps.maxBufferBytes);
   } catch (error) {
+    grant.release();
     deps.log("store.skipped", { key: target.key, reason: "body-error", error: describe(error) });
     return { kind: "none" };
   }
-  if ("whole" in read) return storeBytes(ex, target, read.whole);
+  if ("whole" in read) return storeBytes(ex, target, read.whole).finally(grant.release);
+  // Past the buffer: what was read is replayed into the streamed store; the tiers' own buffers are theirs.
+  grant.release();
   streaming();
   const entry = target.entry;
   const retention = retentionOf(entry, deps.now());
