@@ -117,27 +117,32 @@ export async function largeMedia({ tiercel, minimal, token, siteId, origin, log,
       const before = memoryOf(worker.pid).rssKiB;
       const reset = resetPeak(worker.pid);
       const path = objectPath(size.memory, `lm-mem-${worker.name}-${stamp}`);
-      const first = await get(worker, path);
-      const second = await get(worker, path);
+      // Asked until it is a hit (at most 4 times): a fill whose stores fell behind a fast client stores
+      // nothing, and the next fill of the key is stored at the stores' pace (src/core/store.ts).
+      const answers = [];
+      const isHit = (r) => /hit/i.test(r.headers["cache-status"] ?? r.headers["cf-cache-status"] ?? "");
+      while (answers.length < 4 && !(answers.length > 0 && isHit(answers.at(-1))))
+        answers.push(await get(worker, path));
       const peak = reset ? memoryOf(worker.pid).hwmKiB : memoryOf(worker.pid).rssKiB;
-      const ok = [first, second].every((r) => r.status === 200 && r.bytes === size.memory && r.intact);
+      const ok = answers.every((r) => r.status === 200 && r.bytes === size.memory && r.intact);
       memory[worker.name] = {
         growthMiB: (peak - before) / 1024,
         bytesVerified: ok,
         peakIsHwm: reset,
-        hit: second.headers["cache-status"] ?? second.headers["cf-cache-status"],
+        requestsToHit: isHit(answers.at(-1)) ? answers.length : null,
+        statuses: answers.map((r) => r.headers["cache-status"] ?? r.headers["cf-cache-status"]),
       };
     }
     figures.memory = { objectMiB: size.memory / MiB, ...memory };
     checks.push(
       goal(
         `${mib(size.memory)} miss and hit: workerd growth < 32 MiB, bytes verified`,
-        memory.tiercel.growthMiB < 32 && memory.tiercel.bytesVerified,
+        memory.tiercel.growthMiB < 32 && memory.tiercel.bytesVerified && memory.tiercel.requestsToHit !== null,
         figures.memory,
       ),
     );
     log(
-      `  ${mib(size.memory)}: growth Tiercel ${memory.tiercel.growthMiB.toFixed(1)} MiB, minimal ${memory.minimal.growthMiB.toFixed(1)} MiB`,
+      `  ${mib(size.memory)}: growth Tiercel ${memory.tiercel.growthMiB.toFixed(1)} MiB (hit on request ${memory.tiercel.requestsToHit}), minimal ${memory.minimal.growthMiB.toFixed(1)} MiB`,
     );
   }
 

@@ -149,15 +149,42 @@ export function storeBody(
  */
 function storeFollowers(ex: Exchange, target: Pick<StoreTarget, "key">, names: string[]): FanOutOptions {
   const { deps } = ex;
+  // A key whose stores fell behind lately is stored this time at the stores' pace (the client waits for
+  // them, as a store is never skipped twice in a row): otherwise an object larger than the look-ahead, asked
+  // by clients faster than the tiers, would never be stored. The tap (a joiner's view) always follows.
+  const paced = fellBehindLately(target.key, deps.now());
   return {
-    followers: names.map((_, i) => i + 1),
+    followers: names.map((_, i) => i + 1).filter((i) => !paced || names[i - 1] === "joiners"),
     lookAheadBytes: deps.storeLookAheadBytes ?? STORE_LOOK_AHEAD_BYTES,
     budget: isolateBudget,
     onFellBehind: (index, queued) => {
       const tier = names[index - 1];
+      if (tier !== "joiners") rememberFellBehind(target.key, deps.now());
       deps.log("store.skipped", { key: target.key, reason: "fell-behind", tier, queued, held: isolateBudget.held });
     },
   };
+}
+
+/** Keys whose stores fell behind their client in this isolate, and when (the last 10,000, an hour at most). */
+const fellBehind = new Map<string, number>();
+const FELL_BEHIND_FOR_MS = 3_600_000;
+
+function rememberFellBehind(key: string, now: number): void {
+  fellBehind.delete(key);
+  fellBehind.set(key, now);
+  while (fellBehind.size > 10_000) {
+    const oldest = fellBehind.keys().next().value;
+    if (oldest === undefined) break;
+    fellBehind.delete(oldest);
+  }
+}
+
+/** True once per key that fell behind within the hour: the next fill of it is paced by its stores. */
+function fellBehindLately(key: string, now: number): boolean {
+  const at = fellBehind.get(key);
+  if (at === undefined) return false;
+  fellBehind.delete(key);
+  return now - at < FELL_BEHIND_FOR_MS;
 }
 
 /**

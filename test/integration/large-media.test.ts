@@ -142,6 +142,24 @@ describe("large media (issue 15)", () => {
       expect((await origin.hits(path)).hits).toBe(1);
     }, 60_000);
 
+    it("stores a key whose store fell behind at the store's pace on its next fill, so it is not skipped forever", async () => {
+      const { host } = await newSite();
+      const path = `/${unique("slow-twice")}.bin`;
+      const size = 6 * 1024 * 1024;
+      await origin.route(path, { size, headers: { "cache-control": "max-age=300" } });
+      const slow = slowTier(kvTier(env.CACHE_KV), 30);
+      const overrides = { tiers: [slow.tier], storeLookAheadBytes: 1024 * 1024, log: () => {} };
+      const first = await sendTimed(`http://${host}${path}`, overrides, slow.seen);
+      expect(first.body).toBe(digits(0, size));
+      expect(slow.seen.puts).toEqual(["FellBehindError"]);
+      const second = await sendTimed(`http://${host}${path}`, overrides, slow.seen);
+      expect(second.body).toBe(digits(0, size));
+      expect(slow.seen.puts).toEqual(["FellBehindError", "stored"]);
+      const third = await sendTimed(`http://${host}${path}`, overrides, slow.seen);
+      expect(third.response.headers.get("cache-status")).toMatch(/^Tiercel-KV; hit/);
+      expect((await origin.hits(path)).hits).toBe(2);
+    }, 60_000);
+
     it("is stored after the client is done when it stays within its look-ahead", async () => {
       const { host } = await newSite();
       const path = `/${unique("slow-ok")}.bin`;
