@@ -121,8 +121,13 @@ export async function largeMedia({ tiercel, minimal, token, siteId, origin, log,
       // nothing, and the next fill of the key is stored at the stores' pace (src/core/store.ts).
       const answers = [];
       const isHit = (r) => /hit/i.test(r.headers["cache-status"] ?? r.headers["cf-cache-status"] ?? "");
-      while (answers.length < 4 && !(answers.length > 0 && isHit(answers.at(-1))))
+      while (answers.length < 4 && !(answers.length > 0 && isHit(answers.at(-1)))) {
         answers.push(await get(worker, path));
+        const last = answers.at(-1);
+        log(
+          `    ${worker.name} #${answers.length}: ${last.totalMs.toFixed(0)} ms, ${last.headers["cache-status"] ?? ""}`,
+        );
+      }
       const peak = reset ? memoryOf(worker.pid).hwmKiB : memoryOf(worker.pid).rssKiB;
       const ok = answers.every((r) => r.status === 200 && r.bytes === size.memory && r.intact);
       memory[worker.name] = {
@@ -260,7 +265,14 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     });
     const quiet = ["--log-level", "warn"];
     const [t, m] = await Promise.all([
-      startWorker({ label: "tiercel", cwd: root, persistTo, extra: [...quiet, "--var", `ADMIN_TOKEN:${token}`] }),
+      startWorker({
+        label: "tiercel",
+        cwd: root,
+        persistTo,
+        extra: [...quiet, "--var", `ADMIN_TOKEN:${token}`],
+        // TIERCEL_LM_LOG=1: Tiercel's own log lines (store.skipped, tier.skipped…) on stderr.
+        ...(process.env.TIERCEL_LM_LOG ? { onLine: (line) => console.error(`[tiercel] ${line}`) } : {}),
+      }),
       startWorker({
         label: "minimal",
         cwd: root,

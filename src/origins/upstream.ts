@@ -1,5 +1,6 @@
 import { TiercelError } from "../core/errors";
 import { decodeContent } from "../core/http/content-coding";
+import { largeChunkReader } from "../core/streams";
 
 /**
  * The one way Tiercel talks to an origin: redirects never followed, a deadline for the response headers,
@@ -61,19 +62,11 @@ export async function fetchUpstream(request: Request, options: UpstreamOptions):
   }
 }
 
-/**
- * The most bytes one read of an origin body takes. The runtime's own reads hand over a few KiB at a time;
- * a read into a buffer this large takes whatever has arrived (never waiting for more than one byte), so a
- * fast body moves in large chunks and every step after it (the client, each store) runs once per chunk
- * rather than once per few KiB.
- */
-const READ_BYTES = 256 * 1024;
-
 /** Errors the body if the origin sends nothing for `ms` (a stalled origin must not hold a client forever). */
 function withIdleLimit(response: Response, ms: number): Response {
   if (!response.body) return response;
-  const read = readerOf(response.body);
-  const reader = read.reader;
+  // Read in large chunks (streams.ts): every step after the origin runs once per chunk, not per few KiB.
+  const reader = largeChunkReader(response.body);
   const body = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
@@ -85,7 +78,7 @@ function withIdleLimit(response: Response, ms: number): Response {
           );
         });
         try {
-          const { done, value } = await Promise.race([read.next(), idle]);
+          const { done, value } = await Promise.race([reader.read(), idle]);
           if (done) controller.close();
           else controller.enqueue(value);
         } catch (error) {
@@ -102,40 +95,4 @@ function withIdleLimit(response: Response, ms: number): Response {
     { highWaterMark: 0 },
   );
   return new Response(body, response);
-}
-
-/**
- * Reads a body in chunks as large as what has arrived (up to `READ_BYTES`), through a BYOB reader where the
- * body is a byte stream (the runtime's own bodies are), else chunk by chunk as it comes.
- */
-function readerOf(body: ReadableStream<Uint8Array>): {
-  reader: ReadableStreamBYOBReader | ReadableStreamDefaultReader<Uint8Array>;
-  next(): Promise<ReadableStreamReadResult<Uint8Array>>;
-} {
-  let byob: ReadableStreamBYOBReader | undefined;
-  try {
-    byob = body.getReader({ mode: "byob" });
-  } catch {
-    byob = undefined;
-  }
-  if (!byob) {
-    const reader = body.getReader();
-    return { reader, next: () => reader.read() };
-  }
-  const reader = byob;
-  return {
-    reader,
-    next: async () => {
-      for (let i = 0; i < 1000; i++) {
-        const result = await reader.read(new Uint8Array(READ_BYTES));
-        if (result.done || !result.value) return { done: true, value: undefined };
-        const value = result.value as Uint8Array;
-        // A read of nothing that is not the end is read again (a consumer waits for bytes, not for nothing).
-        if (value.byteLength === 0) continue;
-        // A small read is copied out, so that it does not hold the whole read buffer while it is queued.
-        return { done: false, value: value.byteLength < READ_BYTES / 4 ? value.slice() : value };
-      }
-      throw new Error("the origin body gave empty reads only");
-    },
-  };
 }
