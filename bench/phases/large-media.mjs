@@ -43,6 +43,7 @@ function checkedGet(url, { host, agent, headers = {}, start = 0, timeoutMs = 120
     let bytes = 0;
     let intact = true;
     const req = request(url, { agent, headers: { host, ...headers } }, (res) => {
+      head = `${res.statusCode}, ${res.headers["cache-status"] ?? ""}`;
       res.on("data", (chunk) => {
         if (bytes === 0) ttfbMs = performance.now() - t0;
         if (intact && !matchesPattern(chunk, start + bytes)) intact = false;
@@ -55,7 +56,11 @@ function checkedGet(url, { host, agent, headers = {}, start = 0, timeoutMs = 120
       });
       res.on("error", fail);
     });
-    const timer = setTimeout(() => fail(new Error(`timed out after ${timeoutMs} ms: ${url}`)), timeoutMs);
+    let head = "no response head";
+    const timer = setTimeout(
+      () => fail(new Error(`timed out after ${timeoutMs} ms (${head}, ${bytes} body bytes): ${url}`)),
+      timeoutMs,
+    );
     function fail(error) {
       clearTimeout(timer);
       req.destroy();
@@ -263,7 +268,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
         { key: `host:${host}`, value },
       ],
     });
-    const quiet = ["--log-level", "warn"];
+    const quiet = process.env.TIERCEL_LM_LOG ? [] : ["--log-level", "warn"];
     const [t, m] = await Promise.all([
       startWorker({
         label: "tiercel",

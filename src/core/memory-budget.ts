@@ -39,4 +39,4 @@ export const isolateBudget = new MemoryBudget(48 * 1024 * 1024);
  * How far a store (a tier being filled alongside the client) may fall behind the client, in queued bytes, by
  * default: past it the store gives up (that copy is not stored), never the client. Out of the isolate budget.
  */
-export const STORE_LOOK_AHEAD_BYTES = 16 * 1024 * 1024;
+export const STORE_LOOK_AHEAD_BYTES = 8 * 1024 * 1024;
