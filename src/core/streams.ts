@@ -234,7 +234,8 @@ export const LARGE_READ_BYTES = 256 * 1024;
 /**
  * A reader of `body` in chunks as large as what has arrived (up to `LARGE_READ_BYTES`), through a BYOB reader
  * where the body is a byte stream (the runtime's own bodies: fetch, Cache API, R2), else chunk by chunk as it
- * comes. A small read is copied out, so that it does not hold the whole read buffer while it is queued.
+ * comes. A small read is copied out, so that it does not hold the whole read buffer while it is queued, and
+ * the buffer is reused for the next read (no 256 KiB of garbage per few KiB read).
  */
 export function largeChunkReader(body: ReadableStream<Uint8Array>): {
   read(): Promise<ReadableStreamReadResult<Uint8Array>>;
@@ -248,16 +249,23 @@ export function largeChunkReader(body: ReadableStream<Uint8Array>): {
   }
   if (!byob) return body.getReader();
   const reader = byob;
+  /** The buffer of the last small read, handed back by the runtime: reused rather than made anew. */
+  let spare: ArrayBuffer | undefined;
   return {
     cancel: (reason) => reader.cancel(reason),
     async read() {
       // Bounded: a read of nothing that is not the end is read again, a few times at most.
       for (let i = 0; i < 1000; i++) {
-        const result = await reader.read(new Uint8Array(LARGE_READ_BYTES));
+        const buffer = spare ?? new ArrayBuffer(LARGE_READ_BYTES);
+        spare = undefined;
+        const result = await reader.read(new Uint8Array(buffer));
         if (result.done || !result.value) return { done: true, value: undefined };
         const value = result.value as Uint8Array;
+        if (value.byteLength >= LARGE_READ_BYTES / 4) return { done: false, value };
+        // A small read is copied out (it does not hold the whole buffer while queued) and the buffer reused.
+        spare = value.buffer as ArrayBuffer;
         if (value.byteLength === 0) continue;
-        return { done: false, value: value.byteLength < LARGE_READ_BYTES / 4 ? value.slice() : value };
+        return { done: false, value: value.slice() };
       }
       throw new Error("the body gave empty reads only");
     },
