@@ -6,12 +6,23 @@
 // time each response took to serve is kept, so a report can show the origin was not the bottleneck.
 import { createServer } from "node:http";
 
-const MAX_OBJECT_BYTES = 128 * 1024 * 1024;
+const MAX_OBJECT_BYTES = 512 * 1024 * 1024;
 const CHUNK_BYTES = 64 * 1024;
 const PATTERN = Buffer.alloc(CHUNK_BYTES);
 for (let i = 0; i < CHUNK_BYTES; i++) PATTERN[i] = (i * 31 + 7) & 0xff;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+
+/** Whether `chunk` holds the bytes found at `offset` of every generated object (a 64 KiB pattern, repeated). */
+export function matchesPattern(chunk, offset) {
+  for (let at = 0; at < chunk.length; ) {
+    const phase = (offset + at) % CHUNK_BYTES;
+    const length = Math.min(CHUNK_BYTES - phase, chunk.length - at);
+    if (!chunk.subarray(at, at + length).equals(PATTERN.subarray(phase, phase + length))) return false;
+    at += length;
+  }
+  return true;
+}
 
 /** The path of a generated object of `bytes` bytes. */
 export function objectPath(bytes, name) {

@@ -1,4 +1,5 @@
 import type { StoredEntry } from "./entry";
+import type { FillTap } from "./stream-fanout";
 
 /**
  * Request collapsing within one isolate: while one origin fetch for a key is in flight, other requests for
@@ -10,6 +11,12 @@ import type { StoredEntry } from "./entry";
 export type Shared =
   /** A small stored response: waiters answer from these bytes. `values` are the leader's selecting values. */
   | { kind: "entry"; entry: StoredEntry; bytes: Uint8Array; values: string }
+  /**
+   * A large body streaming to its tiers: a waiter takes its range from `tap` as it arrives when it can, else
+   * waits for `stored` (true once a tier holds the whole body) and reads the tiers. The flight stays joinable
+   * until the store is over, however long the body takes.
+   */
+  | { kind: "streaming"; entry: StoredEntry; values: string; tap: FillTap; stored: Promise<boolean> }
   /** Nothing to share (uncacheable, private, failed, too large to hold, too slow): each waiter goes itself. */
   | { kind: "none" };
 
@@ -30,20 +37,25 @@ export interface CollapserOptions {
   limit?: number;
   /** The longest a waiter waits, and the longest a flight is remembered, in milliseconds. */
   maxWaitMs?: number;
+  /** The longest a streaming flight (settled, its body still filling) stays joinable, in milliseconds. */
+  maxStreamMs?: number;
   now?: () => number;
 }
 
 export function createCollapser(options: CollapserOptions = {}): Collapser {
   const limit = options.limit ?? 10_000;
   const maxWaitMs = options.maxWaitMs ?? 30_000;
+  const maxStreamMs = options.maxStreamMs ?? 600_000;
   const now = options.now ?? Date.now;
-  const flights = new Map<string, { promise: Promise<Shared>; started: number }>();
+  /** `streaming`: settled with a body still filling, joinable until then (or `maxStreamMs`). */
+  const flights = new Map<string, { promise: Promise<Shared>; started: number; streaming?: boolean }>();
   return {
     waitFor(key) {
       const flight = flights.get(key);
       if (!flight) return undefined;
       const waited = now() - flight.started;
-      if (waited >= maxWaitMs) {
+      if (flight.streaming && waited < maxStreamMs) return flight.promise;
+      if (waited >= maxWaitMs || flight.streaming) {
         flights.delete(key);
         return undefined;
       }
@@ -65,7 +77,15 @@ export function createCollapser(options: CollapserOptions = {}): Collapser {
         settle(outcome) {
           if (settled) return;
           settled = true;
-          if (tracked && flights.get(key)?.promise === promise) flights.delete(key);
+          const mine = tracked && flights.get(key)?.promise === promise;
+          if (mine && outcome.kind === "streaming") {
+            // Joinable while the body fills: forgotten once every tier is done with it.
+            flights.set(key, { promise, started: now(), streaming: true });
+            const forget = () => {
+              if (flights.get(key)?.promise === promise) flights.delete(key);
+            };
+            outcome.stored.then(forget, forget);
+          } else if (mine) flights.delete(key);
           resolve(outcome);
         },
       };

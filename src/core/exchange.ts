@@ -45,6 +45,11 @@ export interface Deps {
   maxBufferBytes: number;
   /** The largest body stored at all; larger ones stream through unstored. */
   maxObjectBytes: number;
+  /**
+   * How far (bytes) a store may fall behind the client it is filled alongside before it gives up (that copy
+   * is not stored; the client is never slowed by a store). Default `STORE_LOOK_AHEAD_BYTES` (memory-budget.ts).
+   */
+  storeLookAheadBytes?: number;
   /** Image engines and the minifier: the optimizer Worker's, behind the OPTIMIZER binding. */
   engines: Engines;
   optimizeLimits: OptimizeLimits;

@@ -1,23 +1,24 @@
 import { admittedTiers } from "./admission";
-import { answerFromEntry, withKnownLength } from "./answer";
+import { answerFromEntry, rangeOf, withKnownLength } from "./answer";
 import { CacheStatus } from "./cache-status";
 import type { Flight, Shared } from "./collapse";
 import { withDeadline } from "./deadline";
-import { buildEntry, entryHeaders, hasValidators, retentionOf, type StoredEntry } from "./entry";
+import { buildEntry, entryHeaders, entryTtl, hasValidators, retentionOf, type StoredEntry } from "./entry";
 import { TiercelError, withDiagnostics } from "./errors";
 import { describe, type Exchange } from "./exchange";
 import { forwardedHeaders } from "./forwarding";
 import { parseCacheControl } from "./http/cache-control";
-import { freshenHeaders } from "./http/conditional";
+import { freshenHeaders, isNotModified } from "./http/conditional";
 import { passOn } from "./http/content-coding";
 import { decide, type OriginOutcome } from "./http/decision";
 import { endToEndHeaders } from "./http/headers";
+import { evaluateRange } from "./http/range";
 import { whyNotShareable, withCorsOrigin } from "./http/shareable";
 import { whyNotStorable } from "./http/storable";
 import { consumedTargetedFields, responseDirectives } from "./http/targeted";
 import { parseVary } from "./http/vary";
 import { selectingValues, variantKey } from "./keys";
-import { type Found, type Lookup, readChecked } from "./lookup";
+import { type Found, type Lookup, lookupTiers, readChecked } from "./lookup";
 import { usePolicy } from "./policy";
 import { ServerTiming } from "./server-timing";
 import { viaShield } from "./shield-client";
@@ -288,7 +289,7 @@ async function storeAndAnswer(
   // The site's admission policy for the global tier (admission.ts). In a data center the edge tier always
   // takes the fill; in the shield, whose tiers are global only, a fill not admitted is stored nowhere.
   const tiers = admittedTiers(ex, deps.tiers, declared);
-  const { client, outcome, settled, storing } = storeBody(
+  const { client, outcome, settled, storing, skipped } = storeBody(
     ex,
     { key, entry, declaredLength: declared, verify: false, tiers, index, values },
     body,
@@ -297,7 +298,7 @@ async function storeAndAnswer(
   deps.waitUntil(outcome);
   const stored = storing && tiers.length > 0;
   ex.onShareable?.({ target: { key, entry, declaredLength: declared, index, values }, outcome, storing: stored });
-  const unstored = tiers.length === 0 ? "not-admitted" : "not-stored-too-large";
+  const unstored = tiers.length === 0 ? "not-admitted" : `not-stored-${skipped ?? "too-large"}`;
   status.forwarded(response.status, stored ? "storing" : "none", stored ? optimizeDetail : unstored);
   return answerFromEntry(entry, client, answerContext(ex));
 }
@@ -465,6 +466,7 @@ function cannotReach(error: unknown): boolean {
 
 /** What a collapsed waiter does with the leader's outcome; null when it must go to the origin itself. */
 async function answerFromShared(ex: Exchange, shared: Shared, look: Lookup): Promise<Response | null> {
+  if (shared.kind === "streaming") return joinFill(ex, shared, look);
   if (shared.kind === "entry") {
     const values = JSON.stringify(selectingValues(shared.entry.vary, ex.request.headers));
     if (values !== shared.values) return null;
@@ -473,6 +475,83 @@ async function answerFromShared(ex: Exchange, shared: Shared, look: Lookup): Pro
     return answerFromEntry(shared.entry, streamOf(shared.bytes), answerContext(ex));
   }
   return null;
+}
+
+/** The most bytes a request joining a large fill takes from it as they arrive (out of the isolate budget). */
+export const JOIN_MAX_BYTES = 8 * 1024 * 1024;
+/** The longest a request that joined a large fill waits for it to be stored before it goes itself. */
+export const JOIN_WAIT_MS = 60_000;
+
+/**
+ * A request for an object whose large body is streaming to the tiers in this isolate (a cold object a
+ * video player asks for range after range): it causes no download of its own.
+ *
+ * - What it needs lies ahead of what has arrived (and is at most `JOIN_MAX_BYTES`, within the budget): it is
+ *   answered from the fill as those bytes arrive.
+ * - Otherwise (its bytes went by already, or it wants more than that): it waits for the store, then reads
+ *   the tiers as any hit does (a ranged read for a range). A store that fails, or takes longer than
+ *   `JOIN_WAIT_MS`, sends it to the origin itself.
+ */
+async function joinFill(
+  ex: Exchange,
+  shared: Extract<Shared, { kind: "streaming" }>,
+  look: Lookup,
+): Promise<Response | null> {
+  const { entry, tap } = shared;
+  const values = JSON.stringify(selectingValues(entry.vary, ex.request.headers));
+  if (values !== shared.values) return null;
+  const wanted = bytesWanted(entry, ex.request.headers);
+  const body =
+    wanted === undefined
+      ? streamOf(new Uint8Array(0))
+      : wanted.end - wanted.start + 1 <= JOIN_MAX_BYTES
+        ? tap.subscribe(wanted.start, wanted.end)
+        : undefined;
+  if (body) {
+    await look.stale?.body.cancel();
+    // The fill's store is under way, not done: said as `storing`, never `stored`.
+    ex.status.forwarded(entry.status, "storing");
+    ex.status.add({ cache: "Tiercel", fwd: "miss", fwdStatus: entry.status, collapsed: true, detail: "joined-fill" });
+    const range = wanted?.ranged ? { start: wanted.start, end: wanted.end } : undefined;
+    return answerFromEntry(entry, body, answerContext(ex), range);
+  }
+  const stored = await ex.timing
+    .measure("join", () => withDeadline(shared.stored, JOIN_WAIT_MS, "joined fill"))
+    .catch(() => false);
+  if (!stored) return null;
+  // Read again, as a hit: the statuses of the first lookup (misses) give way to this one's.
+  ex.status = new CacheStatus();
+  const again = await lookupTiers(ex);
+  const found = again.fresh;
+  if (!found) {
+    await again.stale?.body.cancel();
+    return null;
+  }
+  await look.stale?.body.cancel();
+  found.member.hit = true;
+  found.member.ttl = entryTtl(found.entry, ex.deps.now());
+  found.member.detail = "joined-fill";
+  const read = found.range ? found.range.end - found.range.start + 1 : found.entry.length;
+  ex.deps.stats.record(ex.site.id, { hit: ex.deps.tiers[found.tier]?.name ?? "tier" }, read);
+  return answerFromEntry(found.entry, found.body, answerContext(ex), found.range);
+}
+
+/**
+ * The bytes of a stored body an answer from `entry` sends: its range (`ranged`), or all of it; undefined
+ * when it sends none (304, 416).
+ */
+function bytesWanted(
+  entry: StoredEntry,
+  headers: Headers,
+): { start: number; end: number; ranged: boolean } | undefined {
+  const validators = { etag: entry.etag, lastModified: entry.lastModified };
+  if (entry.status >= 200 && entry.status < 300 && isNotModified(headers, validators)) return undefined;
+  const range = rangeOf(entry, headers);
+  if (range) return { ...range, ranged: true };
+  const rangeable = rangeOf(entry, new Headers({ range: "bytes=0-" })) !== undefined;
+  const decision = rangeable ? evaluateRange(headers, entry.length, validators) : { kind: "full" };
+  if (decision.kind === "unsatisfiable" || entry.length <= 0) return undefined;
+  return { start: 0, end: entry.length - 1, ranged: false };
 }
 
 function collapsed(ex: Exchange, status: number): void {

@@ -272,7 +272,9 @@ async function refillWhole(ex: Exchange, found: Found, nearer: Tier[]): Promise<
     const whole = await readChecked(tier, found.key, deps);
     if (!whole) return;
     const refill = storeBody(ex, refillTarget(found, nearer), whole.body);
-    await Promise.all([refill.client.pipeTo(new WritableStream()).catch(() => {}), refill.outcome]);
+    // No client reads this copy: its branch is let go, so the stores read at their own pace (a store never
+    // falls behind a reader that is not there).
+    await Promise.all([refill.client.cancel().catch(() => {}), refill.outcome]);
   } catch (error) {
     deps.log("refill.failed", { key: found.key, error: describe(error) });
   } finally {

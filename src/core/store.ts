@@ -2,9 +2,9 @@ import type { Shared } from "./collapse";
 import { withDeadline } from "./deadline";
 import { retentionOf, type StoredEntry, type VariantIndex } from "./entry";
 import { describe, type Exchange } from "./exchange";
-import { isolateBudget } from "./memory-budget";
+import { isolateBudget, STORE_LOOK_AHEAD_BYTES } from "./memory-budget";
 import { REVALIDATION_KEEP } from "./policy";
-import { fanOut, verifyLength } from "./stream-fanout";
+import { type FanOutOptions, fanOut, fillTap, verifyLength } from "./stream-fanout";
 import { BodyTooLargeError, cancelIfStalled, readAll, readAtMost, sha256Digest } from "./streams";
 import type { Place, Tier } from "./tier";
 
@@ -45,7 +45,14 @@ export function storeBody(
   ex: Exchange,
   target: StoreTarget,
   body: ReadableStream<Uint8Array>,
-): { client: ReadableStream<Uint8Array>; outcome: Promise<Shared>; settled: Promise<Shared>; storing: boolean } {
+): {
+  client: ReadableStream<Uint8Array>;
+  outcome: Promise<Shared>;
+  settled: Promise<Shared>;
+  storing: boolean;
+  /** Why nothing is stored, when `storing` is false: "memory" or "too-large". */
+  skipped?: "memory" | "too-large";
+} {
   const { deps } = ex;
   const declared = target.declaredLength;
   // The site may store less than the Worker-wide limit.
@@ -53,7 +60,10 @@ export function storeBody(
   const tooLarge = declared !== undefined && declared > maxObject;
   if (declared === undefined && !target.verify && target.tiers.length > 0 && maxObject > deps.maxBufferBytes) {
     // The client's pace is the store's (as for any streamed store), so memory stays flat past the buffer.
-    const [client, copy] = fanOut(body, 2) as [ReadableStream<Uint8Array>, ReadableStream<Uint8Array>];
+    const [client, copy] = fanOut(body, 2, storeFollowers(ex, target, ["every tier"])) as [
+      ReadableStream<Uint8Array>,
+      ReadableStream<Uint8Array>,
+    ];
     let overBuffer!: (shared: Shared) => void;
     const streaming = new Promise<Shared>((resolve) => {
       overBuffer = resolve;
@@ -68,7 +78,7 @@ export function storeBody(
     if (!grant) {
       deps.log("store.skipped", { key: target.key, reason: "memory", held: isolateBudget.held });
       const none = Promise.resolve<Shared>({ kind: "none" });
-      return { client: body, outcome: none, settled: none, storing: false };
+      return { client: body, outcome: none, settled: none, storing: false, skipped: "memory" };
     }
     const [client, copy] = body.tee();
     const outcome = storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject)).finally(grant.release);
@@ -88,7 +98,11 @@ export function storeBody(
     const none = Promise.resolve<Shared>({ kind: "none" });
     return { client: body, outcome: none, settled: none, storing: false };
   }
-  const [client, ...copies] = fanOut(body, 1 + target.tiers.length);
+  // The client sets the pace; each tier follows with a bounded look-ahead and gives up past it. One more
+  // follower, the tap, lets later requests for the same object in this isolate join this fill (collapse.ts).
+  const names = [...target.tiers.map((tier) => tier.name), "joiners"];
+  const [client, ...copies] = fanOut(body, 1 + names.length, storeFollowers(ex, target, names));
+  const tap = fillTap(copies[target.tiers.length] as ReadableStream<Uint8Array>, isolateBudget);
   const entry = { ...target.entry, length: declared };
   const retention = retentionOf(entry, deps.now());
   const puts = target.tiers.map(async (tier, i) => {
@@ -105,9 +119,7 @@ export function storeBody(
         indexRetention(retention),
       );
   });
-  // A streamed store moves at its slowest reader's pace (the client's among them), so collapsed waiters are
-  // not held for it: they are told at once to go to the origin themselves.
-  const outcome = Promise.allSettled(puts).then((results): Shared => {
+  const results = Promise.allSettled(puts).then((results) => {
     results.forEach((result, i) => {
       if (result.status === "rejected") {
         deps.log("tier.skipped", {
@@ -118,14 +130,61 @@ export function storeBody(
         });
       }
     });
-    return { kind: "none" };
+    return results.some((result) => result.status === "fulfilled");
   });
+  // Collapsed waiters join the fill as it streams: their range from the tap, or the tiers once it is stored.
+  const streaming: Shared = { kind: "streaming", entry, values: target.values, tap, stored: results };
   return {
     client: client as ReadableStream<Uint8Array>,
-    outcome,
-    settled: Promise.resolve({ kind: "none" }),
+    outcome: results.then((): Shared => ({ kind: "none" })),
+    settled: Promise.resolve(streaming),
     storing: true,
   };
+}
+
+/**
+ * Fan-out options for a body split between the client (branch 0) and the store branches after it (`names`,
+ * for the logs): the stores follow the client with a look-ahead out of the isolate budget, and one that falls
+ * further behind gives up (logged `store.skipped`, reason `fell-behind`); its put then fails and stores nothing.
+ */
+function storeFollowers(ex: Exchange, target: Pick<StoreTarget, "key">, names: string[]): FanOutOptions {
+  const { deps } = ex;
+  // A key whose stores fell behind lately is stored this time at the stores' pace (the client waits for
+  // them, as a store is never skipped twice in a row): otherwise an object larger than the look-ahead, asked
+  // by clients faster than the tiers, would never be stored. The tap (a joiner's view) always follows.
+  const paced = fellBehindLately(target.key, deps.now());
+  return {
+    followers: names.map((_, i) => i + 1).filter((i) => !paced || names[i - 1] === "joiners"),
+    lookAheadBytes: deps.storeLookAheadBytes ?? STORE_LOOK_AHEAD_BYTES,
+    budget: isolateBudget,
+    onFellBehind: (index, queued) => {
+      const tier = names[index - 1];
+      if (tier !== "joiners") rememberFellBehind(target.key, deps.now());
+      deps.log("store.skipped", { key: target.key, reason: "fell-behind", tier, queued, held: isolateBudget.held });
+    },
+  };
+}
+
+/** Keys whose stores fell behind their client in this isolate, and when (the last 10,000, an hour at most). */
+const fellBehind = new Map<string, number>();
+const FELL_BEHIND_FOR_MS = 3_600_000;
+
+function rememberFellBehind(key: string, now: number): void {
+  fellBehind.delete(key);
+  fellBehind.set(key, now);
+  while (fellBehind.size > 10_000) {
+    const oldest = fellBehind.keys().next().value;
+    if (oldest === undefined) break;
+    fellBehind.delete(oldest);
+  }
+}
+
+/** True once per key that fell behind within the hour: the next fill of it is paced by its stores. */
+function fellBehindLately(key: string, now: number): boolean {
+  const at = fellBehind.get(key);
+  if (at === undefined) return false;
+  fellBehind.delete(key);
+  return now - at < FELL_BEHIND_FOR_MS;
 }
 
 /**
@@ -140,14 +199,25 @@ async function storeUnknownLength(
   streaming: () => void,
 ): Promise<Shared> {
   const { deps } = ex;
+  // The buffer comes out of the isolate's budget; with no room the body streams to the client unstored.
+  const grant = isolateBudget.take(deps.maxBufferBytes);
+  if (!grant) {
+    deps.log("store.skipped", { key: target.key, reason: "memory", held: isolateBudget.held });
+    await body.cancel("no memory to buffer").catch(() => {});
+    streaming();
+    return { kind: "none" };
+  }
   let read: Awaited<ReturnType<typeof readAtMost>>;
   try {
     read = await readAtMost(body, deps.maxBufferBytes);
   } catch (error) {
+    grant.release();
     deps.log("store.skipped", { key: target.key, reason: "body-error", error: describe(error) });
     return { kind: "none" };
   }
-  if ("whole" in read) return storeBytes(ex, target, read.whole);
+  if ("whole" in read) return storeBytes(ex, target, read.whole).finally(grant.release);
+  // Past the buffer: what was read is replayed into the streamed store; the tiers' own buffers are theirs.
+  grant.release();
   streaming();
   const entry = target.entry;
   const retention = retentionOf(entry, deps.now());

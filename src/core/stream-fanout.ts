@@ -1,3 +1,4 @@
+import type { MemoryBudget } from "./memory-budget";
 import { BodyTooLargeError } from "./streams";
 
 /**
@@ -6,11 +7,36 @@ import { BodyTooLargeError } from "./streams";
  */
 
 /**
+ * Options of `fanOut`. By default every branch sets the pace. With `followers`, those branches (the stores
+ * being filled) do not: the source is read at the pace of the other branches (the client's), and each
+ * follower that is not ready for a chunk queues it, up to `lookAheadBytes` and as far as `budget` allows. A
+ * follower that would need more gives up: its stream errors with a `FellBehindError` (that copy is not
+ * stored) and it no longer holds anything. Once no pacing branch is open (the client went away), the
+ * followers left pace the source themselves, as plain branches do.
+ */
+export interface FanOutOptions {
+  /** Indexes of the branches that follow instead of pacing. */
+  followers?: number[];
+  /** The most bytes one follower may queue. */
+  lookAheadBytes?: number;
+  /** Where queued bytes come from (the isolate's budget); a chunk the budget has no room for ends the follower. */
+  budget?: Pick<MemoryBudget, "take">;
+  /** Told when a follower gives up (with its index and the bytes it had queued). */
+  onFellBehind?: (index: number, queued: number) => void;
+}
+
+/** A follower branch (a store) that fell further behind the client than its look-ahead allows. */
+export class FellBehindError extends Error {
+  override readonly name = "FellBehindError";
+}
+
+/**
  * Splits `source` into `count` branches that each see every chunk, in order. Unlike `ReadableStream.tee()`,
  * which keeps reading for the fastest branch and queues everything the slowest has not taken yet (a whole
- * 30 MiB object, for a slow client), the source is read only when every branch still open has room: each
- * branch queues at most one chunk, so the slowest reader sets the pace and memory stays at about one chunk
- * per branch whatever the body's size.
+ * 30 MiB object, for a slow client), the source is read only when every pacing branch still open has room:
+ * each branch queues at most one chunk, so the slowest pacing reader sets the pace and memory stays at about
+ * one chunk per branch whatever the body's size. Followers (`options.followers`) queue a bounded look-ahead
+ * instead of holding the others back, and give up past it (see `FanOutOptions`).
  *
  * - Branches share chunks: each gets the same `Uint8Array`, so a consumer must not mutate or transfer one.
  * - A cancelled branch is dropped and no longer holds the others back. The source is cancelled only when
@@ -19,14 +45,20 @@ import { BodyTooLargeError } from "./streams";
  * - `count` of 1 returns `[source]` itself: one branch has no one to wait for, so wrapping it would only
  *   add a step to every read. As with `tee()`, with a `count` above 1 the source is locked from here on.
  *
- * Because the pace is the slowest branch's, a branch that is never read stalls the others: every branch
- * must be read to its end or cancelled.
+ * Because the pace is the slowest pacing branch's, a branch that is never read stalls the others: every
+ * branch must be read to its end or cancelled.
  */
-export function fanOut(source: ReadableStream<Uint8Array>, count: number): ReadableStream<Uint8Array>[] {
+export function fanOut(
+  source: ReadableStream<Uint8Array>,
+  count: number,
+  options: FanOutOptions = {},
+): ReadableStream<Uint8Array>[] {
   if (!Number.isSafeInteger(count) || count < 1) {
     throw new RangeError(`fan-out needs a whole number of branches of at least 1, got ${count}`);
   }
   if (count === 1) return [source];
+  const followers = new Set(options.followers ?? []);
+  const lookAhead = Math.max(0, options.lookAheadBytes ?? 0);
 
   const reader = source.getReader();
   const branches: Branch[] = [];
@@ -35,11 +67,17 @@ export function fanOut(source: ReadableStream<Uint8Array>, count: number): Reada
 
   const open = () => branches.filter((branch) => branch.open);
 
-  /** Reads one chunk once every open branch is waiting for one (a pending `pull` means it has room). */
+  /**
+   * Reads one chunk once every open pacing branch is waiting for one (a pending `pull` means it has room);
+   * with no pacing branch open, once every open follower has drained its queue and is waiting.
+   */
   const pump = () => {
     if (reading || finished) return;
     const waiting = open();
-    if (waiting.length === 0 || waiting.some((branch) => !branch.release)) return;
+    if (waiting.length === 0) return;
+    const pacing = waiting.filter((branch) => !branch.follower);
+    const pacers = pacing.length > 0 ? pacing : waiting;
+    if (pacers.some((branch) => !branch.release || branch.queue.length > 0)) return;
     reading = true;
     reader.read().then(deliver, fail).catch(fail);
   };
@@ -50,16 +88,46 @@ export function fanOut(source: ReadableStream<Uint8Array>, count: number): Reada
     if (result.done) {
       finished = true;
       for (const branch of open()) {
-        branch.controller.close();
+        branch.ended = true;
+        if (branch.queue.length === 0) branch.controller.close();
         wake(branch);
       }
       return;
     }
     for (const branch of open()) {
-      branch.controller.enqueue(result.value);
-      wake(branch);
+      if (!branch.follower || (branch.release && branch.queue.length === 0)) {
+        branch.controller.enqueue(result.value);
+        wake(branch);
+      } else {
+        queueFor(branch, result.value);
+      }
     }
     pump();
+  };
+
+  /** A follower not ready for this chunk keeps it, within its look-ahead and the budget, or gives up. */
+  const queueFor = (branch: Branch, chunk: Uint8Array) => {
+    const grant =
+      branch.queued + chunk.byteLength <= lookAhead
+        ? options.budget
+          ? options.budget.take(chunk.byteLength)
+          : { release() {} }
+        : undefined;
+    if (grant) {
+      branch.queue.push({ chunk, grant });
+      branch.queued += chunk.byteLength;
+      return;
+    }
+    const queued = branch.queued;
+    dropQueue(branch);
+    branch.open = false;
+    branch.controller.error(
+      new FellBehindError(
+        `a store fell ${queued + chunk.byteLength} bytes behind the client (look-ahead ${lookAhead})`,
+      ),
+    );
+    wake(branch);
+    options.onFellBehind?.(branch.index, queued);
   };
 
   const fail = (error: unknown) => {
@@ -68,6 +136,7 @@ export function fanOut(source: ReadableStream<Uint8Array>, count: number): Reada
     finished = true;
     for (const branch of open()) {
       branch.open = false;
+      dropQueue(branch);
       branch.controller.error(error);
       wake(branch);
     }
@@ -84,6 +153,16 @@ export function fanOut(source: ReadableStream<Uint8Array>, count: number): Reada
           controller = c; // runs inside the constructor, before `branch` below is built
         },
         pull() {
+          // A follower's queued chunk goes first.
+          const next = branch.queue.shift();
+          if (next) {
+            branch.queued -= next.chunk.byteLength;
+            next.grant.release();
+            branch.controller.enqueue(next.chunk);
+            if (branch.queue.length === 0 && branch.ended) branch.controller.close();
+            else pump(); // with no pacing branch left, a drained follower may let the source be read
+            return;
+          }
           // Settles once this branch has been given a chunk (or the end); until then the stream does not
           // pull again, so a branch never asks for more than one chunk beyond its one-chunk queue.
           const given = new Promise<void>((resolve) => {
@@ -94,6 +173,7 @@ export function fanOut(source: ReadableStream<Uint8Array>, count: number): Reada
         },
         cancel(reason) {
           branch.open = false;
+          dropQueue(branch);
           wake(branch);
           if (finished) return;
           if (open().length === 0) {
@@ -105,7 +185,16 @@ export function fanOut(source: ReadableStream<Uint8Array>, count: number): Reada
       },
       { highWaterMark: 1 },
     );
-    const branch: Branch = { open: true, controller, release: undefined };
+    const branch: Branch = {
+      index: i,
+      open: true,
+      controller,
+      release: undefined,
+      follower: followers.has(i),
+      queue: [],
+      queued: 0,
+      ended: false,
+    };
     branches.push(branch);
     streams.push(stream);
   }
@@ -113,10 +202,23 @@ export function fanOut(source: ReadableStream<Uint8Array>, count: number): Reada
 }
 
 interface Branch {
+  index: number;
   open: boolean;
   controller: ReadableStreamDefaultController<Uint8Array>;
   /** Resolves the branch's pending `pull`, if it has one; set while the branch is waiting for a chunk. */
   release: (() => void) | undefined;
+  /** Follows the pace instead of setting it (a store), with its look-ahead queue. */
+  follower: boolean;
+  queue: { chunk: Uint8Array; grant: { release(): void } }[];
+  queued: number;
+  /** The source ended: the branch closes once its queue is drained. */
+  ended: boolean;
+}
+
+function dropQueue(branch: Branch): void {
+  for (const { grant } of branch.queue) grant.release();
+  branch.queue = [];
+  branch.queued = 0;
 }
 
 function wake(branch: Branch): void {
@@ -220,4 +322,108 @@ export function countUpTo(source: ReadableStream<Uint8Array>, maxBytes: number):
     },
   });
   return { stream, bytes: () => received, failure: () => failure };
+}
+
+/**
+ * A body being filled, as later requests for it see it (in-isolate collapsing of large bodies): how far it
+ * has arrived, and a way to get a byte range of it as it arrives. Made from a fan-out branch (a follower) that
+ * it reads as fast as chunks come, holding nothing itself.
+ */
+export interface FillTap {
+  /** Bytes of the body that have arrived so far. */
+  position(): number;
+  /**
+   * Bytes `start` to `end` (inclusive) of the body as they arrive, if none of them has gone by yet and the
+   * budget has room for all of them (they are held for a reader slower than the fill, and given back as
+   * they are read); undefined otherwise. Errors if the body breaks off or ends before `end`.
+   */
+  subscribe(start: number, end: number): ReadableStream<Uint8Array> | undefined;
+  /** Settles when the body has ended, broken off or been given up. */
+  done: Promise<void>;
+}
+
+/** Reads `branch` to its end, handing each subscriber the part of every chunk in its range. */
+export function fillTap(branch: ReadableStream<Uint8Array>, budget: Pick<MemoryBudget, "take">): FillTap {
+  let position = 0;
+  let over = false;
+  const subscribers = new Set<Subscriber>();
+  const finish = (error?: unknown) => {
+    over = true;
+    for (const sub of subscribers) {
+      // Whoever is still here did not get all of its range.
+      sub.failure = error ?? new RangeError(`the body ended at byte ${position}, before byte ${sub.end}`);
+      sub.wake?.();
+    }
+    subscribers.clear();
+  };
+  const done = (async () => {
+    const reader = branch.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return finish();
+        const from = position;
+        position += value.byteLength;
+        for (const sub of subscribers) {
+          if (sub.end < from || sub.start >= position) continue;
+          sub.pieces.push(
+            value.subarray(Math.max(0, sub.start - from), Math.min(value.byteLength, sub.end + 1 - from)),
+          );
+          if (sub.end < position) {
+            sub.complete = true;
+            subscribers.delete(sub);
+          }
+          sub.wake?.();
+        }
+      }
+    } catch (error) {
+      finish(error);
+    }
+  })();
+  return {
+    position: () => position,
+    done,
+    subscribe(start, end) {
+      if (over || start < position || end < start) return undefined;
+      const grant = budget.take(end - start + 1);
+      if (!grant) return undefined;
+      const sub: Subscriber = { start, end, pieces: [], complete: false, failure: undefined, wake: undefined };
+      subscribers.add(sub);
+      // The pieces are held until read: the grant (the whole range) is given back when the range has been read.
+      return new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          while (sub.pieces.length === 0 && !sub.complete && sub.failure === undefined) {
+            await new Promise<void>((resolve) => {
+              sub.wake = resolve;
+            });
+            sub.wake = undefined;
+          }
+          const piece = sub.pieces.shift();
+          if (piece) controller.enqueue(piece);
+          else if (sub.failure !== undefined) {
+            grant.release();
+            controller.error(sub.failure);
+          } else if (sub.pieces.length === 0 && sub.complete) {
+            grant.release();
+            controller.close();
+          }
+        },
+        cancel() {
+          subscribers.delete(sub);
+          sub.pieces = [];
+          grant.release();
+        },
+      });
+    },
+  };
+}
+
+interface Subscriber {
+  start: number;
+  end: number;
+  pieces: Uint8Array[];
+  /** Every piece of the range has arrived. */
+  complete: boolean;
+  failure: unknown;
+  wake: (() => void) | undefined;
 }

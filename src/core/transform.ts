@@ -1,9 +1,10 @@
-import { inputLimit, type Optimized, optimize, tooLarge, workFor } from "../optimize/optimize";
+import { BUSY_RETRY_SECONDS, inputLimit, type Optimized, optimize, tooLarge, workFor } from "../optimize/optimize";
 import type { StoredEntry } from "./entry";
 import { TiercelError } from "./errors";
 import type { Exchange } from "./exchange";
 import type { CacheControl } from "./http/cache-control";
 import { dropDigests } from "./http/headers";
+import { isolateBudget } from "./memory-budget";
 import { readAtMost, streamOf } from "./streams";
 
 /**
@@ -52,23 +53,33 @@ export async function transformResponse(
   if (!work) return undefined;
 
   const limit = inputLimit(ctx, work);
-  let read: Awaited<ReturnType<typeof readAtMost>> | undefined;
-  try {
-    read = declared !== undefined && declared > limit ? undefined : await readAtMost(body, limit);
-  } catch (error) {
-    throw new TiercelError("origin_bad_response", 502, "The origin's body broke off", { cause: error });
+  if (declared !== undefined && declared > limit) return skipTooLarge(ex, headers, body, declared);
+  // The input is buffered out of the isolate's budget; with no room, the original stands in briefly (as when
+  // the transforms are busy) and the transform is tried again later. Nothing waits, nothing fails.
+  const grant = isolateBudget.take(declared ?? limit);
+  if (!grant) {
+    ex.deps.log("optimize.skipped", { reason: "memory", held: isolateBudget.held });
+    headers.set("tiercel-optimize", `original, reason=memory, retry=${BUSY_RETRY_SECONDS}`);
+    ex.deps.stats.optimized(ex.site.id, "failed", true);
+    return { body, length: declared, detail: "optimize-memory", retryAfter: BUSY_RETRY_SECONDS };
   }
-  if (!read || "over" in read) {
-    const skipped = tooLarge();
-    headers.set("tiercel-optimize", skipped.note);
-    ex.deps.stats.optimized(ex.site.id, "original");
-    return { body: read?.over ?? body, length: declared, detail: skipped.detail };
+  let read: Awaited<ReturnType<typeof readAtMost>>;
+  let result: Optimized;
+  try {
+    try {
+      read = await readAtMost(body, limit);
+    } catch (error) {
+      throw new TiercelError("origin_bad_response", 502, "The origin's body broke off", { cause: error });
+    }
+    if ("over" in read) return skipTooLarge(ex, headers, read.over, declared);
+    const input = read.whole;
+    result = await ex.timing.measure("optimize", () =>
+      optimize(ctx, work, input, headers.get("content-type") ?? "application/octet-stream"),
+    );
+  } finally {
+    grant.release();
   }
   const whole = read.whole;
-
-  const result = await ex.timing.measure("optimize", () =>
-    optimize(ctx, work, whole, headers.get("content-type") ?? "application/octet-stream"),
-  );
   describeResult(headers, result, whole);
   const outcome = result.retryAfter !== undefined ? "failed" : result.bytes !== whole ? "transformed" : "original";
   ex.deps.stats.optimized(ex.site.id, outcome, result.detail === "optimize-busy");
@@ -77,6 +88,19 @@ export async function transformResponse(
   if (result.retryAfter !== undefined) transformed.retryAfter = result.retryAfter;
   if (result.varyField) transformed.varyField = result.varyField;
   return transformed;
+}
+
+/** The body is past the optimizer's bound: served and stored as it is. */
+function skipTooLarge(
+  ex: Exchange,
+  headers: Headers,
+  body: ReadableStream<Uint8Array>,
+  declared: number | undefined,
+): Transformed {
+  const skipped = tooLarge();
+  headers.set("tiercel-optimize", skipped.note);
+  ex.deps.stats.optimized(ex.site.id, "original");
+  return { body, length: declared, detail: skipped.detail };
 }
 
 /** Makes the headers describe the bytes that will be served. */

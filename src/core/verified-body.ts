@@ -1,4 +1,4 @@
-import { sha256Field } from "./streams";
+import { largeChunkReader, sha256Field } from "./streams";
 
 /**
  * Checking a body read back from a tier against its record as it streams, so a damaged entry (bytes lost,
@@ -60,7 +60,8 @@ export function verifiedBody(
   onChecked?: () => void,
 ): ReadableStream<Uint8Array> {
   const { length } = expected;
-  const reader = source.getReader();
+  // Large chunks (streams.ts): a large hit's checks run once per chunk read, not once per few KiB.
+  const reader = largeChunkReader(source);
   const hasher = SHA_256.test(expected.digest) ? new crypto.DigestStream("SHA-256") : undefined;
   // The digest promise rejects when the hash is abandoned (damage, a source error, a cancel): not a failure.
   hasher?.digest.catch(() => {});

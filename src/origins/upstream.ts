@@ -1,5 +1,6 @@
 import { TiercelError } from "../core/errors";
 import { decodeContent } from "../core/http/content-coding";
+import { largeChunkReader } from "../core/streams";
 
 /**
  * The one way Tiercel talks to an origin: redirects never followed, a deadline for the response headers,
@@ -64,7 +65,8 @@ export async function fetchUpstream(request: Request, options: UpstreamOptions):
 /** Errors the body if the origin sends nothing for `ms` (a stalled origin must not hold a client forever). */
 function withIdleLimit(response: Response, ms: number): Response {
   if (!response.body) return response;
-  const reader = response.body.getReader();
+  // Read in large chunks (streams.ts): every step after the origin runs once per chunk, not per few KiB.
+  const reader = largeChunkReader(response.body);
   const body = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {

@@ -106,8 +106,7 @@ export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions
         throw failure;
       }
       const entry = unknown ? { ...given, length: count.bytes() } : given;
-      const stored = await store.match(bodyUrl);
-      const length = stored?.body ? await countBytes(stored.body) : -1;
+      const length = await storedLength(store, bodyUrl);
       if (length !== entry.length) {
         await store.delete(bodyUrl);
         throw new Error(`the edge kept ${length} of ${entry.length} bytes; not storing`);
@@ -166,6 +165,22 @@ async function withRange(
   await body.cancel();
   const again = await whole();
   return again?.body ? { entry, body: again.body } : null;
+}
+
+/**
+ * How many bytes the Cache API kept under `url`: asked for its last byte, the 206's `Content-Range` says the
+ * whole length without the body being read back (a 64 MiB body is not read again to be counted); a cache
+ * that answers whole is counted.
+ */
+async function storedLength(store: Cache, url: string): Promise<number> {
+  const last = await store.match(new Request(url, { headers: { range: "bytes=-1" } }));
+  if (!last?.body) return -1;
+  const total = /^bytes \d+-\d+\/(\d+)$/.exec(last.headers.get("content-range") ?? "")?.[1];
+  if (last.status === 206 && total !== undefined) {
+    await last.body.cancel();
+    return Number(total);
+  }
+  return countBytes(last.body);
 }
 
 async function countBytes(stream: ReadableStream<Uint8Array>): Promise<number> {

@@ -1,5 +1,6 @@
 import { isStoredEntry, type StoredEntry } from "../core/entry";
 import { sliceStream } from "../core/http/range";
+import { isolateBudget } from "../core/memory-budget";
 import { BodyTooLargeError, concat, readAll, splitPrefix, streamOf } from "../core/streams";
 import { type ByteRange, type CachedObject, resolveRange, type Tier, type UnknownLength } from "../core/tier";
 import { DamagedEntryError } from "../core/verified-body";
@@ -135,30 +136,54 @@ export function kvTier(kv: KVNamespace, options: KvTierOptions = {}): Tier {
       // Every KV value is written from a buffer of at most `chunkSize` bytes: a put from a stream that
       // breaks off must never leave a partial value behind, and memory stays bounded by the chunk size.
       let inlineBody: Uint8Array = body instanceof Uint8Array ? body : new Uint8Array(0);
-      if (entry.at !== undefined) {
-        // A record whose body is elsewhere (tiers/global.ts): the value is empty, whatever the length says.
-        inlineBody = new Uint8Array(0);
-      } else if (unknown && !(body instanceof Uint8Array)) {
-        const id = crypto.randomUUID();
-        const keyOf = (i: number) => chunkKey(key, { n: 0, id }, i);
-        const written = await writeCounted(kv, body, { size: chunkSize, max: unknown.maxBytes }, keyOf, expirationTtl);
-        entry = { ...given, length: written.total };
-        if ("inline" in written) inlineBody = written.inline;
-        else chunks = { n: written.n, id, s: chunkSize };
-      } else if (!(body instanceof Uint8Array) && entry.length <= chunkSize) {
-        inlineBody = await readAll(body, chunkSize);
-        if (inlineBody.byteLength !== entry.length) {
-          throw new Error(`body has ${inlineBody.byteLength} bytes, its record says ${entry.length}`);
-        }
-      } else if (entry.length > chunkSize) {
-        chunks = { n: Math.ceil(entry.length / chunkSize), id: crypto.randomUUID(), s: chunkSize };
-        const source = body instanceof Uint8Array ? streamOf(body) : body;
-        const keyOf = (i: number) => chunkKey(key, chunks as Chunks, i);
-        await writeChunks(kv, source, { size: chunkSize, total: entry.length }, keyOf, expirationTtl);
-        inlineBody = new Uint8Array(0);
+      // A streamed body is assembled a chunk at a time: that buffer comes out of the isolate's budget, and
+      // with no room this put is skipped (the client is not).
+      const assembling = !(body instanceof Uint8Array) && entry.at === undefined;
+      const grant = assembling
+        ? isolateBudget.take(Math.min(chunkSize, unknown ? unknown.maxBytes : Math.max(0, entry.length)))
+        : undefined;
+      if (assembling && !grant) {
+        await body.cancel("no memory for a chunk").catch(() => {});
+        throw new Error("the isolate's memory budget has no room for a KV chunk; not storing");
+      }
+      try {
+        inlineBody = await assemble(inlineBody);
+        await writeRecord(kv, prefix + key, entry, inlineBody, chunks, expirationTtl);
+      } finally {
+        grant?.release();
       }
 
-      await writeRecord(kv, prefix + key, entry, inlineBody, chunks, expirationTtl);
+      async function assemble(inlineBody: Uint8Array): Promise<Uint8Array> {
+        if (entry.at !== undefined) {
+          // A record whose body is elsewhere (tiers/global.ts): the value is empty, whatever the length says.
+          inlineBody = new Uint8Array(0);
+        } else if (unknown && !(body instanceof Uint8Array)) {
+          const id = crypto.randomUUID();
+          const keyOf = (i: number) => chunkKey(key, { n: 0, id }, i);
+          const written = await writeCounted(
+            kv,
+            body,
+            { size: chunkSize, max: unknown.maxBytes },
+            keyOf,
+            expirationTtl,
+          );
+          entry = { ...given, length: written.total };
+          if ("inline" in written) inlineBody = written.inline;
+          else chunks = { n: written.n, id, s: chunkSize };
+        } else if (!(body instanceof Uint8Array) && entry.length <= chunkSize) {
+          inlineBody = await readAll(body, chunkSize);
+          if (inlineBody.byteLength !== entry.length) {
+            throw new Error(`body has ${inlineBody.byteLength} bytes, its record says ${entry.length}`);
+          }
+        } else if (entry.length > chunkSize) {
+          chunks = { n: Math.ceil(entry.length / chunkSize), id: crypto.randomUUID(), s: chunkSize };
+          const source = body instanceof Uint8Array ? streamOf(body) : body;
+          const keyOf = (i: number) => chunkKey(key, chunks as Chunks, i);
+          await writeChunks(kv, source, { size: chunkSize, total: entry.length }, keyOf, expirationTtl);
+          inlineBody = new Uint8Array(0);
+        }
+        return inlineBody;
+      }
     },
 
     async refresh(key: string, given: StoredEntry, retention: number): Promise<boolean> {

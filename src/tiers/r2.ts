@@ -145,7 +145,7 @@ export function r2Tier(bucket: R2Bucket, options: R2TierOptions = {}): Tier {
             throw new Error(`body has ${first.byteLength} bytes, its record says ${declared}`);
           }
           const { meta, frame } = layout({ ...given, length: first.byteLength }, retention);
-          await bucket.put(name, concat([frame, first]).slice(), { customMetadata: meta });
+          await bucket.put(name, owned(concat([frame, first])), { customMetadata: meta });
           return;
         }
         await multipart(
@@ -171,6 +171,11 @@ export function r2Tier(bucket: R2Bucket, options: R2TierOptions = {}): Tier {
   };
 }
 
+/** `bytes` as a buffer of its own (a view of a larger one is copied; a whole one is handed over as it is). */
+function owned(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+}
+
 /** Writes the frame and then the first part and the rest as parts of one multipart upload, which appears whole. */
 async function multipart(
   bucket: R2Bucket,
@@ -186,13 +191,13 @@ async function multipart(
     // Every part but the last is `partSize` bytes: the first carries the frame and that much less body.
     const head = concat([frame, first.subarray(0, partSize - frame.byteLength)]);
     parts.unshift(first.subarray(partSize - frame.byteLength));
-    const uploaded: R2UploadedPart[] = [await upload.uploadPart(1, head.slice())];
+    const uploaded: R2UploadedPart[] = [await upload.uploadPart(1, owned(head))];
     let total = first.byteLength;
     for (let number = 2; ; number++) {
       const part = await parts.take(partSize);
       if (part.byteLength === 0) break;
       total += part.byteLength;
-      uploaded.push(await upload.uploadPart(number, part.slice()));
+      uploaded.push(await upload.uploadPart(number, owned(part)));
       if (part.byteLength < partSize) break;
     }
     if (!(await parts.atEnd()) || (declared !== undefined && total !== declared)) {
@@ -240,7 +245,8 @@ function partsOf(source: ReadableStream<Uint8Array>, max: number) {
         pieces.push(chunk);
         filled += chunk.byteLength;
       }
-      return concat(pieces, filled);
+      // One piece is a chunk shared with the other readers (or a view of one): copied, so the part is its own.
+      return pieces.length === 1 ? (pieces[0] as Uint8Array).slice() : concat(pieces, filled);
     },
     async atEnd(): Promise<boolean> {
       if (carried.length > 0) return false;

@@ -520,6 +520,14 @@ describe("large objects", () => {
     expect(first.headers.get("cache-status")).toContain("detail=storing");
 
     const key = await cacheKey({ siteId: id, path, query: "" });
+    // This in-isolate reader can be faster than the local tiers: a tier more than the look-ahead behind it gives
+    // up, and the key's next fill is stored at the tiers' pace (store.ts; large-media.test.ts tests both).
+    let fills = 1;
+    if ((await env.CACHE_KV.get(`c:${key}`)) === null || (await env.CACHE_R2.head(`c/${key}`)) === null) {
+      const again = await send(`http://${host}${path}`);
+      expect((await again.arrayBuffer()).byteLength).toBe(size);
+      fills = 2;
+    }
     // Past the site's largeObjectBytes (8 MiB): the body is in R2, the record in KV says so.
     const record = await env.CACHE_KV.getWithMetadata<{ e?: { at?: string } }>(`c:${key}`);
     expect(record.metadata?.e?.at).toBe("r2");
@@ -537,7 +545,7 @@ describe("large objects", () => {
     expect(String.fromCharCode(...bytes.subarray(size - 20))).toBe(
       "0123456789".repeat(3).slice(size % 10, (size % 10) + 20),
     );
-    expect((await origin.hits(path)).hits).toBe(1);
+    expect((await origin.hits(path)).hits).toBe(fills);
   }, 60_000);
 
   it("never stores a large body that breaks off", async () => {

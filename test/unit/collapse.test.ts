@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createCollapser } from "../../src/core/collapse";
+import type { StoredEntry } from "../../src/core/entry";
 
 describe("request collapsing", () => {
   it("hands every waiter the leader's outcome", async () => {
@@ -28,5 +29,22 @@ describe("request collapsing", () => {
     const second = collapser.begin("k");
     expect(collapser.waitFor("k")).toBeDefined();
     second.settle({ kind: "none" });
+  });
+
+  it("keeps a streaming flight joinable until its store is over, past the longest wait, then forgets it", async () => {
+    let now = 1_000;
+    const collapser = createCollapser({ maxWaitMs: 5_000, maxStreamMs: 60_000, now: () => now });
+    const flight = collapser.begin("k");
+    let stored!: (ok: boolean) => void;
+    const tap = { position: () => 0, subscribe: () => undefined, done: Promise.resolve() };
+    const entry = {} as StoredEntry;
+    flight.settle({ kind: "streaming", entry, values: "", tap, stored: new Promise((r) => (stored = r)) });
+    now += 20_000;
+    const joined = await collapser.waitFor("k");
+    expect(joined?.kind).toBe("streaming");
+    stored(true);
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(collapser.waitFor("k")).toBeUndefined();
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { BodyLengthMismatchError, fanOut, verifyLength } from "../../src/core/stream-fanout";
+import { MemoryBudget } from "../../src/core/memory-budget";
+import { BodyLengthMismatchError, FellBehindError, fanOut, verifyLength } from "../../src/core/stream-fanout";
 import { concat, readAll } from "../../src/core/streams";
 
 const LIMIT = 1 << 24;
@@ -250,6 +251,68 @@ describe("fanOut", () => {
       const errors = await Promise.all(branches.map((branch) => errorOf(branch.getReader().closed)));
       expect(errors).toEqual([boom, boom]);
     });
+  });
+});
+
+describe("fanOut with followers (stores behind the client)", () => {
+  it("reads at the client's pace while a follower that does not read queues within its look-ahead", async () => {
+    const source = countingSource(chunksOf(4, 10));
+    const budget = new MemoryBudget(1000);
+    const [client, store] = fanOut(source.stream, 2, { followers: [1], lookAheadBytes: 40, budget }) as [
+      ReadableStream<Uint8Array>,
+      ReadableStream<Uint8Array>,
+    ];
+    const read = await readUntilStalled(client.getReader());
+    // The client got everything though the store read nothing: the store holds it all, its stream's own
+    // one-chunk queue plus 30 queued bytes out of the budget.
+    expect(read.ended).toBe(true);
+    expect(read.got.length).toBe(4);
+    expect(budget.held).toBe(30);
+    const stored = await readAll(store, LIMIT);
+    expect(stored).toEqual(concat(chunksOf(4, 10)));
+    expect(budget.held).toBe(0);
+  });
+
+  it("gives up a follower past its look-ahead, never the client, and frees what it held", async () => {
+    const source = countingSource(chunksOf(6, 10));
+    const budget = new MemoryBudget(1000);
+    const behind: number[] = [];
+    const [client, store] = fanOut(source.stream, 2, {
+      followers: [1],
+      lookAheadBytes: 25,
+      budget,
+      onFellBehind: (index) => behind.push(index),
+    }) as [ReadableStream<Uint8Array>, ReadableStream<Uint8Array>];
+    expect(await readAll(client, LIMIT)).toEqual(concat(chunksOf(6, 10)));
+    expect(behind).toEqual([1]);
+    expect(budget.held).toBe(0);
+    expect(await errorOf(readAll(store, LIMIT))).toBeInstanceOf(FellBehindError);
+  });
+
+  it("gives up a follower when the budget has no room, even within its look-ahead", async () => {
+    const source = countingSource(chunksOf(3, 10));
+    const budget = new MemoryBudget(15);
+    const [client, store] = fanOut(source.stream, 2, { followers: [1], lookAheadBytes: 1000, budget }) as [
+      ReadableStream<Uint8Array>,
+      ReadableStream<Uint8Array>,
+    ];
+    expect((await readAll(client, LIMIT)).byteLength).toBe(30);
+    expect(await errorOf(readAll(store, LIMIT))).toBeInstanceOf(FellBehindError);
+    expect(budget.held).toBe(0);
+  });
+
+  it("lets the followers pace the source once the client is gone", async () => {
+    const source = countingSource(chunksOf(50, 10));
+    const [client, store] = fanOut(source.stream, 2, { followers: [1], lookAheadBytes: 20 }) as [
+      ReadableStream<Uint8Array>,
+      ReadableStream<Uint8Array>,
+    ];
+    const reader = client.getReader();
+    await reader.read();
+    await reader.cancel("client went away");
+    // The store was never more than its look-ahead behind, and now reads the rest at its own pace.
+    expect(await readAll(store, LIMIT)).toEqual(concat(chunksOf(50, 10)));
+    expect(source.cancels).toEqual([]);
   });
 });
 

@@ -3,6 +3,7 @@ import {
   BodyTooLargeError,
   collectAtMost,
   concat,
+  largeChunkReader,
   readAll,
   sha256Digest,
   splitPrefix,
@@ -180,5 +181,45 @@ describe("sha256Digest (RFC 9530 §2)", () => {
     const digest = await sha256Digest(all);
     expect(digest).toMatch(/^sha-256=:[A-Za-z0-9+/]{43}=:$/);
     expect(digest).toBe("sha-256=:QK/y6dLYki5Hr9RkjmlnSXFYeF+9Hahw5xECZr+USIA=:");
+  });
+});
+
+describe("largeChunkReader", () => {
+  async function readAllFrom(reader: ReturnType<typeof largeChunkReader>): Promise<Uint8Array[]> {
+    const chunks: Uint8Array[] = [];
+    for (let i = 0; i < 10_000; i++) {
+      const { done, value } = await reader.read();
+      if (done) return chunks;
+      chunks.push(value);
+    }
+    throw new Error("did not end");
+  }
+
+  it("reads a byte stream into large buffers, small reads copied out, every byte in order", async () => {
+    const pieces = Array.from({ length: 40 }, (_, i) => new Uint8Array(1000).fill(i));
+    let next = 0;
+    const source = new ReadableStream({
+      type: "bytes",
+      pull(controller) {
+        const piece = pieces[next++];
+        if (piece) controller.enqueue(piece.slice());
+        else controller.close();
+      },
+    });
+    const chunks = await readAllFrom(largeChunkReader(source));
+    expect(concat(chunks)).toEqual(concat(pieces));
+    // A small read holds a buffer of its own size, not the whole read buffer.
+    for (const chunk of chunks) expect(chunk.buffer.byteLength).toBe(chunk.byteLength);
+  });
+
+  it("reads any other stream chunk by chunk", async () => {
+    const source = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new Uint8Array([1, 2]));
+        controller.enqueue(new Uint8Array([3]));
+        controller.close();
+      },
+    });
+    expect(await readAllFrom(largeChunkReader(source))).toEqual([new Uint8Array([1, 2]), new Uint8Array([3])]);
   });
 });
