@@ -8,6 +8,9 @@ import { TiercelError } from "../core/errors";
  */
 export function objectSegments(url: URL): string[] {
   const segments = url.pathname.split("/").slice(1);
+  // Most paths have nothing escaped: the URL parser has already resolved "." and ".." segments, so there is
+  // nothing to decode or refuse (every request checks its path; this keeps a hit from paying for it).
+  if (!url.pathname.includes("%") && !url.pathname.includes("\\")) return segments;
   return segments.map((segment) => {
     if (/%(2f|5c|00)/i.test(segment) || segment.includes("\\")) throw badPath(url);
     let decoded: string;
