@@ -76,7 +76,11 @@ describe("breakingOnOutcome (the data center's side)", () => {
   it("a break errors the body with the shield's error, after the bytes read before it", async () => {
     const { body, ended } = closingOnError(source(2, new TiercelError("origin_timeout", 504, "too slow")));
     let disposed = 0;
-    const stub = Object.assign(ended, { [Symbol.dispose]: () => void (disposed += 1) });
+    const stub = Object.assign(ended, {
+      [Symbol.dispose]: () => {
+        disposed += 1;
+      },
+    });
     const out = await drain(breakingOnOutcome(body, stub));
     expect(out.bytes).toBe(200);
     expect(out.error).toBeInstanceOf(TiercelError);
