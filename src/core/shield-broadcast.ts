@@ -262,3 +262,66 @@ export function skipBytes(source: ReadableStream<Uint8Array>, offset: number): R
     { highWaterMark: 0 },
   );
 }
+
+/** Why a body sent over RPC ended short (the shield's answer carries it beside the body). */
+export interface BodyBreak {
+  code?: string;
+  status?: number;
+  message: string;
+}
+
+/**
+ * `source` for sending over RPC, where a stream that errors is never errored: it is closed, and `ended()`
+ * says whether that close is the body's end (null) or a break (what broke it). A ReadableStream that errors
+ * while workerd pumps it over RPC makes workerd's own pump reject a promise that no JavaScript can handle
+ * (printed as an uncaught exception in the sending isolate), and the receiver only learns "disconnected
+ * prematurely". So the receiver reads the body to its close, asks `ended()` before passing the close on, and
+ * errors its own copy on a break (src/core/shield-client.ts): the client still sees the break, nothing is
+ * stored, and no isolate prints an error it could not catch.
+ */
+export function closingOnError(source: ReadableStream<Uint8Array>): {
+  body: ReadableStream<Uint8Array>;
+  ended: () => Promise<BodyBreak | null>;
+} {
+  const reader = source.getReader();
+  let settle!: (outcome: BodyBreak | null) => void;
+  const outcome = new Promise<BodyBreak | null>((resolve) => {
+    settle = resolve;
+  });
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let result: ReadableStreamReadResult<Uint8Array>;
+        try {
+          result = await reader.read();
+        } catch (error) {
+          settle(breakOf(error));
+          controller.close();
+          return;
+        }
+        if (result.done) {
+          settle(null);
+          controller.close();
+        } else controller.enqueue(result.value);
+      },
+      cancel(reason) {
+        settle(breakOf(reason ?? new Error("the reader went away")));
+        return reader.cancel(reason).catch(() => {});
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return { body, ended: () => outcome };
+}
+
+function breakOf(error: unknown): BodyBreak {
+  if (!(error instanceof Error)) return { message: String(error) };
+  const { code, status } = error as Error & { code?: unknown; status?: unknown };
+  // An error that crossed a native stream comes back a plain Error named in its message: not named twice.
+  const message = error.name === "Error" ? error.message.replace(/^TiercelError: /, "") : error.message;
+  return {
+    message,
+    ...(typeof code === "string" ? { code } : {}),
+    ...(typeof status === "number" ? { status } : {}),
+  };
+}

@@ -1,12 +1,13 @@
 import { answerFromEntry } from "./answer";
 import type { Flight } from "./collapse";
 import { withDeadline } from "./deadline";
-import { TiercelError, withDiagnostics } from "./errors";
+import { type ErrorCode, TiercelError, withDiagnostics } from "./errors";
 import { describe, type Exchange } from "./exchange";
 import { ANSWERED_BY_TIERCEL, answerContext } from "./fill";
 import { passOn } from "./http/content-coding";
 import type { Lookup } from "./lookup";
 import type { ShieldAnswer } from "./shield";
+import type { BodyBreak } from "./shield-broadcast";
 import type { SiteCounters } from "./stats";
 import { storeBody } from "./store";
 import type { Tier } from "./tier";
@@ -68,7 +69,9 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
       const passed = new Headers(answer.headers);
       passed.set("cache-status", status.toString());
       passed.set("server-timing", ex.timing.toString());
-      return passOn(answer.body, { status: answer.status, statusText: answer.statusText, headers: passed });
+      const body =
+        answer.body && answer.ended ? breakingOnOutcome(answer.body, answer.ended as ShieldEnded) : answer.body;
+      return passOn(body, { status: answer.status, statusText: answer.statusText, headers: passed });
     }
     case "fill": {
       // The leader counts the fill's origin fetch and bytes now, its global-tier writes once they are done.
@@ -88,10 +91,11 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
       // One copy per key at a time in this isolate: the other requests of the same fill stream it unstored.
       const storeHere = !localStores.has(answer.target.key) && localStores.size < MAX_LOCAL_STORES;
       const target = { ...answer.target, entry: local, verify: false, tiers: storeHere ? tiers : [] };
+      const body = breakingOnOutcome(answer.body, answer.ended as ShieldEnded);
       const { client, outcome, settled, storing } = storeHere
-        ? storeBody(ex, target, answer.body)
+        ? storeBody(ex, target, body)
         : {
-            client: answer.body,
+            client: body,
             outcome: Promise.resolve(),
             settled: Promise.resolve({ kind: "none" as const }),
             storing: false,
@@ -119,6 +123,52 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
       return answerFromEntry(local, client, answerContext(ex));
     }
   }
+}
+
+/** The shield's `ended` callback as it arrives over RPC: a stub, disposable. */
+type ShieldEnded = (() => Promise<BodyBreak | null>) & { [Symbol.dispose]?: () => void };
+
+/**
+ * The shield's body as this data center passes it on: the shield closes its body even when it broke off
+ * (an error sent over RPC is one no isolate can catch, see `closingOnError`), so its close is passed on only
+ * once `ended` says it is the body's end; a break errors the body here, in this isolate, as a fill of its
+ * own would: the client's transfer fails and nothing is stored.
+ */
+export function breakingOnOutcome(source: ReadableStream<Uint8Array>, ended: ShieldEnded): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    ended[Symbol.dispose]?.();
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const { done, value } = await reader.read();
+          if (!done) {
+            controller.enqueue(value);
+            return;
+          }
+          const broke = await ended();
+          release();
+          if (broke) {
+            const code = (broke.code ?? "origin_bad_response") as ErrorCode;
+            controller.error(new TiercelError(code, broke.status ?? 502, broke.message));
+          } else controller.close();
+        } catch (error) {
+          release();
+          controller.error(error);
+        }
+      },
+      cancel(reason) {
+        release();
+        return reader.cancel(reason).catch(() => {});
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 /** Keys whose shield fill this isolate is storing in its own tiers now (one copy per key at a time). */

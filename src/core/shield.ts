@@ -9,7 +9,7 @@ import { readChecked } from "./lookup";
 import { isolateBudget } from "./memory-budget";
 import { cacheExchange } from "./pipeline";
 import { ServerTiming } from "./server-timing";
-import { Broadcast, skipBytes } from "./shield-broadcast";
+import { type BodyBreak, Broadcast, closingOnError, skipBytes } from "./shield-broadcast";
 import { type SiteCounters, Stats } from "./stats";
 import { streamOf } from "./streams";
 import type { Tier } from "./tier";
@@ -56,7 +56,10 @@ export type ShieldAnswer =
       target: ShareableFill["target"];
       storing: boolean;
       member: ShieldMember;
+      /** Never errors (see `closingOnError`): a body that broke off closes, and `ended` says so. */
       body: ReadableStream<Uint8Array>;
+      /** Once `body` has closed: null if that is the body's end, what broke it otherwise. */
+      ended: () => Promise<BodyBreak | null>;
       /** The shield's clock when it answered: the data center shifts the entry's times onto its own. */
       now: number;
       /** For the leader only: the fill's work so far (the origin fetch and its bytes), which it counts. */
@@ -73,7 +76,10 @@ export type ShieldAnswer =
       status: number;
       statusText: string;
       headers: [string, string][];
+      /** Never errors, as a shared body (see `closingOnError`). */
       body: ReadableStream<Uint8Array> | null;
+      /** Once `body` has closed: null if that is the body's end, what broke it otherwise. */
+      ended?: () => Promise<BodyBreak | null>;
       member: ShieldMember;
       /** How long the data center may send this key straight to the origin. */
       passMs: number;
@@ -199,12 +205,14 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
     // Past the head a reader starts detached; that needs the global tier's copy, so without a store it goes.
     if (!head.broadcast.headKept && !head.shared.storing) return null;
     const outcome = head.shared.outcome.catch(() => {});
+    const { body, ended } = closingOnError(head.broadcast.join());
     return {
       kind: "fill",
       target: head.shared.target,
       storing: head.shared.storing,
       member: { ...head.member, collapsed },
-      body: head.broadcast.join(),
+      body,
+      ended,
       now: deps.now(),
       ...(work ? { work } : {}),
       // Only the leader counts the fill's writes: the waiters' data centers made none.
@@ -260,12 +268,14 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       if (passMs > 0) remember(ex.baseKey, passMs);
       const headers = [...response.headers].filter(([name]) => name !== "cache-status" && name !== "server-timing");
       const done = work();
+      const passed = response.body ? closingOnError(response.body) : undefined;
       return {
         kind: "pass",
         status: response.status,
         statusText: response.statusText,
         headers,
-        body: response.body,
+        body: passed?.body ?? null,
+        ...(passed ? { ended: passed.ended } : {}),
         member: memberOf(member),
         passMs,
         ...(done ? { work: done } : {}),
