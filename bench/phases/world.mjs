@@ -32,11 +32,27 @@ const TIMEOUT_MS = 60_000;
 /** A burst of this size or more: each client reads the first PARTIAL_BYTES and goes away (see coldBurst). */
 const PARTIAL_FROM = 100 * MiB;
 const PARTIAL_BYTES = 1 * MiB;
+const PARTIAL_TIMEOUT_MS = 45_000;
 
 const fmtSize = (bytes) => (bytes >= MiB ? `${bytes / MiB} MiB` : `${bytes / KiB} KiB`);
 const round = (value) => (Number.isFinite(value) ? Number(value.toFixed(1)) : null);
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 const nonce = () => crypto.randomUUID().slice(0, 8);
+
+/**
+ * `TIERCEL_WORLD_SIZES=100` (MiB; fractions allowed, e.g. `0.001,1`): only the cold bursts of these sizes,
+ * for both Workers (the baseline skips sizes over 1 MiB, as in the full phase). Unset: every size.
+ */
+function burstSizesFromEnv() {
+  const raw = process.env.TIERCEL_WORLD_SIZES;
+  if (!raw) return undefined;
+  const sizes = raw.split(",").map((part) => {
+    const mib = Number(part.trim());
+    if (!(mib > 0)) throw new Error(`TIERCEL_WORLD_SIZES: "${part}" is not a size in MiB`);
+    return Math.round(mib * MiB);
+  });
+  return { tiercel: sizes, baseline: sizes.filter((size) => size <= 1 * MiB) };
+}
 
 /** Which tier answered: Tiercel's Cache-Status, the baseline's bench header. */
 function tierOf(worker, headers) {
@@ -58,7 +74,10 @@ export async function worldPhase({
   root,
   runs = 3,
   burst = 50,
-  burstSizes = { tiercel: [1 * KiB, 1 * MiB, 10 * MiB, 100 * MiB], baseline: [1 * KiB, 1 * MiB] },
+  burstSizes = burstSizesFromEnv() ?? {
+    tiercel: [1 * KiB, 1 * MiB, 10 * MiB, 100 * MiB],
+    baseline: [1 * KiB, 1 * MiB],
+  },
   originMbps = 100,
   log,
 }) {
@@ -235,7 +254,9 @@ function partialRequest(url, { host, bytes: limit, timeoutMs }) {
     const start = performance.now();
     let ttfbMs;
     let bytes = 0;
+    let head = "no headers";
     const req = httpRequest(url, { headers: { host }, agent: false }, (res) => {
+      head = `headers at ${Math.round(performance.now() - start)} ms: ${res.statusCode}, ${res.headers["cache-status"] ?? ""}`;
       res.on("data", (chunk) => {
         ttfbMs ??= performance.now() - start;
         bytes += chunk.length;
@@ -253,7 +274,7 @@ function partialRequest(url, { host, bytes: limit, timeoutMs }) {
     });
     const timer = setTimeout(() => {
       req.destroy();
-      reject(new Error(`timed out after ${timeoutMs} ms with ${bytes} bytes: GET ${url}`));
+      reject(new Error(`timed out after ${timeoutMs} ms with ${bytes} bytes (${head}): GET ${url}`));
     }, timeoutMs);
     req.on("error", (error) => {
       clearTimeout(timer);
@@ -279,20 +300,33 @@ async function coldBurst(worker, world, origin, size, count, dataCenters) {
   const peakReset = world.resetPeakMemory();
   const sampler = memorySampler(world);
   const t0 = performance.now();
+  const outcomes = [];
   const settled = await Promise.allSettled(
     Array.from({ length: count }, (_, i) => {
       const dc = dataCenters[i % dataCenters.length];
       const url = `${world.url(dc)}${path}`;
-      const timeoutMs = partial ? 45_000 : size >= 10 * MiB ? 2 * TIMEOUT_MS : TIMEOUT_MS;
+      const timeoutMs = partial ? PARTIAL_TIMEOUT_MS : size >= 10 * MiB ? 2 * TIMEOUT_MS : TIMEOUT_MS;
       const answered = partial
         ? partialRequest(url, { host: HOSTS[worker], bytes: PARTIAL_BYTES, timeoutMs })
         : timedRequest(url, { host: HOSTS[worker], agent: agents[dc], timeoutMs });
-      return answered.then((answer) => ({
-        ...answer,
-        dc,
-        tier: tierOf(worker, answer.headers),
-        doneMs: performance.now() - t0,
-      }));
+      return answered.then(
+        (answer) => {
+          const doneMs = performance.now() - t0;
+          outcomes[i] = {
+            dc,
+            status: answer.status,
+            bytes: answer.bytes,
+            ttfbMs: round(answer.ttfbMs),
+            doneMs: round(doneMs),
+            cacheStatus: String(answer.headers["cache-status"] ?? ""),
+          };
+          return { ...answer, dc, tier: tierOf(worker, answer.headers), doneMs };
+        },
+        (error) => {
+          outcomes[i] = { dc, error: String(error?.message ?? error), doneMs: round(performance.now() - t0) };
+          throw error;
+        },
+      );
     }),
   );
   for (const agent of Object.values(agents)) agent.destroy();
@@ -374,6 +408,9 @@ async function coldBurst(worker, world, origin, size, count, dataCenters) {
     workerdSampledPeakMiB: sampledPeak ? round(sampledPeak / 1024) : null,
     workerdIdleMiB: idle ? round(idle.rssKiB / 1024) : null,
     workerdPeakMiB: after && peakReset ? round(after.hwmKiB / 1024) : null,
+    // A partial (100 MiB) burst: each request's outcome, in the JSON (status, bytes read, first byte, end,
+    // Cache-Status; or the error).
+    ...(partial ? { perRequest: outcomes } : {}),
   };
 }
 
