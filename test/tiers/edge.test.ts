@@ -207,14 +207,19 @@ describe("edge tier", () => {
   });
 
   describe("checks a copy on its first whole read in the isolate only (a Cache API entry never changes once written)", () => {
-    it("hands a copy checked before on unchecked, and checks every new put's copy again, the same bytes included", async () => {
+    /** A fresh 30,000-byte copy in the edge tier, and a reader that records what its checks found. */
+    async function storedCopy() {
       const cache = await caches.open(cacheName);
       const tier = edgeTier(cache, { keyHost });
       const key = uniqueKey();
       const body = patternBytes(30_000);
       const entry = await entryFor(body);
       await tier.put(key, entry, body, 60);
-      const reads = checkedReads();
+      return { cache, tier, key, body, entry, reads: checkedReads() };
+    }
+
+    it("hands a copy checked before on unchecked, and checks every new put's copy again, the same bytes included", async () => {
+      const { tier, key, body, entry, reads } = await storedCopy();
 
       const first = await reads.read(tier, key);
       expect(first && wasChecked(first.body)).toBe(false);
@@ -233,13 +238,7 @@ describe("edge tier", () => {
     });
 
     it("catches a damaged new copy of an entry whose earlier copy checked out", async () => {
-      const cache = await caches.open(cacheName);
-      const tier = edgeTier(cache, { keyHost });
-      const key = uniqueKey();
-      const body = patternBytes(30_000);
-      const entry = await entryFor(body);
-      await tier.put(key, entry, body, 60);
-      const reads = checkedReads();
+      const { tier, key, body, entry, reads } = await storedCopy();
       await bytesOf((await reads.read(tier, key))?.body);
       const flipped = body.slice();
       flipped[777] = (flipped[777] ?? 0) ^ 0x04;
@@ -253,12 +252,7 @@ describe("edge tier", () => {
     });
 
     it("never takes a ranged read, or one that failed its check, for a checked copy", async () => {
-      const cache = await caches.open(cacheName);
-      const tier = edgeTier(cache, { keyHost });
-      const key = uniqueKey();
-      const body = patternBytes(30_000);
-      await tier.put(key, await entryFor(body), body, 60);
-      const reads = checkedReads();
+      const { cache, tier, key, body, reads } = await storedCopy();
       const ranged = await reads.read(tier, key, { offset: 10, length: 100 });
       expect(ranged?.range).toStrictEqual({ start: 10, end: 109 });
       expect(await bytesOf(ranged?.body)).toStrictEqual(body.slice(10, 110));
