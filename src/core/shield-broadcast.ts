@@ -2,22 +2,27 @@
  * One body read once and streamed to any number of readers, each at its own pace, in bounded memory: the
  * shield's fan-out (src/core/shield.ts). Web Streams only.
  *
- * - The source is read ahead of the slowest attached reader by at most `windowBytes`, so what is held is
- *   at most the window plus one chunk, whatever the body's size and the number of readers.
- * - The head of the body is kept while the whole body read so far fits in the window: a reader that joins
- *   then starts from byte 0 like the others. Once the body outgrows the window the head goes as the slowest
- *   reader passes it, and a later reader is started detached (below).
- * - A reader that holds the source back for `stallMs` (it is a whole window behind the fastest) is
- *   detached: it stops setting the pace, and carries on from its own offset with `resume(offset)` (the
- *   shield's copy in the global tier, once written); without one, its stream errors with `DetachedError`.
- * - With no reader attached the source is still read (and dropped past the head), so whatever else reads
- *   the same body (the global-tier write) is never held up by readers that went away.
- * - A source that errors errors every attached reader once it has had what was read before the error.
+ * - The first `headBytes` of the body (the head) are kept for the broadcast's life: a reader that joins at
+ *   any time reads them from memory, so its first byte never waits for the fill.
+ * - Past the head, the source is read ahead of the slowest pacing reader by at most `windowBytes`, so what
+ *   is held is at most the head, the window and one chunk, whatever the body's size and the number of readers.
+ *   A reader still in the head paces as if it stood at the head's end: the fill goes at most a window past
+ *   the head while it reads.
+ * - A reader that holds the source back for `stallMs` (it is a whole window behind the fastest) stops pacing:
+ *   it reads on from what is still held. A reader whose next bytes are no longer held (they were between the
+ *   head and the window when it got there, or it joined once they were gone) carries on from its own offset
+ *   with `resume(offset)` (the shield's copy in the global tier), called once it gets there; without one, its
+ *   stream errors with `DetachedError`.
+ * - With no reader pacing the source is still read (and dropped past the head and window), so whatever else
+ *   reads the same body (the global-tier write) is never held up by readers that went away.
+ * - A source that errors errors every reader once it has had what was read before the error.
  */
 export interface BroadcastOptions {
   windowBytes: number;
+  /** The first bytes kept for the broadcast's life (default 0: none). */
+  headBytes?: number;
   stallMs: number;
-  /** Where a detached reader continues from `offset`; null when it cannot (then it errors). */
+  /** Where a reader whose next bytes are gone continues from `offset`; null when it cannot (then it errors). */
   resume?: (offset: number) => Promise<ReadableStream<Uint8Array> | null>;
 }
 
@@ -25,25 +30,36 @@ export class DetachedError extends Error {
   override readonly name = "DetachedError";
 }
 
+interface Chunk {
+  start: number;
+  bytes: Uint8Array;
+}
+
 interface Reader {
   pos: number;
   controller: ReadableStreamDefaultController<Uint8Array>;
   /** Resolves the reader's pending pull once there is something for it. */
   wake: (() => void) | undefined;
-  /** Once detached: the stream it continues from (undefined while `resume` is pending). */
-  detached?: { source: Promise<ReadableStreamDefaultReader<Uint8Array> | null> };
+  /** Holds the source back; false once it held it back past `stallMs`, or if it joined after a gap. */
+  pacing: boolean;
+  /** Once its next bytes were gone: the stream it continues from (null: nowhere). */
+  resumed?: Promise<ReadableStreamDefaultReader<Uint8Array> | null>;
 }
 
 export class Broadcast {
-  private readonly chunks: { start: number; bytes: Uint8Array }[] = [];
+  /** The kept head: chunks from byte 0, contiguous, read before anything past it. */
+  private readonly head: Chunk[] = [];
+  private headEnd = 0;
+  /** Chunks past the head still held, contiguous, ending at `end`. */
+  private readonly window: Chunk[] = [];
   private readonly readers = new Set<Reader>();
-  private base = 0;
   private end = 0;
   private reading = false;
   private finished = false;
   private failure: unknown;
   private stallTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly source: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly headBytes: number;
   /** Settles once the source has ended or failed. */
   readonly done: Promise<void>;
   private markDone!: () => void;
@@ -53,6 +69,7 @@ export class Broadcast {
     private readonly options: BroadcastOptions,
   ) {
     if (!(options.windowBytes > 0)) throw new RangeError("the window must hold at least one byte");
+    this.headBytes = Math.max(0, options.headBytes ?? 0);
     this.source = source.getReader();
     this.done = new Promise((resolve) => {
       this.markDone = resolve;
@@ -60,42 +77,46 @@ export class Broadcast {
     this.pump();
   }
 
-  /** True while a new reader can still start from byte 0 with the others. */
-  get headKept(): boolean {
-    return this.base === 0;
+  /** True while every byte read so far is held: a new reader reads it all from memory. */
+  get holdsAll(): boolean {
+    return this.base() <= this.headEnd;
   }
 
   /** Bytes held right now (for tests and logs). */
   get heldBytes(): number {
-    return this.end - this.base;
+    return this.headEnd + (this.end - this.base());
   }
 
-  /** A new reader from byte 0: attached if the head is still held, otherwise detached at once. */
+  /** A new reader from byte 0: it reads the head from memory, and paces the fill if nothing is gone yet. */
   join(): ReadableStream<Uint8Array> {
     let reader!: Reader;
     const stream = new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
-          reader = { pos: 0, controller, wake: undefined };
+          reader = { pos: 0, controller, wake: undefined, pacing: this.holdsAll };
         },
         pull: () => this.pull(reader),
         cancel: (reason) => {
           this.readers.delete(reader);
-          const detached = reader.detached;
-          if (detached) void detached.source.then((source) => source?.cancel(reason).catch(() => {}));
+          void reader.resumed?.then((source) => source?.cancel(reason).catch(() => {}));
+          this.trim();
           this.pump();
         },
       },
       { highWaterMark: 0 },
     );
     this.readers.add(reader);
-    if (this.base > 0) this.detach(reader);
     return stream;
+  }
+
+  /** Where the held bytes past the head start (`end` when none are held). */
+  private base(): number {
+    return this.window[0]?.start ?? this.end;
   }
 
   private async pull(reader: Reader): Promise<void> {
     for (;;) {
-      if (reader.detached) return this.pullDetached(reader);
+      if (reader.resumed) return this.pullResumed(reader);
       const chunk = this.chunkAt(reader.pos);
       if (chunk) {
         reader.pos = chunk.start + chunk.bytes.byteLength;
@@ -104,10 +125,19 @@ export class Broadcast {
         this.pump();
         return;
       }
+      if (this.finished && this.failure !== undefined) {
+        this.readers.delete(reader);
+        reader.controller.error(this.failure);
+        return;
+      }
+      if (reader.pos < this.end) {
+        // Its next bytes are no longer held: it goes on from the stored copy.
+        this.resumeAt(reader);
+        continue;
+      }
       if (this.finished) {
         this.readers.delete(reader);
-        if (this.failure !== undefined) reader.controller.error(this.failure);
-        else reader.controller.close();
+        reader.controller.close();
         return;
       }
       await new Promise<void>((resolve) => {
@@ -117,54 +147,77 @@ export class Broadcast {
     }
   }
 
-  private async pullDetached(reader: Reader): Promise<void> {
-    const source = await reader.detached?.source;
+  private resumeAt(reader: Reader): void {
+    const resume = this.options.resume;
+    reader.pacing = false;
+    reader.resumed = resume
+      ? resume(reader.pos).then(
+          (stream) => stream?.getReader() ?? null,
+          () => null,
+        )
+      : Promise.resolve(null);
+    this.trim();
+    this.pump();
+  }
+
+  private async pullResumed(reader: Reader): Promise<void> {
+    const source = await reader.resumed;
     if (!source) {
-      reader.controller.error(new DetachedError("the reader fell a whole window behind and cannot resume"));
+      this.readers.delete(reader);
+      reader.controller.error(new DetachedError("the reader fell behind what is held and cannot resume"));
       return;
     }
     try {
       const { done, value } = await source.read();
-      if (done) reader.controller.close();
-      else reader.controller.enqueue(value);
+      if (done) {
+        this.readers.delete(reader);
+        reader.controller.close();
+      } else reader.controller.enqueue(value);
     } catch (error) {
+      this.readers.delete(reader);
       reader.controller.error(error);
     }
   }
 
-  private chunkAt(pos: number): { start: number; bytes: Uint8Array } | undefined {
-    // Attached readers only ever stand on chunk boundaries (they start at 0 and take whole chunks).
-    for (const chunk of this.chunks) if (chunk.start === pos) return chunk;
+  private chunkAt(pos: number): Chunk | undefined {
+    // Readers only ever stand on chunk boundaries (they start at 0 and take whole chunks).
+    const chunks = pos < this.headEnd ? this.head : this.window;
+    let low = 0;
+    let high = chunks.length - 1;
+    while (low <= high) {
+      const middle = (low + high) >>> 1;
+      const chunk = chunks[middle] as Chunk;
+      if (chunk.start === pos) return chunk;
+      if (chunk.start < pos) low = middle + 1;
+      else high = middle - 1;
+    }
     return undefined;
   }
 
-  private attached(): Reader[] {
-    return [...this.readers].filter((reader) => !reader.detached);
-  }
-
+  /** How far the slowest pacing reader stands, a reader in the head counting as at its end. */
   private slowest(): number {
     let min = this.end;
-    for (const reader of this.attached()) min = Math.min(min, reader.pos);
+    for (const reader of this.readers) {
+      if (reader.pacing && !reader.resumed) min = Math.min(min, Math.max(reader.pos, this.headEnd));
+    }
     return min;
   }
 
-  /** Drops the chunks every attached reader has passed, keeping the head while it fits in the window. */
+  /** Drops the chunks past the head every pacing reader has passed, keeping at most a window of them. */
   private trim(): void {
     const slowest = this.slowest();
-    while (this.chunks.length > 0 && this.end - this.base > this.options.windowBytes) {
-      const first = this.chunks[0] as { start: number; bytes: Uint8Array };
-      const next = first.start + first.bytes.byteLength;
-      if (next > slowest) break;
-      this.chunks.shift();
-      this.base = next;
+    while (this.window.length > 0 && this.end - this.base() > this.options.windowBytes) {
+      const first = this.window[0] as Chunk;
+      if (first.start + first.bytes.byteLength > slowest) break;
+      this.window.shift();
     }
   }
 
   private pump(): void {
     if (this.reading || this.finished) return;
     if (this.end - this.slowest() >= this.options.windowBytes) {
-      // The slowest reader holds the source back: past `stallMs`, it is detached.
-      this.stallTimer ??= setTimeout(() => this.detachLaggards(), this.options.stallMs);
+      // The slowest reader holds the source back: past `stallMs`, it stops pacing.
+      this.stallTimer ??= setTimeout(() => this.unpaceLaggards(), this.options.stallMs);
       return;
     }
     this.clearStall();
@@ -173,7 +226,12 @@ export class Broadcast {
       (result) => {
         this.reading = false;
         if (result.done) return this.finish(undefined);
-        this.chunks.push({ start: this.end, bytes: result.value });
+        const chunk = { start: this.end, bytes: result.value };
+        // The head is read before anything past it, so it stays contiguous from byte 0.
+        if (chunk.start < this.headBytes) {
+          this.head.push(chunk);
+          this.headEnd = chunk.start + chunk.bytes.byteLength;
+        } else this.window.push(chunk);
         this.end += result.value.byteLength;
         this.trim();
         this.wakeAll();
@@ -194,27 +252,17 @@ export class Broadcast {
     this.markDone();
   }
 
-  private detachLaggards(): void {
+  private unpaceLaggards(): void {
     this.stallTimer = undefined;
     if (this.finished) return;
     const limit = this.end - this.options.windowBytes;
-    for (const reader of this.attached()) if (reader.pos <= limit) this.detach(reader);
+    for (const reader of this.readers) {
+      if (reader.pacing && !reader.resumed && Math.max(reader.pos, this.headEnd) <= limit) reader.pacing = false;
+    }
     this.trim();
     this.pump();
-  }
-
-  private detach(reader: Reader): void {
-    const resume = this.options.resume;
-    const source = resume
-      ? resume(reader.pos).then(
-          (stream) => stream?.getReader() ?? null,
-          () => null,
-        )
-      : Promise.resolve(null);
-    reader.detached = { source };
-    const wake = reader.wake;
-    reader.wake = undefined;
-    wake?.();
+    // A reader that stopped pacing and now stands on dropped bytes resumes when it next reads.
+    this.wakeAll();
   }
 
   private wakeAll(): void {

@@ -264,3 +264,29 @@ describe("origin shield", () => {
     expect(back.headers.get("cache-status")).toMatch(/^Tiercel-Shield; fwd=miss; fwd-status=200/);
   });
 });
+
+describe("origin shield: a request that arrives after the fill passed its head", () => {
+  it("gets every byte (the head from memory, the rest from the global tier's copy once stored), with one origin fetch", async () => {
+    const { host } = await newSite({ cache: { shield: true } });
+    const path = `/${unique("late")}.bin`;
+    const size = 40 * 1024 * 1024;
+    // 40 MiB at 1 MiB per 100 ms: about 4 s, so the 16 MiB head is gone after about 1.6 s.
+    await origin.route(path, {
+      size,
+      paced: { bytes: 1024 * 1024, everyMs: 100 },
+      headers: { "cache-control": "max-age=300" },
+    });
+    const expected = await patternDigest(size);
+    const first = fetchChecked(`http://${host}${path}`);
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    const kvOnly = platformFor(env).tiers.filter((tier) => tier.name !== "edge");
+    const late = await fetchChecked(`http://${host}${path}`, { tiers: kvOnly });
+    expect(late.received).toBe(size);
+    expect(late.digest).toBe(expected);
+    expect((await first).digest).toBe(expected);
+    expect((await origin.hits(path)).hits).toBe(1);
+    expect(late.cacheStatus).toMatch(/^Tiercel-Shield; fwd=miss; fwd-status=200; collapsed/);
+    // It read the head from the shield's memory, and the rest from the stored copy, a range at a time.
+    expect(await (await shieldOf(host, path)).counters()).toMatchObject({ fills: 1, joined: 1, detached: 1 });
+  }, 60_000);
+});

@@ -83,11 +83,11 @@ describe("Broadcast", () => {
     const first = broadcast.join().getReader();
     await first.read();
     await first.read();
-    expect(broadcast.headKept).toBe(true);
+    expect(broadcast.holdsAll).toBe(true);
     const joiner = readAll(broadcast.join());
     for (;;) if ((await first.read()).done) break;
     expectPattern(await joiner, 20_000);
-    expect(broadcast.headKept).toBe(false);
+    expect(broadcast.holdsAll).toBe(false);
     expectPattern(await readAll(broadcast.join()), 20_000);
     expect(resumed).toEqual([0]);
   });
@@ -116,6 +116,63 @@ describe("Broadcast", () => {
       at += chunk.byteLength;
     }
     expectPattern(whole, 30_000);
+  });
+
+  it("keeps the head: a reader joining after the fill passed it reads the head from memory, then resumes at its end", async () => {
+    const { stream, produced } = source(40, 1000);
+    const resumed: number[] = [];
+    const broadcast = new Broadcast(stream, {
+      headBytes: 10_000,
+      windowBytes: 4000,
+      stallMs: 10_000,
+      resume: async (offset) => {
+        resumed.push(offset);
+        return skipBytes(source(40, 1000).stream, offset);
+      },
+    });
+    expectPattern(await readAll(broadcast.join()), 40_000);
+    expect(produced()).toBe(40);
+    // The head and at most a window past it are held; everything between is gone.
+    expect(broadcast.holdsAll).toBe(false);
+    expect(broadcast.heldBytes).toBeLessThanOrEqual(14_000);
+    const late = broadcast.join().getReader();
+    const first = await late.read();
+    // Its first byte came from memory: nothing was resumed for it.
+    expect(first.value?.[0]).toBe(0);
+    expect(resumed).toEqual([]);
+    const rest: Uint8Array[] = [first.value as Uint8Array];
+    for (;;) {
+      const { done, value } = await late.read();
+      if (done) break;
+      rest.push(value);
+    }
+    expectPattern(await readAll(new Blob(rest).stream()), 40_000);
+    expect(resumed).toEqual([10_000]);
+  });
+
+  it("lets the fill run at most a window past the head while a reader is still in it, then stops waiting for it", async () => {
+    const { stream, produced } = source(60, 1000);
+    const broadcast = new Broadcast(stream, {
+      headBytes: 10_000,
+      windowBytes: 5000,
+      stallMs: 40,
+      resume: async (offset) => skipBytes(source(60, 1000).stream, offset),
+    });
+    const slow = broadcast.join().getReader();
+    await slow.read();
+    const fast = readAll(broadcast.join());
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Held back by the reader in the head: the head and about a window past it.
+    expect(produced()).toBeLessThanOrEqual(16);
+    // Past the stall bound the fill goes on without it; it still reads every byte (the head from memory).
+    expectPattern(await fast, 60_000);
+    const rest: Uint8Array[] = [];
+    for (;;) {
+      const { done, value } = await slow.read();
+      if (done) break;
+      rest.push(value);
+    }
+    expectPattern(await readAll(new Blob(rest).stream()), 59_000, 1000);
   });
 
   it("errors a detached reader that has nowhere to resume from", async () => {
