@@ -256,7 +256,7 @@ function partialRequest(url, { host, bytes: limit, timeoutMs }) {
     let bytes = 0;
     let head = "no headers";
     const req = httpRequest(url, { headers: { host }, agent: false }, (res) => {
-      head = `headers at ${Math.round(performance.now() - start)} ms: ${res.statusCode}, ${res.headers["cache-status"] ?? ""}`;
+      head = `headers at ${Math.round(performance.now() - start)} ms: ${res.statusCode}, ${res.headers["cache-status"] ?? ""}; ${res.headers["server-timing"] ?? ""}`;
       res.on("data", (chunk) => {
         ttfbMs ??= performance.now() - start;
         bytes += chunk.length;
@@ -319,6 +319,7 @@ async function coldBurst(worker, world, origin, size, count, dataCenters) {
             ttfbMs: round(answer.ttfbMs),
             doneMs: round(doneMs),
             cacheStatus: String(answer.headers["cache-status"] ?? ""),
+            serverTiming: String(answer.headers["server-timing"] ?? ""),
           };
           return { ...answer, dc, tier: tierOf(worker, answer.headers), doneMs };
         },
