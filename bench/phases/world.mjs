@@ -409,9 +409,9 @@ async function coldBurst(worker, world, origin, size, count, dataCenters) {
     workerdSampledPeakMiB: sampledPeak ? round(sampledPeak / 1024) : null,
     workerdIdleMiB: idle ? round(idle.rssKiB / 1024) : null,
     workerdPeakMiB: after && peakReset ? round(after.hwmKiB / 1024) : null,
-    // A partial (100 MiB) burst: each request's outcome, in the JSON (status, bytes read, first byte, end,
-    // Cache-Status; or the error).
-    ...(partial ? { perRequest: outcomes } : {}),
+    // Each request's outcome, in the JSON (status, bytes read, first byte, end, Cache-Status, Server-Timing;
+    // or the error): where a slow first byte waited.
+    perRequest: outcomes,
   };
 }
 

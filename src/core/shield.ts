@@ -8,11 +8,12 @@ import { selectingValues } from "./keys";
 import { readChecked } from "./lookup";
 import { isolateBudget } from "./memory-budget";
 import { cacheExchange } from "./pipeline";
+import { fromStoredCopy } from "./resume";
 import { ServerTiming } from "./server-timing";
-import { type BodyBreak, Broadcast, closingOnError, DetachedError, skipBytes } from "./shield-broadcast";
+import { type BodyBreak, Broadcast, closingOnError } from "./shield-broadcast";
 import { type SiteCounters, Stats } from "./stats";
 import { streamOf } from "./streams";
-import type { CachedObject, Tier } from "./tier";
+import type { Tier } from "./tier";
 
 /**
  * The origin shield: one coordinator per cache key (the `Shield` Durable Object, src/objects/shield.ts, is a
@@ -187,34 +188,13 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
 
   /**
    * A waiter's bytes from `offset` once the fill no longer holds them: the global tier's copy of this very
-   * fill, once written, read a range at a time as the waiter takes them (see `rangesFrom`).
+   * fill, once written, read a range at a time as the waiter takes them (resume.ts).
    */
   const resumeFrom = async (shared: ShareableFill, offset: number, waitUntil: Deps["waitUntil"]) => {
     counters.detached += 1;
     await shared.outcome;
     const { key, entry } = shared.target;
-    const context = { ...deps, waitUntil };
-    const same = (found: CachedObject) =>
-      found.entry.responseTime === entry.responseTime && found.entry.requestTime === entry.requestTime;
-    for (const tier of deps.tiers) {
-      const read = async (at: number, length: number) => {
-        const found = await readChecked(tier, key, context, { offset: at, length }).catch(() => null);
-        if (!found) return null;
-        if (same(found)) return found;
-        await found.body.cancel().catch(() => {});
-        return null;
-      };
-      const first = await read(offset, RESUME_FIRST_BYTES);
-      if (!first) continue;
-      if (first.range && first.entry.length >= 0) return rangesFrom(first.body, first.range, first.entry.length, read);
-      // A tier that read the whole body rather than the range: the bytes before `offset` are skipped.
-      if (!first.range) return skipBytes(first.body, offset);
-      await first.body.cancel().catch(() => {});
-      const whole = await readChecked(tier, key, context).catch(() => null);
-      if (whole && same(whole)) return skipBytes(whole.body, offset);
-      await whole?.body.cancel().catch(() => {});
-    }
-    return null;
+    return fromStoredCopy(deps.tiers, key, entry, { ...deps, waitUntil }, offset);
   };
 
   const share = (head: Head & { kind: "shared" }, collapsed: boolean, work?: SiteCounters): ShieldAnswer | null => {
@@ -421,56 +401,4 @@ function memberOf(member: CacheStatusMember): ShieldMember {
   if (member.fwdStatus !== undefined) out.fwdStatus = member.fwdStatus;
   if (member.detail) out.detail = member.detail;
   return out;
-}
-
-/** The first range a resumed waiter reads from the stored copy, and the most it reads at once after that. */
-const RESUME_FIRST_BYTES = 1024 * 1024;
-const RESUME_MAX_BYTES = 8 * 1024 * 1024;
-
-/**
- * A stored body from `range.start` to its end, `first` being the stored copy's bytes of `range`, read one
- * range after another as the reader takes them, each twice the last up to RESUME_MAX_BYTES: a reader that
- * goes away after a little has read a little, and no tier is asked for a whole large object at once (one
- * get per range: about a dozen for the rest of a 100 MiB body). A copy that is gone or replaced meanwhile
- * errors the stream (the reader's body is cut short, as by a failed fill).
- */
-function rangesFrom(
-  first: ReadableStream<Uint8Array>,
-  range: { start: number; end: number },
-  length: number,
-  read: (offset: number, length: number) => Promise<CachedObject | null>,
-): ReadableStream<Uint8Array> {
-  let reader = first.getReader();
-  let next = range.end + 1;
-  let size = range.end - range.start + 1;
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (!done) {
-            controller.enqueue(value);
-            return;
-          }
-          if (next >= length) {
-            controller.close();
-            return;
-          }
-          size = Math.min(size * 2, RESUME_MAX_BYTES);
-          const found = await read(next, size);
-          if (!found?.range) {
-            await found?.body.cancel().catch(() => {});
-            controller.error(new DetachedError(`the stored copy could not be read from byte ${next}`));
-            return;
-          }
-          reader = found.body.getReader();
-          next = found.range.end + 1;
-        }
-      },
-      cancel(reason) {
-        return reader.cancel(reason).catch(() => {});
-      },
-    },
-    { highWaterMark: 0 },
-  );
 }

@@ -35,7 +35,11 @@ function hex(buffer: ArrayBuffer): string {
  * One request through the Worker, its body's length and digest taken as it streams (never held whole:
  * 50 × 10 MiB would not fit), and the time its first byte arrived.
  */
-async function fetchChecked(url: string, overrides?: Partial<Omit<Deps, "waitUntil">>) {
+async function fetchChecked(
+  url: string,
+  overrides?: Partial<Omit<Deps, "waitUntil">>,
+  onProgress?: (received: number) => void,
+) {
   const ctx = createExecutionContext();
   const started = performance.now();
   const request = new Request(url) as Request<unknown, IncomingRequestCfProperties>;
@@ -52,6 +56,7 @@ async function fetchChecked(url: string, overrides?: Partial<Omit<Deps, "waitUnt
     if (done) break;
     firstByte ??= performance.now() - started;
     received += value.byteLength;
+    onProgress?.(received);
     await writer.write(value);
   }
   await writer.close();
@@ -277,10 +282,21 @@ describe("origin shield: a request that arrives after the fill passed its head",
       headers: { "cache-control": "max-age=300" },
     });
     const expected = await patternDigest(size);
-    const first = fetchChecked(`http://${host}${path}`);
-    await new Promise((resolve) => setTimeout(resolve, 2500));
+    // The late request starts once the first client has read 24 MiB: the fill is a window past its 16 MiB head, and
+    // not yet done (a timer would not do: the test's own timers wait while it reads a body).
+    let passedHead!: () => void;
+    const pastHead = new Promise<void>((resolve) => {
+      passedHead = resolve;
+    });
+    const first = fetchChecked(`http://${host}${path}`, undefined, (received) => {
+      if (received >= 24 * 1024 * 1024) passedHead();
+    });
+    await pastHead;
+    // Another isolate (its own shield binding, so it does not join the first one's fill in this isolate).
     const kvOnly = platformFor(env).tiers.filter((tier) => tier.name !== "edge");
-    const late = await fetchChecked(`http://${host}${path}`, { tiers: kvOnly });
+    const { shield, calls } = countingShield();
+    const late = await fetchChecked(`http://${host}${path}`, { tiers: kvOnly, shield });
+    expect(calls()).toBe(1);
     expect(late.received).toBe(size);
     expect(late.digest).toBe(expected);
     expect((await first).digest).toBe(expected);
