@@ -37,6 +37,8 @@ export interface Lookup {
   stale?: Found;
   /** The variant index met at the base key, if the response varies. */
   index?: StoredEntry["variants"];
+  /** Some tier returned an entry (fresh, stale, purged or unservable alike). */
+  seen?: boolean;
 }
 
 /** Display names of the tiers in Cache-Status. */
@@ -83,6 +85,7 @@ export async function lookupTiers(ex: Exchange): Promise<Lookup> {
       member.fwd = result.index ? "vary-miss" : "miss";
       continue;
     }
+    result.seen = true;
     const purgeKeys = ex.sourceKey ? [ex.baseKey, ex.sourceKey] : [ex.baseKey];
     const hold = { now: deps.now(), maxHoldMs: ex.site.cache.maxHold * 1000 };
     const purge = purgeState(found.entry, ex.purges, ex.site.purges, hold, ...purgeKeys);

@@ -5,7 +5,7 @@ import { type Deps, describe, type Exchange, type ShareableFill } from "./exchan
 import { fromOrigin } from "./fill";
 import { normalizeHost } from "./host";
 import { selectingValues } from "./keys";
-import { readChecked } from "./lookup";
+import { lookupTiers, readChecked } from "./lookup";
 import { isolateBudget } from "./memory-budget";
 import { cacheExchange } from "./pipeline";
 import { fromStoredCopy } from "./resume";
@@ -45,10 +45,16 @@ export interface ShieldRequest {
   key?: string;
   /** The data center met a variant index for the URL: the shield reads it from the global tier itself. */
   varies?: boolean;
+  /**
+   * The data center's lookup found no entry in any tier, not even a stale or purged one: a copy the shield
+   * wrote lately may not have reached it yet (see `recentMs`). Absent, the shield never answers from a copy
+   * (the data center may have seen it purged).
+   */
+  sawNone?: boolean;
 }
 
 /** The shield's own Cache-Status member, as the data center prints it. */
-export type ShieldMember = Pick<CacheStatusMember, "fwd" | "fwdStatus" | "collapsed" | "detail">;
+export type ShieldMember = Pick<CacheStatusMember, "hit" | "fwd" | "fwdStatus" | "collapsed" | "detail">;
 
 export type ShieldAnswer =
   /** A shared answer: store it in the edge tier only, answer the client from it. */
@@ -122,6 +128,13 @@ export interface ShieldOptions {
   hitForPassMs: number;
   /** How long a finished fill still answers requests for its key (from its head or the global tier). */
   keepMs: number;
+  /**
+   * How long after a fill this shield answers a request for its key from the global tier's copy, when it
+   * holds one, before it would go to the origin: a data center's own lookup can miss a copy just written
+   * (KV is eventually consistent: a new key may stay unseen in a location for up to 60 s; or its read
+   * timed out), and that must not cost another origin fetch.
+   */
+  recentMs: number;
 }
 
 export const SHIELD_DEFAULTS: ShieldOptions = {
@@ -130,6 +143,7 @@ export const SHIELD_DEFAULTS: ShieldOptions = {
   stallMs: 5_000,
   hitForPassMs: 30_000,
   keepMs: 5_000,
+  recentMs: 60_000,
 };
 
 /** Counters of one shield instance (tests and logs). */
@@ -139,6 +153,8 @@ export interface ShieldCounters {
   detached: number;
   passes: number;
   declined: number;
+  /** Requests answered from the global tier's copy of a recent fill (see `recentMs`). */
+  fromCopy: number;
   /** Puts made to the global tiers (entries and variant indexes). */
   globalPuts: number;
 }
@@ -162,7 +178,17 @@ const MAX_PASSES = 10_000;
 export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldOptions = SHIELD_DEFAULTS) {
   const fills = new Map<string, Promise<Head>>();
   const passes = new Map<string, number>();
-  const counters: ShieldCounters = { fills: 0, joined: 0, detached: 0, passes: 0, declined: 0, globalPuts: 0 };
+  const counters: ShieldCounters = {
+    fills: 0,
+    joined: 0,
+    detached: 0,
+    passes: 0,
+    declined: 0,
+    fromCopy: 0,
+    globalPuts: 0,
+  };
+  /** Keys this shield filled and stored lately, and until when they count as recent (`recentMs`). */
+  const filled = new Map<string, number>();
   // Every write the shield makes to a global tier is counted: one per fill is the goal. The tier is otherwise
   // the same (`global` for the site's admission policy, ranged gets, `refresh`).
   const tiers = platform.tiers.map(
@@ -302,6 +328,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
     announce(head);
     void Promise.allSettled([broadcast.done, fill.outcome]).then(() => {
       head.finishedAt = deps.now();
+      if (fill.storing) rememberFilled(ex.baseKey);
     });
     // The kept body is held until the fill stops being joinable (below).
     // The fill stays joinable until it has streamed, its store is done and `keepMs` more have passed: a
@@ -314,6 +341,58 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
         .finally(() => whole?.release()),
     );
     return share(head, false, work()) ?? { kind: "go", reason: "late" };
+  }
+
+  function rememberFilled(key: string): void {
+    filled.delete(key);
+    filled.set(key, deps.now() + options.recentMs);
+    while (filled.size > MAX_PASSES) {
+      const oldest = filled.keys().next().value;
+      if (oldest === undefined) break;
+      filled.delete(oldest);
+    }
+  }
+
+  function filledLately(key: string): boolean {
+    const until = filled.get(key);
+    if (until === undefined) return false;
+    if (until > deps.now()) return true;
+    filled.delete(key);
+    return false;
+  }
+
+  /**
+   * The global tier's fresh copy for the request, read as a data center reads it (purges, freshness,
+   * variants), as a shared answer; null when there is none.
+   */
+  async function fromCopy(ex: Exchange, waitUntil: Deps["waitUntil"]): Promise<ShieldAnswer | null> {
+    // Its reads are not counted here: the shield counts nothing of its own.
+    const looked = await lookupTiers({ ...ex, deps: { ...ex.deps, waitUntil, stats: new Stats(deps.now) } });
+    await looked.stale?.body.cancel().catch(() => {});
+    const found = looked.fresh;
+    if (!found) return null;
+    if (found.softPurged) {
+      await found.body.cancel().catch(() => {});
+      return null;
+    }
+    counters.fromCopy += 1;
+    const { body, ended } = closingOnError(found.body);
+    const { entry } = found;
+    return {
+      kind: "fill",
+      target: {
+        key: found.key,
+        entry,
+        declaredLength: entry.length >= 0 ? entry.length : undefined,
+        values: JSON.stringify(selectingValues(entry.vary, ex.request.headers)),
+      },
+      storing: false,
+      member: { hit: true, detail: "stored-copy" },
+      body,
+      ended,
+      now: deps.now(),
+      stored: () => Promise.resolve(undefined),
+    };
   }
 
   function remember(key: string, ms: number): void {
@@ -363,11 +442,18 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       if (!ex) return decline("config-differs");
       const passMs = passLeft(ex.baseKey);
       if (passMs > 0) return { kind: "go", reason: "hit-for-pass", passMs };
-      const running = fills.get(ex.baseKey);
-      if (!running) return lead(ex, request, waitUntil);
-      const head = await running;
-      if (head.kind === "shared" && head.finishedAt !== undefined && request.startedAt >= head.finishedAt) {
-        return lead(ex, request, waitUntil);
+      let head: Head | undefined;
+      for (let checked = false; ; ) {
+        const running = fills.get(ex.baseKey);
+        head = running ? await running : undefined;
+        const over = head?.kind === "shared" && head.finishedAt !== undefined && request.startedAt >= head.finishedAt;
+        if (head && !over) break;
+        if (checked || !request.sawNone || !filledLately(ex.baseKey)) return lead(ex, request, waitUntil);
+        // Filled lately: its copy, if the global tier still holds it fresh, rather than the origin again.
+        checked = true;
+        const copy = await fromCopy(ex, waitUntil);
+        if (copy) return copy;
+        // Meanwhile another request may have begun a fill: looked up again.
       }
       if (head.kind === "none") {
         const left = passLeft(ex.baseKey);

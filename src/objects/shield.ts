@@ -23,6 +23,7 @@ export class Shield extends DurableObject<Env> {
 
   /** What this instance has done since it started (tests, diagnostics). */
   counters(): ShieldCounters {
-    return { ...(this.core?.counters ?? { fills: 0, joined: 0, detached: 0, passes: 0, declined: 0, globalPuts: 0 }) };
+    const none = { fills: 0, joined: 0, detached: 0, passes: 0, declined: 0, fromCopy: 0, globalPuts: 0 };
+    return { ...(this.core?.counters ?? none) };
   }
 }
