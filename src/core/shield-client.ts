@@ -7,7 +7,7 @@ import { ANSWERED_BY_TIERCEL, answerContext } from "./fill";
 import { passOn } from "./http/content-coding";
 import type { Lookup } from "./lookup";
 import type { ShieldAnswer } from "./shield";
-import type { BodyBreak } from "./shield-broadcast";
+import { type BodyBreak, YIELD_EVERY_BYTES } from "./shield-broadcast";
 import type { SiteCounters } from "./stats";
 import { storeBody } from "./store";
 import type { Tier } from "./tier";
@@ -39,6 +39,7 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
     // a fill it missed the global copy of.
     startedAt: ex.timing.started,
     ...(look.index ? { varies: true } : {}),
+    ...(look.seen ? {} : { sawNone: true }),
   };
   let answer: ShieldAnswer;
   try {
@@ -137,6 +138,7 @@ type ShieldEnded = (() => Promise<BodyBreak | null>) & { [Symbol.dispose]?: () =
 export function breakingOnOutcome(source: ReadableStream<Uint8Array>, ended: ShieldEnded): ReadableStream<Uint8Array> {
   const reader = source.getReader();
   let released = false;
+  let sinceYield = 0;
   const release = () => {
     if (released) return;
     released = true;
@@ -148,6 +150,12 @@ export function breakingOnOutcome(source: ReadableStream<Uint8Array>, ended: Shi
         try {
           const { done, value } = await reader.read();
           if (!done) {
+            sinceYield += value.byteLength;
+            if (sinceYield >= YIELD_EVERY_BYTES) {
+              // Let the event loop turn (see YIELD_EVERY_BYTES in shield-broadcast.ts).
+              sinceYield = 0;
+              await new Promise((resolve) => setTimeout(resolve, 0));
+            }
             controller.enqueue(value);
             return;
           }
