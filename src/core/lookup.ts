@@ -9,7 +9,14 @@ import { whyNotServable } from "./http/shareable";
 import { variantKey } from "./keys";
 import { purgeState, softPurgedAt } from "./purge";
 import type { ByteRange, CachedObject, Tier } from "./tier";
-import { checkedAlready, checkedBody, type DamagedEntryError, verifiedBody } from "./verified-body";
+import {
+  checkedAlready,
+  checkedBody,
+  type DamagedEntryError,
+  type ExpectedBody,
+  PUMPED_MIN_BYTES,
+  verifiedPumped,
+} from "./verified-body";
 
 /** An entry found in a tier, with the key it lives under (the variant's key for a response that varies). */
 export interface Found {
@@ -175,7 +182,9 @@ async function readThroughIndex(
 /**
  * Reads one entry from a tier with its body checked against its record (length always, the SHA-256 digest
  * where one is recorded; a small digested body whole before it is passed on, any other as it streams: see
- * `checkedBody` in verified-body.ts; for a ranged read, the range's length only). A body found damaged errors, never ends as if
+ * `checkedBody` in verified-body.ts; for a ranged read, the range's length only). A body over
+ * `PUMPED_MIN_BYTES` is checked as it is pumped into a runtime stream of its length (`verifiedPumped`), so its
+ * bytes do not become garbage in the isolate. A body found damaged errors, never ends as if
  * whole, and the entry is deleted from that tier in the background, so the next request refills it. A copy
  * that cannot change once written (it has a `copy` id: the edge's) is checked on its first whole read in this
  * isolate only. Every read of an entry from a tier goes through here.
@@ -198,15 +207,29 @@ export async function readChecked(
   if (found.range) {
     // Only the range was read: its length is checked; a digest covers the whole body, so it is not.
     const expected = { length: found.range.end - found.range.start + 1, digest: "" };
-    return { entry: found.entry, body: verifiedBody(found.body, expected, drop), range: found.range };
+    return { entry: found.entry, body: checkedLarge(found.body, expected, drop), range: found.range };
   }
-  if (found.copy === undefined) return { entry: found.entry, body: checkedBody(found.body, found.entry, drop) };
+  if (found.copy === undefined) return { entry: found.entry, body: checkedLarge(found.body, found.entry, drop) };
   // A copy that never changes once written (the edge's) and that this isolate has already checked whole is not
   // checked again: its bytes are the ones that checked out (a whole answer hands it to the runtime as it is,
   // which sends it with the length the Cache API knows it has). Any other copy, a new put's included, is checked.
   const copy = `${tier.name} ${key} ${found.copy} ${found.entry.length} ${found.entry.digest}`;
   if (checkedCopies.has(copy)) return { entry: found.entry, body: checkedAlready(found.body) };
-  return { entry: found.entry, body: checkedBody(found.body, found.entry, drop, () => rememberChecked(copy)) };
+  return { entry: found.entry, body: checkedLarge(found.body, found.entry, drop, () => rememberChecked(copy)) };
+}
+
+/**
+ * `verifiedPumped` for a body over `PUMPED_MIN_BYTES` (a large hit: no JavaScript buffer per read, and an answer
+ * that needs no copy of it), else `checkedBody` (for a range, whose expected digest is "": `verifiedBody`).
+ */
+function checkedLarge(
+  body: ReadableStream<Uint8Array>,
+  expected: ExpectedBody,
+  onDamaged: (error: DamagedEntryError) => void,
+  onChecked?: () => void,
+): ReadableStream<Uint8Array> {
+  if (expected.length > PUMPED_MIN_BYTES) return verifiedPumped(body, expected, onDamaged, onChecked);
+  return checkedBody(body, expected, onDamaged, onChecked);
 }
 
 /** Copies this isolate has checked whole (tier, key, copy id, length, digest), oldest first; bounded. */

@@ -5,7 +5,7 @@ import { describe, type Exchange } from "./exchange";
 import { isolateBudget, STORE_LOOK_AHEAD_BYTES } from "./memory-budget";
 import { REVALIDATION_KEEP } from "./policy";
 import { type FanOutOptions, fanOut, fillTap, verifyLength } from "./stream-fanout";
-import { BodyTooLargeError, cancelIfStalled, readAll, readAtMost, sha256Digest } from "./streams";
+import { BodyTooLargeError, cancelIfStalled, readAll, readAtMost, sha256Digest, teeStream } from "./streams";
 import type { Place, Tier } from "./tier";
 
 /** What to store, and where. */
@@ -80,7 +80,7 @@ export function storeBody(
       const none = Promise.resolve<Shared>({ kind: "none" });
       return { client: body, outcome: none, settled: none, storing: false, skipped: "memory" };
     }
-    const [client, copy] = body.tee();
+    const [client, copy] = teeStream(body);
     const outcome = storeBuffered(ex, target, copy, Math.min(deps.maxBufferBytes, maxObject)).finally(grant.release);
     return {
       client,

@@ -210,17 +210,44 @@ export function streamOfChunks(chunks: Uint8Array[]): ReadableStream<Uint8Array>
   });
 }
 
+/** Readable sides of runtime `FixedLengthStream`s, with their lengths (see `sizedStream`). */
+const sizedStreams = new WeakMap<ReadableStream<Uint8Array>, number>();
+
+/**
+ * Marks `stream` as the readable side of a runtime `FixedLengthStream(length)`: `forClient` hands it on as it
+ * is for an answer of that length (it already declares its length and errors on a short body).
+ */
+export function sizedStream(stream: ReadableStream<Uint8Array>, length: number): ReadableStream<Uint8Array> {
+  sizedStreams.set(stream, length);
+  return stream;
+}
+
 /**
  * The stream a client's answer is sent from (issue 11 §3). workerd sends a JS `ReadableStream` without its
  * `Content-Length`, chunked, and a client cannot tell a shorter body from the whole one. Piped into a
  * `FixedLengthStream(length)` the answer declares its length (RFC 9112 §6.3: a client then sees a shorter
- * body as incomplete) and workerd aborts the connection if fewer bytes arrive or the source errors. With no
- * length known, or outside workerd, the stream is returned as it is.
+ * body as incomplete) and workerd aborts the connection if fewer bytes arrive or the source errors. A stream
+ * that already is such a runtime stream of `length` (`sizedStream`) is returned as it is, with no copy; so is
+ * any stream when no length is known, or outside workerd.
  */
 export function forClient(body: ReadableStream<Uint8Array>, length: number | undefined): ReadableStream<Uint8Array> {
   const runtime = globalThis as { FixedLengthStream?: new (length: number) => TransformStream<Uint8Array, Uint8Array> };
   if (length === undefined || !runtime.FixedLengthStream) return body;
+  // Also a must, not only a saving: workerd refuses to pipe one of its transform streams (or a branch of one)
+  // into another ("Inter-TransformStream ReadableStream.pipeTo() is not implemented").
+  if (sizedStreams.get(body) === length && !body.locked) return body;
   return body.pipeThrough(new runtime.FixedLengthStream(length));
+}
+
+/**
+ * `body.tee()`, whose branches of a `sizedStream` are marked with its length too: a branch of a runtime
+ * stream is a runtime stream that declares the same length (and cannot be piped into a `FixedLengthStream`).
+ */
+export function teeStream(body: ReadableStream<Uint8Array>): [ReadableStream<Uint8Array>, ReadableStream<Uint8Array>] {
+  const length = sizedStreams.get(body);
+  const branches = body.tee();
+  if (length !== undefined) for (const branch of branches) sizedStreams.set(branch, length);
+  return branches;
 }
 
 /**

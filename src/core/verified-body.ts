@@ -1,4 +1,4 @@
-import { largeChunkReader, sha256Field } from "./streams";
+import { largeChunkReader, sha256Field, sizedStream } from "./streams";
 
 /**
  * Checking a body read back from a tier against its record as it streams, so a damaged entry (bytes lost,
@@ -282,4 +282,188 @@ export function checkedAlready(stream: ReadableStream<Uint8Array>): ReadableStre
  */
 export function wasChecked(stream: ReadableStream<Uint8Array>): boolean {
   return checkedBefore.has(stream) && !stream.locked;
+}
+
+/**
+ * Bodies over this many bytes read back from a tier are checked by `verifiedPumped` (lookup.ts), so that a
+ * large hit's bytes stay in buffers the runtime owns instead of becoming a new JavaScript buffer per read.
+ */
+export const PUMPED_MIN_BYTES = 1024 * 1024;
+
+/** The size of each of the two buffers `verifiedPumped` reads into, over and over. */
+export const PUMP_BUFFER_BYTES = 256 * 1024;
+
+/** The runtime's `FixedLengthStream` (workerd), or undefined elsewhere. */
+function fixedLengthStream(): (new (length: number) => TransformStream<Uint8Array, Uint8Array>) | undefined {
+  return (globalThis as { FixedLengthStream?: new (length: number) => TransformStream<Uint8Array, Uint8Array> })
+    .FixedLengthStream;
+}
+
+/**
+ * The checks of `verifiedBody` (length, the SHA-256 digest when one is recorded, the chunk that completes
+ * `length` held back until the source has ended and every check has passed), made while the body is pumped
+ * into the runtime's `FixedLengthStream(expected.length)`, whose readable side is returned: a runtime stream
+ * that declares its length, so a client's answer needs no copy of it (`forClient` passes it on as it is).
+ *
+ * A runtime body (a byte stream) is read with a BYOB reader into two buffers of `PUMP_BUFFER_BYTES`, used in
+ * turn and over again, so the body's bytes never become garbage in the isolate (every read of a default reader
+ * is a new buffer, which the allocator keeps after it is collected); any other source is read chunk by chunk.
+ * The runtime reads a written chunk from the buffer itself, so a buffer is read into again only once its write
+ * has resolved (the runtime has taken its bytes).
+ *
+ * On damage (or a record whose length is not one) `onDamaged` is called once with the `DamagedEntryError` and
+ * the returned stream errors with the runtime's error; a source's `DamagedEntryError` counts as damage too.
+ * Any other source error errors the stream without calling it damage, and a consumer's cancel cancels the
+ * source. `onChecked` is called once every check has passed, before the last chunk is handed on. Outside the
+ * Workers runtime (no `FixedLengthStream`) this is `verifiedBody`.
+ */
+export function verifiedPumped(
+  source: ReadableStream<Uint8Array>,
+  expected: ExpectedBody,
+  onDamaged: (error: DamagedEntryError) => void,
+  onChecked?: () => void,
+): ReadableStream<Uint8Array> {
+  const { length } = expected;
+  const FixedLength = fixedLengthStream();
+  // A length that is not one is damage, reported and errored as verifiedBody does it.
+  if (!FixedLength || !Number.isSafeInteger(length) || length < 0) {
+    return verifiedBody(source, expected, onDamaged, onChecked);
+  }
+  const sized = new FixedLength(length);
+  pump(source, sized.writable.getWriter(), expected, onDamaged, onChecked).catch(() => {});
+  return sizedStream(sized.readable, length);
+}
+
+/** Reads `source` into `writer` for `verifiedPumped`; settles once the body was handed on whole, or not. */
+async function pump(
+  source: ReadableStream<Uint8Array>,
+  writer: WritableStreamDefaultWriter<Uint8Array>,
+  expected: ExpectedBody,
+  onDamaged: (error: DamagedEntryError) => void,
+  onChecked?: () => void,
+): Promise<void> {
+  const { length } = expected;
+  const hasher = SHA_256.test(expected.digest) ? new crypto.DigestStream("SHA-256") : undefined;
+  // The digest promise rejects when the hash is abandoned (damage, a source error, a cancel): not a failure.
+  hasher?.digest.catch(() => {});
+  const hash = hasher?.getWriter();
+  const reader = pumpReader(source);
+  /** The write in flight (one at a time) and the buffer it reads from. */
+  let writing: { done: Promise<void>; slot: number } | undefined;
+  let received = 0;
+  let held: { chunk: Uint8Array; slot: number } | undefined;
+  let first = true;
+
+  /** Ends the pump with `error`: the consumer sees the runtime's error, the source is cancelled. */
+  const fail = async (error: unknown, cancelSource: boolean) => {
+    hash?.abort(error).catch(() => {});
+    writer.abort(error).catch(() => {});
+    if (cancelSource) await reader.cancel(error).catch(() => {});
+  };
+  const damaged = (error: DamagedEntryError) => {
+    onDamaged(error);
+    return fail(error, true);
+  };
+  /** Waits for the write that reads from `slot`, if there is one, so that the buffer may be used again. */
+  const release = async (slot: number) => {
+    if (writing?.slot !== slot) return;
+    const { done } = writing;
+    writing = undefined;
+    await done;
+  };
+
+  try {
+    for (;;) {
+      // The buffer neither the write in flight nor the held-back chunk uses (each uses one, never both).
+      const slot = held ? 1 - held.slot : writing ? 1 - writing.slot : 0;
+      await release(slot);
+      let result: ReadableStreamReadResult<Uint8Array>;
+      try {
+        result = await reader.read(slot);
+      } catch (error) {
+        if (error instanceof DamagedEntryError) onDamaged(error);
+        return await fail(error, false);
+      }
+      if (result.done) {
+        if (received < length) {
+          return await damaged(
+            new DamagedEntryError("short", `stored body ended after ${received} of ${length} bytes`),
+          );
+        }
+        if (hash && hasher) {
+          await hash.close();
+          const actual = sha256Field(await hasher.digest);
+          if (actual !== expected.digest) {
+            const message = `stored body hashes to ${actual}, its record says ${expected.digest}`;
+            return await damaged(new DamagedEntryError("digest", message));
+          }
+        }
+        onChecked?.();
+        if (writing) await writing.done;
+        if (held) await writer.write(held.chunk);
+        await writer.close();
+        return;
+      }
+      const chunk = result.value;
+      if (chunk.byteLength === 0) continue;
+      received += chunk.byteLength;
+      if (received > length) {
+        return await damaged(new DamagedEntryError("long", `stored body is longer than its record's ${length} bytes`));
+      }
+      if (hash) await hash.write(chunk);
+      if (received === length) {
+        held = { chunk, slot };
+        continue;
+      }
+      // One write at a time: the previous one has resolved before the next is made.
+      if (writing) await writing.done;
+      const done = writer.write(chunk);
+      // Awaited before the buffer is used again; a rejection met meanwhile (a cancel) is handled there.
+      done.catch(() => {});
+      writing = { done, slot };
+      // Nothing past the first chunk is read until the consumer has taken it: an answer that never reads its
+      // body (HEAD, 304: it cancels it) reads no more of the entry than verifiedBody would, one chunk.
+      if (first) {
+        first = false;
+        await release(slot);
+      }
+    }
+  } catch (error) {
+    // A write that failed: the consumer cancelled (or the runtime gave up on the stream). Not damage.
+    await fail(error, true);
+  }
+}
+
+/**
+ * Reads for `pump`: into one of two reused buffers (by slot) through a BYOB reader where `source` is a byte
+ * stream, else chunk by chunk from its default reader (each chunk is the source's own, not reused).
+ */
+function pumpReader(source: ReadableStream<Uint8Array>): {
+  read(slot: number): Promise<ReadableStreamReadResult<Uint8Array>>;
+  cancel(reason?: unknown): Promise<void>;
+} {
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = source.getReader({ mode: "byob" });
+  } catch {
+    byob = undefined;
+  }
+  if (!byob) {
+    const reader = source.getReader();
+    return { read: () => reader.read(), cancel: (reason) => reader.cancel(reason) };
+  }
+  const reader = byob;
+  /** The two buffers; a BYOB read transfers its buffer and hands back a new one over the same memory. */
+  const buffers: (ArrayBuffer | undefined)[] = [undefined, undefined];
+  return {
+    cancel: (reason) => reader.cancel(reason),
+    async read(slot) {
+      const buffer = buffers[slot] ?? new ArrayBuffer(PUMP_BUFFER_BYTES);
+      buffers[slot] = undefined;
+      const result = await reader.read(new Uint8Array(buffer));
+      if (result.value) buffers[slot] = result.value.buffer as ArrayBuffer;
+      if (result.done) return { done: true, value: undefined };
+      return { done: false, value: result.value as Uint8Array };
+    },
+  };
 }

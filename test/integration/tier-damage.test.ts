@@ -26,11 +26,12 @@ const DAMAGES: [string, Damage][] = [
   ],
 ];
 
-/** A filled object: one origin fetch, stored in both tiers. */
-async function filled(headers: Record<string, string> = {}) {
+/** A filled object: one origin fetch, stored in both tiers (`size`: a body of that many bytes). */
+async function filled(headers: Record<string, string> = {}, size?: number) {
   const { host, id } = await newSite();
   const path = `/${unique("damage")}.txt`;
-  const body = `the intact body of ${path}`;
+  const intact = `the intact body of ${path}`;
+  const body = size === undefined ? intact : intact.padEnd(size, "0123456789abcdef");
   await origin.route(path, { body, headers: { "cache-control": "max-age=300", ...headers } });
   const first = await send(`http://${host}${path}`);
   expect(await first.text()).toBe(body);
@@ -87,6 +88,24 @@ describe("a damaged edge entry", () => {
       const refilled = await send(url);
       expect(refilled.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
       expect(await refilled.text()).toBe(body);
+      expect((await origin.hits(path)).hits).toBe(1);
+    });
+  }
+
+  for (const [what, damage] of DAMAGES) {
+    it(`(${what}, a 2 MiB body, checked as it is pumped) fails the client's read and is dropped`, async () => {
+      const { url, path, body, key } = await filled({}, 2 * 1024 * 1024 + 11);
+      await damageEdge(key, damage);
+
+      const hit = await send(url);
+      expect(hit.headers.get("cache-status")).toMatch(/^Tiercel-Edge; hit/);
+      expect(bodyError(hit)).toMatchObject(damaged());
+      expect(await inEdge(key)).toBe(false);
+      const next = await send(url);
+      expect(next.headers.get("cache-status")).toMatch(/^Tiercel-KV; hit/);
+      const text = await next.text();
+      expect(text.length).toBe(body.length);
+      expect(text === body).toBe(true);
       expect((await origin.hits(path)).hits).toBe(1);
     });
   }
