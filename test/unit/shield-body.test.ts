@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { TiercelError } from "../../src/core/errors";
-import { closingOnError } from "../../src/core/shield-broadcast";
+import { closingOnError, YIELD_EVERY_BYTES } from "../../src/core/shield-broadcast";
 import { breakingOnOutcome } from "../../src/core/shield-client";
 
 /**
@@ -71,6 +71,21 @@ describe("breakingOnOutcome (the data center's side)", () => {
   it("a whole body closes", async () => {
     const { body, ended } = closingOnError(source(4, null));
     expect(await drain(breakingOnOutcome(body, ended))).toEqual({ bytes: 400 });
+  });
+
+  it("lets the event loop turn while the shield's body always has bytes ready", async () => {
+    // 4 MiB in 100-byte chunks; without a turn, the timer would fire only after the last one.
+    const { body, ended } = closingOnError(source(40_000, null));
+    let read = 0;
+    let readWhenTimerFired = -1;
+    setTimeout(() => {
+      readWhenTimerFired = read;
+    }, 0);
+    const reader = breakingOnOutcome(body, ended).getReader();
+    for (let next = await reader.read(); !next.done; next = await reader.read()) read += next.value.byteLength;
+    expect(read).toBe(4_000_000);
+    expect(readWhenTimerFired).toBeGreaterThanOrEqual(0);
+    expect(readWhenTimerFired).toBeLessThanOrEqual(YIELD_EVERY_BYTES);
   });
 
   it("a break errors the body with the shield's error, after the bytes read before it", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Broadcast, DetachedError, skipBytes } from "../../src/core/shield-broadcast";
+import { Broadcast, DetachedError, skipBytes, YIELD_EVERY_BYTES } from "../../src/core/shield-broadcast";
 
 /** A source of `count` chunks of `size` bytes, byte i being i % 251, that says how far it has been read. */
 function source(count: number, size: number) {
@@ -173,6 +173,21 @@ describe("Broadcast", () => {
       rest.push(value);
     }
     expectPattern(await readAll(new Blob(rest).stream()), 59_000, 1000);
+  });
+
+  it("lets the event loop turn while it reads a source that always has bytes ready", async () => {
+    // Without a turn, a timer set before the read would fire only once all 4 MiB had been read.
+    const { stream } = source(64, 64 * 1024);
+    const broadcast = new Broadcast(stream, { windowBytes: 8 * 1024 * 1024, stallMs: 5_000 });
+    let read = 0;
+    let readWhenTimerFired = -1;
+    setTimeout(() => {
+      readWhenTimerFired = read;
+    }, 0);
+    for await (const chunk of broadcast.join() as unknown as AsyncIterable<Uint8Array>) read += chunk.byteLength;
+    expect(read).toBe(4 * 1024 * 1024);
+    expect(readWhenTimerFired).toBeGreaterThanOrEqual(0);
+    expect(readWhenTimerFired).toBeLessThanOrEqual(YIELD_EVERY_BYTES);
   });
 
   it("errors a detached reader that has nowhere to resume from", async () => {
