@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Broadcast, DetachedError, skipBytes, YIELD_EVERY_BYTES } from "../../src/core/shield-broadcast";
+import { concat } from "../../src/core/streams";
 
 /** A source of `count` chunks of `size` bytes, byte i being i % 251, that says how far it has been read. */
 function source(count: number, size: number) {
@@ -22,13 +23,7 @@ function source(count: number, size: number) {
 async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) chunks.push(chunk);
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return out;
+  return concat(chunks);
 }
 
 function expectPattern(bytes: Uint8Array, length: number, from = 0): void {

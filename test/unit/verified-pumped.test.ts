@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { forClient, sha256Digest, teeStream } from "../../src/core/streams";
+import { concat, forClient, sha256Digest, teeStream } from "../../src/core/streams";
 import { DamagedEntryError, PUMP_BUFFER_BYTES, verifiedPumped } from "../../src/core/verified-body";
 import { source } from "../support/streams";
 
@@ -7,15 +7,7 @@ import { source } from "../support/streams";
 async function consume(stream: ReadableStream<Uint8Array>): Promise<{ received: Uint8Array; error?: unknown }> {
   const chunks: Uint8Array[] = [];
   const reader = stream.getReader();
-  const joined = () => {
-    const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-    let at = 0;
-    for (const chunk of chunks) {
-      out.set(chunk, at);
-      at += chunk.byteLength;
-    }
-    return out;
-  };
+  const joined = () => concat(chunks);
   try {
     for (;;) {
       const { done, value } = await reader.read();
