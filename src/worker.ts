@@ -112,6 +112,9 @@ function shieldFor(env: Env): ShieldBinding | undefined {
   if (!namespace) return undefined;
   return {
     fill: (key, request) => namespace.get(namespace.idFromName(key)).fill(request) as Promise<ShieldAnswer>,
+    invalidated: async (key) => {
+      await namespace.get(namespace.idFromName(key)).invalidated(key);
+    },
     timeoutMs: LIMITS.shieldTimeoutMs,
   };
 }

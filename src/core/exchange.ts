@@ -21,7 +21,11 @@ import type { Tier } from "./tier";
 export interface Deps {
   sites: SiteStore;
   /** The control feed's client (src/sites/control.ts): checked before each request, at most once per window. */
-  control?: { beforeRequest(waitUntil?: (work: Promise<unknown>) => void): Promise<void> };
+  control?: {
+    beforeRequest(waitUntil?: (work: Promise<unknown>) => void): Promise<void>;
+    /** The last change of the control feed applied here (settings, purges). */
+    readonly seq?: number;
+  };
   /** Cache tiers, nearest the client first (edge, then global). */
   tiers: Tier[];
   originFor(site: Site): Origin;

@@ -65,6 +65,7 @@ function rangesFrom(
   let reader = first.getReader();
   let next = range.end + 1;
   let size = range.end - range.start + 1;
+  let cancelled = false;
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
@@ -80,7 +81,12 @@ function rangesFrom(
           }
           size = Math.min(size * 2, RESUME_MAX_BYTES);
           const found = await read(next, size);
-          if (!found?.range) {
+          // The reader went away while the range was asked for: it is not read.
+          if (cancelled) {
+            await found?.body.cancel().catch(() => {});
+            return;
+          }
+          if (found?.range?.start !== next) {
             await found?.body.cancel().catch(() => {});
             controller.error(new DetachedError(`the stored copy could not be read from byte ${next}`));
             return;
@@ -90,6 +96,7 @@ function rangesFrom(
         }
       },
       cancel(reason) {
+        cancelled = true;
         return reader.cancel(reason).catch(() => {});
       },
     },

@@ -66,6 +66,8 @@ export class Broadcast {
   /** Bytes read since the reading last let the event loop turn. */
   private sinceYield = 0;
   private finished = false;
+  /** `dropHeld` was called: nothing is held from then on. */
+  private dropped = false;
   private failure: unknown;
   private stallTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly source: ReadableStreamDefaultReader<Uint8Array>;
@@ -84,17 +86,36 @@ export class Broadcast {
     this.done = new Promise((resolve) => {
       this.markDone = resolve;
     });
+    this.idle = new Promise((resolve) => {
+      this.markIdle = resolve;
+    });
     this.pump();
+  }
+
+  /** Settles once the source has ended (or failed) and every reader has gone: nothing is held for anyone. */
+  readonly idle: Promise<void>;
+  private markIdle!: () => void;
+
+  /**
+   * Drops every byte held (the head and the window): a reader that still needs them goes on from `resume`
+   * (or errors without one). For the owner to stop holding memory for readers that take too long.
+   */
+  dropHeld(): void {
+    this.dropped = true;
+    this.head.length = 0;
+    this.window.length = 0;
+    for (const reader of this.readers) reader.pacing = false;
+    this.wakeAll();
   }
 
   /** True while every byte read so far is held: a new reader reads it all from memory. */
   get holdsAll(): boolean {
-    return this.base() <= this.headEnd;
+    return !this.dropped && this.base() <= this.headEnd;
   }
 
   /** Bytes held right now (for tests and logs). */
   get heldBytes(): number {
-    return this.headEnd + (this.end - this.base());
+    return this.dropped ? 0 : this.headEnd + (this.end - this.base());
   }
 
   /** A new reader from byte 0: it reads the head from memory, and paces the fill if nothing is gone yet. */
@@ -107,7 +128,7 @@ export class Broadcast {
         },
         pull: () => this.pull(reader),
         cancel: (reason) => {
-          this.readers.delete(reader);
+          this.leave(reader);
           void reader.resumed?.then((source) => source?.cancel(reason).catch(() => {}));
           this.trim();
           this.pump();
@@ -136,7 +157,7 @@ export class Broadcast {
         return;
       }
       if (this.finished && this.failure !== undefined) {
-        this.readers.delete(reader);
+        this.leave(reader);
         reader.controller.error(this.failure);
         return;
       }
@@ -146,7 +167,7 @@ export class Broadcast {
         continue;
       }
       if (this.finished) {
-        this.readers.delete(reader);
+        this.leave(reader);
         reader.controller.close();
         return;
       }
@@ -173,18 +194,18 @@ export class Broadcast {
   private async pullResumed(reader: Reader): Promise<void> {
     const source = await reader.resumed;
     if (!source) {
-      this.readers.delete(reader);
+      this.leave(reader);
       reader.controller.error(new DetachedError("the reader fell behind what is held and cannot resume"));
       return;
     }
     try {
       const { done, value } = await source.read();
       if (done) {
-        this.readers.delete(reader);
+        this.leave(reader);
         reader.controller.close();
       } else reader.controller.enqueue(value);
     } catch (error) {
-      this.readers.delete(reader);
+      this.leave(reader);
       reader.controller.error(error);
     }
   }
@@ -236,6 +257,8 @@ export class Broadcast {
       (result) => {
         this.reading = false;
         if (result.done) return this.finish(undefined);
+        // An empty chunk would share its start with the next one (and a reader on it would never move on).
+        if (result.value.byteLength === 0) return this.pump();
         const chunk = { start: this.end, bytes: result.value };
         // The head is read before anything past it, so it stays contiguous from byte 0.
         if (chunk.start < this.headBytes) {
@@ -262,12 +285,19 @@ export class Broadcast {
     );
   }
 
+  /** A reader is done (ended, errored or cancelled). */
+  private leave(reader: Reader): void {
+    this.readers.delete(reader);
+    if (this.finished && this.readers.size === 0) this.markIdle();
+  }
+
   private finish(failure: unknown): void {
     this.finished = true;
     this.failure = failure;
     this.clearStall();
     this.wakeAll();
     this.markDone();
+    if (this.readers.size === 0) this.markIdle();
   }
 
   private unpaceLaggards(): void {

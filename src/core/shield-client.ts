@@ -39,7 +39,7 @@ export async function viaShield(ex: Exchange, look: Lookup, flight: Flight | und
     // a fill it missed the global copy of.
     startedAt: ex.timing.started,
     ...(look.index ? { varies: true } : {}),
-    ...(look.seen ? {} : { sawNone: true }),
+    ...(look.seen ? {} : sawNone(ex)),
   };
   let answer: ShieldAnswer;
   try {
@@ -191,6 +191,17 @@ const LOCAL_TIERS = new Set(["edge", "memory"]);
 
 export function isLocal(tier: Tier): boolean {
   return LOCAL_TIERS.has(tier.name);
+}
+
+/** What a request whose lookup saw no entry tells the shield, so it may answer from a recent fill's copy. */
+function sawNone(ex: Exchange) {
+  const { deps } = ex;
+  const invalidatedAt = deps.invalidated.get(ex.baseKey);
+  return {
+    sawNone: true,
+    ...(deps.control?.seq !== undefined ? { controlSeq: deps.control.seq } : {}),
+    ...(invalidatedAt !== undefined ? { invalidatedAt } : {}),
+  };
 }
 
 /** Keys this isolate sends straight to the origin until the time given (hit-for-pass, learnt from the shield). */

@@ -51,6 +51,10 @@ export interface ShieldRequest {
    * (the data center may have seen it purged).
    */
   sawNone?: boolean;
+  /** With `sawNone`: the control feed's last change applied in the data center (its purges and settings). */
+  controlSeq?: number;
+  /** With `sawNone`: when the data center's isolate last invalidated this key (an unsafe method), if it did. */
+  invalidatedAt?: number;
 }
 
 /** The shield's own Cache-Status member, as the data center prints it. */
@@ -109,6 +113,8 @@ export type ShieldAnswer =
 /** What a data center calls: the shield for `key`, reached over RPC. */
 export interface ShieldBinding {
   fill(key: string, request: ShieldRequest): Promise<ShieldAnswer>;
+  /** The key was invalidated (an unsafe method): the shield answers it from no copy stored before now. */
+  invalidated(key: string): Promise<void>;
   /** How long a data center waits for the shield's answer before fetching the origin itself. */
   timeoutMs: number;
 }
@@ -189,6 +195,8 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
   };
   /** Keys this shield filled and stored lately, and until when they count as recent (`recentMs`). */
   const filled = new Map<string, number>();
+  /** Keys invalidated lately (a data center's unsafe method), and when: no copy older is answered from. */
+  const invalidations = new Map<string, number>();
   // Every write the shield makes to a global tier is counted: one per fill is the goal. The tier is otherwise
   // the same (`global` for the site's admission policy, ranged gets, `refresh`).
   const tiers = platform.tiers.map(
@@ -330,14 +338,19 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       head.finishedAt = deps.now();
       if (fill.storing) rememberFilled(ex.baseKey);
     });
-    // The kept body is held until the fill stops being joinable (below).
     // The fill stays joinable until it has streamed, its store is done and `keepMs` more have passed: a
     // request that arrives meanwhile reads the head still held, or the global tier's copy (a data center's
-    // lookup may have missed it just before it was written).
+    // lookup may have missed it just before it was written). Then what it holds is dropped (a reader still
+    // in it goes on from the stored copy) and its memory given back; a fill not stored holds it until its
+    // last reader is done, since they have nowhere else to read from.
     waitUntil(
       Promise.allSettled([broadcast.done, fill.outcome])
         .then(() => new Promise((resolve) => setTimeout(resolve, options.keepMs)))
-        .then(forget)
+        .then(() => {
+          forget();
+          if (fill.storing) broadcast.dropHeld();
+          else return broadcast.idle;
+        })
         .finally(() => whole?.release()),
     );
     return share(head, false, work()) ?? { kind: "go", reason: "late" };
@@ -365,13 +378,20 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
    * The global tier's fresh copy for the request, read as a data center reads it (purges, freshness,
    * variants), as a shared answer; null when there is none.
    */
-  async function fromCopy(ex: Exchange, waitUntil: Deps["waitUntil"]): Promise<ShieldAnswer | null> {
+  async function fromCopy(
+    ex: Exchange,
+    request: ShieldRequest,
+    waitUntil: Deps["waitUntil"],
+  ): Promise<ShieldAnswer | null> {
+    // The data center knows of purges or settings this shield has not applied yet: no copy, a fill.
+    if ((request.controlSeq ?? 0) > (deps.control?.seq ?? Number.POSITIVE_INFINITY)) return null;
     // Its reads are not counted here: the shield counts nothing of its own.
     const looked = await lookupTiers({ ...ex, deps: { ...ex.deps, waitUntil, stats: new Stats(deps.now) } });
     await looked.stale?.body.cancel().catch(() => {});
     const found = looked.fresh;
     if (!found) return null;
-    if (found.softPurged) {
+    const invalidatedAt = Math.max(request.invalidatedAt ?? 0, invalidations.get(ex.baseKey) ?? 0);
+    if (found.softPurged || found.entry.requestTime <= invalidatedAt) {
       await found.body.cancel().catch(() => {});
       return null;
     }
@@ -385,6 +405,8 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
         entry,
         declaredLength: entry.length >= 0 ? entry.length : undefined,
         values: JSON.stringify(selectingValues(entry.vary, ex.request.headers)),
+        // A variant: the data center stores the index at the base key with it, so its edge copy is found.
+        ...(found.index ? { index: found.index } : {}),
       },
       storing: false,
       member: { hit: true, detail: "stored-copy" },
@@ -408,6 +430,17 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
 
   return {
     counters,
+    /** A data center invalidated `key`: no copy stored before now answers it (`fromCopy`). */
+    invalidated(key: string): void {
+      filled.delete(key);
+      invalidations.delete(key);
+      invalidations.set(key, deps.now());
+      while (invalidations.size > MAX_PASSES) {
+        const oldest = invalidations.keys().next().value;
+        if (oldest === undefined) break;
+        invalidations.delete(oldest);
+      }
+    },
     async fill(request: ShieldRequest, waitUntil: Deps["waitUntil"]): Promise<ShieldAnswer> {
       const decline = (reason: string): ShieldAnswer => {
         counters.declined += 1;
@@ -451,7 +484,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
         if (checked || !request.sawNone || !filledLately(ex.baseKey)) return lead(ex, request, waitUntil);
         // Filled lately: its copy, if the global tier still holds it fresh, rather than the origin again.
         checked = true;
-        const copy = await fromCopy(ex, waitUntil);
+        const copy = await fromCopy(ex, request, waitUntil);
         if (copy) return copy;
         // Meanwhile another request may have begun a fill: looked up again.
       }

@@ -359,7 +359,7 @@ const MAX_INVALIDATIONS = 10_000;
  * time in this isolate so that a fill already on its way cannot store the old response after it.
  */
 export async function invalidate(
-  ex: { deps: Pick<Exchange["deps"], "tiers" | "tierTimeoutMs" | "log" | "invalidated" | "now"> },
+  ex: { deps: Pick<Exchange["deps"], "tiers" | "tierTimeoutMs" | "log" | "invalidated" | "now" | "shield"> },
   keys: string[],
 ): Promise<void> {
   const { deps } = ex;
@@ -373,8 +373,18 @@ export async function invalidate(
     if (oldest === undefined) break;
     deps.invalidated.delete(oldest);
   }
-  await Promise.all(
-    deps.tiers.flatMap((tier) =>
+  // The shield of each key, so that it answers none of them from a copy stored before (shield.ts, fromCopy).
+  const { shield } = deps;
+  const told = (shield ? keys : []).map(async (key) => {
+    try {
+      await withDeadline(shield?.invalidated(key) ?? Promise.resolve(), deps.tierTimeoutMs, "shield invalidate");
+    } catch (error) {
+      deps.log("shield.skipped", { op: "invalidate", key, error: describe(error) });
+    }
+  });
+  await Promise.all([
+    ...told,
+    ...deps.tiers.flatMap((tier) =>
       keys.map(async (key) => {
         try {
           await withDeadline(tier.delete(key), deps.tierTimeoutMs, `${tier.name} delete`);
@@ -383,7 +393,7 @@ export async function invalidate(
         }
       }),
     ),
-  );
+  ]);
 }
 
 /** An index outlives its variants rather than the other way round (a lookup through it may then miss). */

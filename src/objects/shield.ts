@@ -21,6 +21,11 @@ export class Shield extends DurableObject<Env> {
     return this.core.fill(request, (work) => this.ctx.waitUntil(work));
   }
 
+  invalidated(key: string): void {
+    this.core ??= createShield(shieldPlatformFor(this.env));
+    this.core.invalidated(key);
+  }
+
   /** What this instance has done since it started (tests, diagnostics). */
   counters(): ShieldCounters {
     const none = { fills: 0, joined: 0, detached: 0, passes: 0, declined: 0, fromCopy: 0, globalPuts: 0 };

@@ -1,11 +1,12 @@
 import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { cacheKey, keyPartsFor } from "../../src/core/keys";
+import { isolateBudget } from "../../src/core/memory-budget";
 import type { Deps } from "../../src/core/pipeline";
 import { respond } from "../../src/core/pipeline";
-import type { ShieldBinding } from "../../src/core/shield";
+import { createShield, SHIELD_DEFAULTS, type ShieldBinding } from "../../src/core/shield";
 import type { Tier } from "../../src/core/tier";
-import worker, { platformFor } from "../../src/worker";
+import worker, { platformFor, shieldPlatformFor } from "../../src/worker";
 import { newSite, origin, send, unique } from "../support/harness";
 
 /** The cache key of a URL. */
@@ -85,6 +86,7 @@ function countingShield(): { shield: ShieldBinding; calls: () => number } {
         calls += 1;
         return real.fill(key, request);
       },
+      invalidated: (key) => real.invalidated(key),
     },
     calls: () => calls,
   };
@@ -289,6 +291,9 @@ describe("origin shield", () => {
       fill: async () => {
         throw new Error("shield unreachable");
       },
+      invalidated: async () => {
+        throw new Error("shield unreachable");
+      },
     };
     const path = `/${unique("degraded")}`;
     const { tiers, puts } = countingTiers();
@@ -299,7 +304,11 @@ describe("origin shield", () => {
     // Without the shield this data center writes the global tier itself.
     expect(puts()).toBe(1);
 
-    const hung: ShieldBinding = { timeoutMs: 200, fill: () => new Promise(() => {}) };
+    const hung: ShieldBinding = {
+      timeoutMs: 200,
+      fill: () => new Promise(() => {}),
+      invalidated: () => new Promise(() => {}),
+    };
     const slowPath = `/${unique("degraded-slow")}`;
     const slow = await send(`http://${host}${slowPath}`, undefined, { shield: hung });
     expect(slow.status).toBe(200);
@@ -355,4 +364,91 @@ describe("origin shield: a request that arrives after the fill passed its head",
     // It read the head from the shield's memory, and the rest from the stored copy, a range at a time.
     expect(await (await shieldOf(host, path)).counters()).toMatchObject({ fills: 1, joined: 1, detached: 1 });
   }, 60_000);
+});
+
+describe("origin shield: invalidations and the copy of a recent fill", () => {
+  /** Waits (bounded) until the shield of the URL has written the global tier. */
+  async function stored(host: string, path: string): Promise<void> {
+    const shield = await shieldOf(host, path);
+    for (let i = 0; i < 100 && (await shield.counters()).globalPuts < 1; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** This data center's tiers with global deletes that the shield's location does not see yet (KV). */
+  function deletesUnseen(): Tier[] {
+    return platformFor(env).tiers.map(
+      (tier): Tier =>
+        tier.name === "edge"
+          ? tier
+          : {
+              name: tier.name,
+              get: (key, range) => tier.get(key, range),
+              put: (...args) => tier.put(...args),
+              delete: async () => {},
+            },
+    );
+  }
+
+  for (const told of [true, false]) {
+    it(`answers a GET after a PUT with a new fill, never the copy from before it (${told ? "the shield told" : "the shield not told: the data center says so"})`, async () => {
+      const { host } = await newSite({ cache: { shield: true } });
+      const path = `/${unique("invalidated")}.txt`;
+      const url = `http://${host}${path}`;
+      await origin.route(path, { body: "version {hit}", headers: { "cache-control": "max-age=300" } });
+      expect(await (await send(url)).text()).toBe("version 1");
+      await stored(host, path);
+      const real = platformFor(env).shield as ShieldBinding;
+      const shield: ShieldBinding = told
+        ? real
+        : { ...real, fill: real.fill, invalidated: async () => Promise.reject(new Error("shield unreachable")) };
+      const put = await send(url, { method: "PUT", body: "new" }, { tiers: deletesUnseen(), shield });
+      expect(put.status).toBe(200);
+      await origin.route(path, { body: "version 2", headers: { "cache-control": "max-age=300" } });
+      // The next GET sees no entry anywhere (its delete is its own); with the shield told, from any isolate.
+      const invalidated = told ? new Map<string, number>() : platformFor(env).invalidated;
+      const after = await send(url, undefined, { tiers: blindTiers(), shield: real, invalidated });
+      expect(after.headers.get("cache-status")).not.toContain("stored-copy");
+      expect(await after.text()).toBe("version 2");
+    });
+  }
+
+  it("drops what a stored fill still holds once it is over, and gives its memory back; a slow reader resumes", async () => {
+    const MiB = 1024 * 1024;
+    const { host, id } = await newSite({ cache: { shield: true } });
+    const path = `/${unique("slow-head")}.bin`;
+    const size = 8 * MiB;
+    await origin.route(path, { size, headers: { "cache-control": "max-age=300" } });
+    const expected = await patternDigest(size);
+    const platform = shieldPlatformFor(env);
+    const url = `http://${host}${path}`;
+    const key = await cacheKeyOf(host, path);
+    const core = createShield(platform, { ...SHIELD_DEFAULTS, windowBytes: 1 * MiB, headBytes: 8 * MiB, keepMs: 10 });
+    const work: Promise<unknown>[] = [];
+    const before = isolateBudget.held;
+    const answer = await core.fill({ siteId: id, url, headers: [["host", host]], startedAt: Date.now(), key }, (p) =>
+      work.push(p),
+    );
+    if (answer.kind !== "fill") throw new Error(`answer ${answer.kind}`);
+    expect(isolateBudget.held - before).toBeGreaterThanOrEqual(8 * MiB);
+    // A slow client: one chunk, then nothing while the fill streams, is stored and keepMs passes.
+    const reader = answer.body.getReader();
+    const digest = new crypto.DigestStream("SHA-256");
+    const writer = digest.getWriter();
+    const first = (await reader.read()).value as Uint8Array;
+    await writer.write(first);
+    let received = first.byteLength;
+    await answer.stored();
+    for (let i = 0; i < 10; i++) await Promise.allSettled(work);
+    expect(isolateBudget.held - before).toBeLessThan(1 * MiB);
+    for (let next = await reader.read(); !next.done; next = await reader.read()) {
+      received += next.value.byteLength;
+      await writer.write(next.value);
+    }
+    await writer.close();
+    expect(received).toBe(size);
+    expect(hex(await digest.digest)).toBe(expected);
+    // The rest came from the stored copy.
+    expect(core.counters.detached).toBe(1);
+  });
 });

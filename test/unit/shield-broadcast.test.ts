@@ -185,6 +185,29 @@ describe("Broadcast", () => {
     expect(readWhenTimerFired).toBeLessThanOrEqual(YIELD_EVERY_BYTES);
   });
 
+  it("skips a zero-length source chunk (a reader on it would never move on)", async () => {
+    const list = [new Uint8Array(1000), new Uint8Array(0), new Uint8Array(1000), new Uint8Array(1000)];
+    let i = 0;
+    const source = new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          if (i >= list.length) return controller.close();
+          controller.enqueue(list[i++] as Uint8Array);
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    const broadcast = new Broadcast(source, { windowBytes: 1 << 20, stallMs: 10_000 });
+    await broadcast.done;
+    const reader = broadcast.join().getReader();
+    let bytes = 0;
+    let reads = 0;
+    for (let next = await reader.read(); !next.done && reads < 100; next = await reader.read(), reads++) {
+      bytes += next.value.byteLength;
+    }
+    expect({ bytes, reads }).toEqual({ bytes: 3000, reads: 3 });
+  });
+
   it("errors a detached reader that has nowhere to resume from", async () => {
     const { stream } = source(30, 1000);
     const broadcast = new Broadcast(stream, { windowBytes: 4000, stallMs: 30 });

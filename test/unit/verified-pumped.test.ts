@@ -203,4 +203,32 @@ describe("verifiedPumped", () => {
     expect(await consume(stream)).toMatchObject({ error: { damage: "bad-record" } });
     expect(reports.map((r) => r.damage)).toEqual(["bad-record"]);
   });
+
+  it("hands every byte right to a consumer reading small BYOB views slowly, and to tee branches", async () => {
+    const size = SIZE;
+    const body = pattern(size);
+    /** Reads with a BYOB reader into `view`-byte buffers, pausing every `lagEvery` reads. */
+    const byob = async (stream: ReadableStream<Uint8Array>, view: number, lagEvery: number) => {
+      const reader = stream.getReader({ mode: "byob" });
+      const out = new Uint8Array(size);
+      let at = 0;
+      let buffer = new ArrayBuffer(view);
+      for (let reads = 1; ; reads++) {
+        if (reads % lagEvery === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+        const { done, value } = await reader.read(new Uint8Array(buffer));
+        if (done || !value) break;
+        out.set(value, at);
+        at += value.byteLength;
+        buffer = value.buffer as ArrayBuffer;
+      }
+      return out.subarray(0, at);
+    };
+    // Compared byte by byte (a deep equality of large arrays is slow to fail and to pass).
+    const same = (bytes: Uint8Array) => bytes.byteLength === size && bytes.every((byte, i) => byte === body[i]);
+    expect(same(await byob(pumped(runtimeBody(body), { length: size }).stream, 1000, 50))).toBe(true);
+    const [a, b] = teeStream(pumped(runtimeBody(body), { length: size }).stream);
+    const [fromA, fromB] = await Promise.all([byob(a, 4096, 5), new Response(b).arrayBuffer()]);
+    expect(same(fromA)).toBe(true);
+    expect(same(new Uint8Array(fromB))).toBe(true);
+  });
 });
