@@ -36,6 +36,53 @@ export interface ExpectedBody {
 const SHA_256 = /^sha-256=:[A-Za-z0-9+/]{43}=:$/;
 
 /**
+ * The checks a stored body's bytes go through as they pass (`verifiedBody`, `verifiedPumped`): counted against
+ * the record's length, and hashed when the record has a SHA-256 digest (the runtime's streaming
+ * `crypto.DigestStream`). Each method says what damage it found, if any; the caller reports it.
+ */
+function bodyCheck(expected: ExpectedBody) {
+  const { length } = expected;
+  const hasher = SHA_256.test(expected.digest) ? new crypto.DigestStream("SHA-256") : undefined;
+  // The digest promise rejects when the hash is abandoned (damage, a source error, a cancel): not a failure.
+  hasher?.digest.catch(() => {});
+  const hash = hasher?.getWriter();
+  let received = 0;
+  return {
+    /** Counts and hashes `chunk`; past the record's length, "long" damage (and the chunk is not hashed). */
+    async take(chunk: Uint8Array): Promise<DamagedEntryError | undefined> {
+      received += chunk.byteLength;
+      if (received > length) {
+        return new DamagedEntryError("long", `stored body is longer than its record's ${length} bytes`);
+      }
+      if (hash) await hash.write(chunk);
+      return undefined;
+    },
+    /** The chunks taken so far are the whole body (the last of them is to be held back until `end`). */
+    get whole(): boolean {
+      return received === length;
+    },
+    /** At the source's end: "short" or "digest" damage, if any. */
+    async end(): Promise<DamagedEntryError | undefined> {
+      if (received < length) {
+        return new DamagedEntryError("short", `stored body ended after ${received} of ${length} bytes`);
+      }
+      if (hash && hasher) {
+        await hash.close();
+        const actual = sha256Field(await hasher.digest);
+        if (actual !== expected.digest) {
+          return new DamagedEntryError("digest", `stored body hashes to ${actual}, its record says ${expected.digest}`);
+        }
+      }
+      return undefined;
+    },
+    /** Gives the hash up (damage, a source error, a cancel). */
+    abort(reason: unknown): void {
+      hash?.abort(reason).catch(() => {});
+    },
+  };
+}
+
+/**
  * Passes `source` through unchanged while checking it against `expected`: more bytes than `length` error
  * the stream on the chunk that overruns (which is not passed on), fewer error it at the end, and when a
  * SHA-256 digest is recorded the bytes must hash to it. The chunk that completes `length` is held back
@@ -62,11 +109,7 @@ export function verifiedBody(
   const { length } = expected;
   // Large chunks (streams.ts): a large hit's checks run once per chunk read, not once per few KiB.
   const reader = largeChunkReader(source);
-  const hasher = SHA_256.test(expected.digest) ? new crypto.DigestStream("SHA-256") : undefined;
-  // The digest promise rejects when the hash is abandoned (damage, a source error, a cancel): not a failure.
-  hasher?.digest.catch(() => {});
-  const hash = hasher?.getWriter();
-  let received = 0;
+  const check = bodyCheck(expected);
   let held: Uint8Array | undefined;
   let reported = false;
 
@@ -75,7 +118,7 @@ export function verifiedBody(
       reported = true;
       onDamaged(error);
     }
-    hash?.abort(error).catch(() => {});
+    check.abort(error);
     return error;
   };
 
@@ -93,22 +136,12 @@ export function verifiedBody(
           result = await reader.read();
         } catch (error) {
           if (error instanceof DamagedEntryError) damaged(error);
-          else hash?.abort(error).catch(() => {});
+          else check.abort(error);
           throw error;
         }
         if (result.done) {
-          if (received < length) {
-            throw damaged(new DamagedEntryError("short", `stored body ended after ${received} of ${length} bytes`));
-          }
-          if (hash && hasher) {
-            await hash.close();
-            const actual = sha256Field(await hasher.digest);
-            if (actual !== expected.digest) {
-              throw damaged(
-                new DamagedEntryError("digest", `stored body hashes to ${actual}, its record says ${expected.digest}`),
-              );
-            }
-          }
+          const damage = await check.end();
+          if (damage) throw damaged(damage);
           onChecked?.();
           if (held) controller.enqueue(held);
           controller.close();
@@ -116,17 +149,14 @@ export function verifiedBody(
         }
         const chunk = result.value;
         if (chunk.byteLength === 0) continue;
-        received += chunk.byteLength;
-        if (received > length) {
-          const error = damaged(
-            new DamagedEntryError("long", `stored body is longer than its record's ${length} bytes`),
-          );
+        // Hashed before it is handed on: a consumer may transfer the buffer once it has it.
+        const overrun = await check.take(chunk);
+        if (overrun) {
+          const error = damaged(overrun);
           await reader.cancel(error).catch(() => {});
           throw error;
         }
-        // Hashed before it is handed on: a consumer may transfer the buffer once it has it.
-        if (hash) await hash.write(chunk);
-        if (received === length) {
+        if (check.whole) {
           held = chunk;
           continue;
         }
@@ -135,7 +165,7 @@ export function verifiedBody(
       }
     },
     cancel(reason) {
-      hash?.abort(reason).catch(() => {});
+      check.abort(reason);
       return reader.cancel(reason);
     },
   });
@@ -342,21 +372,16 @@ async function pump(
   onDamaged: (error: DamagedEntryError) => void,
   onChecked?: () => void,
 ): Promise<void> {
-  const { length } = expected;
-  const hasher = SHA_256.test(expected.digest) ? new crypto.DigestStream("SHA-256") : undefined;
-  // The digest promise rejects when the hash is abandoned (damage, a source error, a cancel): not a failure.
-  hasher?.digest.catch(() => {});
-  const hash = hasher?.getWriter();
+  const check = bodyCheck(expected);
   const reader = pumpReader(source);
   /** The write in flight (one at a time) and the buffer it reads from. */
   let writing: { done: Promise<void>; slot: number } | undefined;
-  let received = 0;
   let held: { chunk: Uint8Array; slot: number } | undefined;
   let first = true;
 
   /** Ends the pump with `error`: the consumer sees the runtime's error, the source is cancelled. */
   const fail = async (error: unknown, cancelSource: boolean) => {
-    hash?.abort(error).catch(() => {});
+    check.abort(error);
     writer.abort(error).catch(() => {});
     if (cancelSource) await reader.cancel(error).catch(() => {});
   };
@@ -385,19 +410,8 @@ async function pump(
         return await fail(error, false);
       }
       if (result.done) {
-        if (received < length) {
-          return await damaged(
-            new DamagedEntryError("short", `stored body ended after ${received} of ${length} bytes`),
-          );
-        }
-        if (hash && hasher) {
-          await hash.close();
-          const actual = sha256Field(await hasher.digest);
-          if (actual !== expected.digest) {
-            const message = `stored body hashes to ${actual}, its record says ${expected.digest}`;
-            return await damaged(new DamagedEntryError("digest", message));
-          }
-        }
+        const damage = await check.end();
+        if (damage) return await damaged(damage);
         onChecked?.();
         if (writing) await writing.done;
         if (held) await writer.write(held.chunk);
@@ -406,12 +420,9 @@ async function pump(
       }
       const chunk = result.value;
       if (chunk.byteLength === 0) continue;
-      received += chunk.byteLength;
-      if (received > length) {
-        return await damaged(new DamagedEntryError("long", `stored body is longer than its record's ${length} bytes`));
-      }
-      if (hash) await hash.write(chunk);
-      if (received === length) {
+      const overrun = await check.take(chunk);
+      if (overrun) return await damaged(overrun);
+      if (check.whole) {
         held = { chunk, slot };
         continue;
       }
