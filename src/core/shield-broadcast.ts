@@ -113,6 +113,12 @@ export class Broadcast {
     return !this.dropped && this.base() <= this.headEnd;
   }
 
+  /** Some reader paces the source (it is waiting on the bytes as they come). */
+  get paced(): boolean {
+    for (const reader of this.readers) if (reader.pacing && !reader.resumed) return true;
+    return false;
+  }
+
   /** Bytes held right now (for tests and logs). */
   get heldBytes(): number {
     return this.dropped ? 0 : this.headEnd + (this.end - this.base());

@@ -270,6 +270,9 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
     ex.onShareable = (fill) => {
       shared = fill;
     };
+    // The global-tier stores follow the readers of the fill, and set its pace once none paces it.
+    let fanned: Broadcast | undefined;
+    ex.storesPace = () => fanned !== undefined && !fanned.paced;
     let response: Response;
     try {
       const index = request.varies ? await indexOf(ex, waitUntil) : undefined;
@@ -325,6 +328,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
       stallMs: options.stallMs,
       resume: fill.storing ? (offset) => resumeFrom(fill, offset, waitUntil) : undefined,
     });
+    fanned = broadcast;
     const head: Head & { kind: "shared" } = {
       kind: "shared",
       shared: fill,

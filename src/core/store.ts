@@ -152,14 +152,15 @@ function storeFollowers(ex: Exchange, target: Pick<StoreTarget, "key">, names: s
   // A key whose stores fell behind lately is stored this time at the stores' pace (the client waits for
   // them, as a store is never skipped twice in a row): otherwise an object larger than the look-ahead, asked
   // by clients faster than the tiers, would never be stored. The tap (a joiner's view) always follows.
-  // In the shield (the fill is shared: `onShareable`), the stores are global and every reader detached from
-  // the shield's window resumes from their copy: they set the pace with the shield's readers, never give up
-  // (a store dropped because the shield's readers went away left detached readers waiting for nothing).
-  const paced = ex.onShareable !== undefined || fellBehindLately(target.key, deps.now());
+  // In the shield the stores follow the shield's readers as they follow a client, and set the pace once no
+  // reader paces its fan-out (`storesPace`): a store dropped because the readers went away would leave
+  // readers detached later waiting for a copy that never comes.
+  const paced = fellBehindLately(target.key, deps.now());
   return {
     followers: names.map((_, i) => i + 1).filter((i) => !paced || names[i - 1] === "joiners"),
     lookAheadBytes: deps.storeLookAheadBytes ?? STORE_LOOK_AHEAD_BYTES,
     budget: isolateBudget,
+    ...(ex.storesPace ? { followersPace: ex.storesPace } : {}),
     onFellBehind: (index, queued) => {
       const tier = names[index - 1];
       if (tier !== "joiners") rememberFellBehind(target.key, deps.now());

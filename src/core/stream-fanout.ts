@@ -23,6 +23,11 @@ export interface FanOutOptions {
   budget?: Pick<MemoryBudget, "take">;
   /** Told when a follower gives up (with its index and the bytes it had queued). */
   onFellBehind?: (index: number, queued: number) => void;
+  /**
+   * Asked before each read: while it says true, the followers pace the source as plain branches do (the
+   * pacing branch is open but nobody is waiting on it: the shield's fan-out with no reader left).
+   */
+  followersPace?: () => boolean;
 }
 
 /** A follower branch (a store) that fell further behind the client than its look-ahead allows. */
@@ -75,7 +80,8 @@ export function fanOut(
     if (reading || finished) return;
     const waiting = open();
     if (waiting.length === 0) return;
-    const pacing = waiting.filter((branch) => !branch.follower);
+    const followersPace = options.followersPace?.() === true;
+    const pacing = waiting.filter((branch) => !branch.follower || followersPace);
     const pacers = pacing.length > 0 ? pacing : waiting;
     if (pacers.some((branch) => !branch.release || branch.queue.length > 0)) return;
     reading = true;

@@ -289,6 +289,27 @@ describe("fanOut with followers (stores behind the client)", () => {
     expect(await errorOf(readAll(store, LIMIT))).toBeInstanceOf(FellBehindError);
   });
 
+  it("lets the followers pace the source while followersPace says so (nobody waits on the pacing branch)", async () => {
+    const source = countingSource(chunksOf(6, 10));
+    const behind: number[] = [];
+    const [client, store] = fanOut(source.stream, 2, {
+      followers: [1],
+      lookAheadBytes: 25,
+      onFellBehind: (index) => behind.push(index),
+      followersPace: () => true,
+    }) as [ReadableStream<Uint8Array>, ReadableStream<Uint8Array>];
+    // The pacing branch reads as fast as it can, the follower not yet: the source waits for the follower.
+    const clientReader = client.getReader();
+    const first = await readUntilStalled(clientReader);
+    expect(first.got.length).toBe(1);
+    expect(source.pulls()).toBe(1);
+    // Once the follower reads, both get every byte and the follower never gives up (past its look-ahead).
+    const [rest, stored] = await Promise.all([readUntilStalled(clientReader, first.pending), readAll(store, LIMIT)]);
+    expect(stored).toEqual(concat(chunksOf(6, 10)));
+    expect(concat([...first.got, ...rest.got]).byteLength).toBeGreaterThan(10);
+    expect(behind).toEqual([]);
+  });
+
   it("gives up a follower when the budget has no room, even within its look-ahead", async () => {
     const source = countingSource(chunksOf(3, 10));
     const budget = new MemoryBudget(15);
