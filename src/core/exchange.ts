@@ -85,12 +85,12 @@ export interface Exchange {
    * Told when the fill's answer is shareable and being stored (the shield streams it to every waiter);
    * not called for an answer that is passed on unstored (private, uncacheable), which is never shared.
    */
+  onShareable?: (fill: ShareableFill) => void;
   /**
    * In the shield: whether the fill's global-tier stores set its pace now (no reader paces the shield's
    * fan-out, so nobody waits on the bytes and the copy later readers resume from must not be dropped).
    */
   storesPace?: () => boolean;
-  onShareable?: (fill: ShareableFill) => void;
 }
 
 /** A fill's stored answer as the shield hands it on: where it is stored, and when the store is done. */

@@ -5,9 +5,8 @@ import { DetachedError, skipBytes } from "./shield-broadcast";
 import type { CachedObject, Tier } from "./tier";
 
 /**
- * A reader of a fill that fell behind what the fill still holds (src/core/shield-broadcast.ts) goes on
- * from the stored copy of this very fill: the shield's own waiters, and a data center's requests that
- * joined a shield fill in their isolate (src/core/shield-client.ts).
+ * A reader of a shield fill that fell behind what the fill still holds (src/core/shield-broadcast.ts), or
+ * that joined once its bytes were gone, goes on from the stored copy of this very fill (src/core/shield.ts).
  */
 
 /** The first range a resumed reader reads from the stored copy, and the most it reads at once after that. */

@@ -2,8 +2,8 @@
  * One body read once and streamed to any number of readers, each at its own pace, in bounded memory: the
  * shield's fan-out (src/core/shield.ts). Web Streams only.
  *
- * - The first `headBytes` of the body (the head) are kept for the broadcast's life: a reader that joins at
- *   any time reads them from memory, so its first byte never waits for the fill.
+ * - The first `headBytes` of the body (the head) are kept until the owner drops what is held (`dropHeld`): a
+ *   reader that joins meanwhile reads them from memory, so its first byte never waits for the fill.
  * - Past the head, the source is read ahead of the slowest pacing reader by at most `windowBytes`, so what
  *   is held is at most the head, the window and one chunk, whatever the body's size and the number of readers.
  *   A reader still in the head paces as if it stood at the head's end: the fill goes at most a window past
@@ -19,7 +19,7 @@
  */
 export interface BroadcastOptions {
   windowBytes: number;
-  /** The first bytes kept for the broadcast's life (default 0: none). */
+  /** The first bytes kept until `dropHeld` (default 0: none). */
   headBytes?: number;
   stallMs: number;
   /** Where a reader whose next bytes are gone continues from `offset`; null when it cannot (then it errors). */
@@ -52,6 +52,11 @@ interface Reader {
   pacing: boolean;
   /** Once its next bytes were gone: the stream it continues from (null: nowhere). */
   resumed?: Promise<ReadableStreamDefaultReader<Uint8Array> | null>;
+}
+
+/** A reader that holds the source back: it paces, and reads from what is held rather than a stored copy. */
+function paces(reader: Reader): boolean {
+  return reader.pacing && !reader.resumed;
 }
 
 export class Broadcast {
@@ -115,7 +120,7 @@ export class Broadcast {
 
   /** Some reader paces the source (it is waiting on the bytes as they come). */
   get paced(): boolean {
-    for (const reader of this.readers) if (reader.pacing && !reader.resumed) return true;
+    for (const reader of this.readers) if (paces(reader)) return true;
     return false;
   }
 
@@ -235,7 +240,7 @@ export class Broadcast {
   private slowest(): number {
     let min = this.end;
     for (const reader of this.readers) {
-      if (reader.pacing && !reader.resumed) min = Math.min(min, Math.max(reader.pos, this.headEnd));
+      if (paces(reader)) min = Math.min(min, Math.max(reader.pos, this.headEnd));
     }
     return min;
   }
@@ -311,7 +316,7 @@ export class Broadcast {
     if (this.finished) return;
     const limit = this.end - this.options.windowBytes;
     for (const reader of this.readers) {
-      if (reader.pacing && !reader.resumed && Math.max(reader.pos, this.headEnd) <= limit) reader.pacing = false;
+      if (paces(reader) && Math.max(reader.pos, this.headEnd) <= limit) reader.pacing = false;
     }
     this.trim();
     this.pump();

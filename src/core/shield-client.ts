@@ -1,4 +1,5 @@
 import { answerFromEntry } from "./answer";
+import { setBounded } from "./bounded";
 import type { Flight } from "./collapse";
 import { withDeadline } from "./deadline";
 import { type ErrorCode, TiercelError, withDiagnostics } from "./errors";
@@ -212,11 +213,5 @@ function passedUntil(ex: Exchange): number {
 }
 
 function rememberPass(ex: Exchange, ms: number): void {
-  passes.delete(ex.baseKey);
-  passes.set(ex.baseKey, ex.deps.now() + ms);
-  while (passes.size > 10_000) {
-    const oldest = passes.keys().next().value;
-    if (oldest === undefined) break;
-    passes.delete(oldest);
-  }
+  setBounded(passes, ex.baseKey, ex.deps.now() + ms, 10_000);
 }

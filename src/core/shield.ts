@@ -1,3 +1,4 @@
+import { setBounded } from "./bounded";
 import type { CacheStatusMember } from "./cache-status";
 import type { VariantIndex } from "./entry";
 import { type ErrorCode, TiercelError } from "./errors";
@@ -361,13 +362,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
   }
 
   function rememberFilled(key: string): void {
-    filled.delete(key);
-    filled.set(key, deps.now() + options.recentMs);
-    while (filled.size > MAX_PASSES) {
-      const oldest = filled.keys().next().value;
-      if (oldest === undefined) break;
-      filled.delete(oldest);
-    }
+    setBounded(filled, key, deps.now() + options.recentMs, MAX_PASSES);
   }
 
   function filledLately(key: string): boolean {
@@ -423,13 +418,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
 
   function remember(key: string, ms: number): void {
     counters.passes += 1;
-    passes.delete(key);
-    passes.set(key, deps.now() + ms);
-    while (passes.size > MAX_PASSES) {
-      const oldest = passes.keys().next().value;
-      if (oldest === undefined) break;
-      passes.delete(oldest);
-    }
+    setBounded(passes, key, deps.now() + ms, MAX_PASSES);
   }
 
   return {
@@ -437,13 +426,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
     /** A data center invalidated `key`: no copy stored before now answers it (`fromCopy`). */
     invalidated(key: string): void {
       filled.delete(key);
-      invalidations.delete(key);
-      invalidations.set(key, deps.now());
-      while (invalidations.size > MAX_PASSES) {
-        const oldest = invalidations.keys().next().value;
-        if (oldest === undefined) break;
-        invalidations.delete(oldest);
-      }
+      setBounded(invalidations, key, deps.now(), MAX_PASSES);
     },
     async fill(request: ShieldRequest, waitUntil: Deps["waitUntil"]): Promise<ShieldAnswer> {
       const decline = (reason: string): ShieldAnswer => {

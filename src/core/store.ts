@@ -1,3 +1,4 @@
+import { setBounded } from "./bounded";
 import type { Shared } from "./collapse";
 import { withDeadline } from "./deadline";
 import { retentionOf, type StoredEntry, type VariantIndex } from "./entry";
@@ -174,13 +175,7 @@ const fellBehind = new Map<string, number>();
 const FELL_BEHIND_FOR_MS = 3_600_000;
 
 function rememberFellBehind(key: string, now: number): void {
-  fellBehind.delete(key);
-  fellBehind.set(key, now);
-  while (fellBehind.size > 10_000) {
-    const oldest = fellBehind.keys().next().value;
-    if (oldest === undefined) break;
-    fellBehind.delete(oldest);
-  }
+  setBounded(fellBehind, key, now, 10_000);
 }
 
 /** True once per key that fell behind within the hour: the next fill of it is paced by its stores. */
@@ -365,24 +360,18 @@ export async function invalidate(
 ): Promise<void> {
   const { deps } = ex;
   const now = deps.now();
-  for (const key of keys) {
-    deps.invalidated.delete(key);
-    deps.invalidated.set(key, now);
-  }
-  while (deps.invalidated.size > MAX_INVALIDATIONS) {
-    const oldest = deps.invalidated.keys().next().value;
-    if (oldest === undefined) break;
-    deps.invalidated.delete(oldest);
-  }
+  for (const key of keys) setBounded(deps.invalidated, key, now, MAX_INVALIDATIONS);
   // The shield of each key, so that it answers none of them from a copy stored before (shield.ts, fromCopy).
   const { shield } = deps;
-  const told = (shield ? keys : []).map(async (key) => {
-    try {
-      await withDeadline(shield?.invalidated(key) ?? Promise.resolve(), deps.tierTimeoutMs, "shield invalidate");
-    } catch (error) {
-      deps.log("shield.skipped", { op: "invalidate", key, error: describe(error) });
-    }
-  });
+  const told = shield
+    ? keys.map(async (key) => {
+        try {
+          await withDeadline(shield.invalidated(key), deps.tierTimeoutMs, "shield invalidate");
+        } catch (error) {
+          deps.log("shield.skipped", { op: "invalidate", key, error: describe(error) });
+        }
+      })
+    : [];
   await Promise.all([
     ...told,
     ...deps.tiers.flatMap((tier) =>

@@ -1,3 +1,4 @@
+import { setBounded } from "../core/bounded";
 import { withDeadline } from "../core/deadline";
 import { TiercelError } from "../core/errors";
 import { NO_PURGES, type PurgeView } from "../core/purge";
@@ -319,16 +320,6 @@ interface PurgeRecord_ {
   epoch?: number;
 }
 
-/** A Map kept to at most `MAX_REMEMBERED` entries, the least recently set dropped first. */
-function setBounded<K, V>(map: Map<K, V>, key: K, value: V): void {
-  map.delete(key);
-  map.set(key, value);
-  if (map.size > MAX_REMEMBERED) {
-    const oldest = map.keys().next().value;
-    if (oldest !== undefined) map.delete(oldest);
-  }
-}
-
 export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteStore & ControlledStore {
   const memoryMs = (options.memorySeconds ?? 5) * 1000;
   const cacheMs = (options.cacheSeconds ?? 30) * 1000;
@@ -354,7 +345,7 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
   const known = (record: { epoch?: number; fetchedAt: number }) =>
     record.epoch === epoch && current() && options.now() - record.fetchedAt < lastKnownMs;
 
-  const remember = (host: string, record: Record_) => setBounded(memory, host, record);
+  const remember = (host: string, record: Record_) => setBounded(memory, host, record, MAX_REMEMBERED);
 
   const readCache = async (host: string): Promise<Record_ | undefined> => {
     if (!options.cache) return undefined;
@@ -466,7 +457,8 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
 
   const purgeMemory = new Map<string, PurgeRecord_>();
   const purgeUrlFor = (siteId: string) => `https://config.tiercel.internal/v1/purges/${encodeURIComponent(siteId)}`;
-  const rememberPurges = (siteId: string, record: PurgeRecord_) => setBounded(purgeMemory, siteId, record);
+  const rememberPurges = (siteId: string, record: PurgeRecord_) =>
+    setBounded(purgeMemory, siteId, record, MAX_REMEMBERED);
   /** A view for `raw` (null: none published); the known one when its version is the same (no re-parse). */
   const viewOf = (siteId: string, raw: string | null, version: number | undefined, before?: PurgeView): PurgeView => {
     if (raw === null) return NO_PURGES;
@@ -544,11 +536,16 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
           // Hints only move forward: a change the feed got late (an owner's retry) never undoes a newer one.
           const hinted = hints.get(host);
           if (hinted && hinted.siteId === change.siteId && hinted.revision > revision) continue;
-          setBounded(hints, host, {
-            siteId: change.siteId,
-            revision,
-            left: deleted === true || dropped.includes(host),
-          });
+          setBounded(
+            hints,
+            host,
+            {
+              siteId: change.siteId,
+              revision,
+              left: deleted === true || dropped.includes(host),
+            },
+            MAX_REMEMBERED,
+          );
           const before = memory.get(host);
           if (before && !(before.revision !== undefined && before.revision >= revision && !deleted)) {
             // Read again on the next request (checked against this hint); the parse is kept if it is the same.
@@ -558,7 +555,7 @@ export function kvSiteStore(kv: KVNamespace, options: SiteStoreOptions): SiteSto
       }
       if (change.purge) {
         const { version, delta } = change.purge;
-        setBounded(latestPurge, change.siteId, Math.max(version, latestPurge.get(change.siteId) ?? 0));
+        setBounded(latestPurge, change.siteId, Math.max(version, latestPurge.get(change.siteId) ?? 0), MAX_REMEMBERED);
         const before = purgeMemory.get(change.siteId);
         if (!before || before.view.version >= version) return;
         if (delta && before.view.version === version - 1) {
