@@ -42,7 +42,10 @@ export interface RouteSpec {
   stallAfter?: number;
   /** Send the body in the chunked coding, in pieces of about this many bytes (no Content-Length). */
   chunked?: number;
-  /** Send the body (with its Content-Length) in pieces of `bytes`, one every `everyMs`: a distant origin. */
+  /**
+   * Send the body (with its Content-Length) in pieces of `bytes`, one every `everyMs`: a distant origin. With
+   * `truncateAfter`, it stops there and cuts the connection.
+   */
   paced?: { bytes: number; everyMs: number };
   /** Write exactly these bytes (Latin-1) as the whole answer, then close: for framing Node would not produce. */
   raw?: string;
@@ -206,11 +209,14 @@ async function respondWith(route: RouteSpec, count: number, req: IncomingMessage
   }
   if (route.paced) {
     const { bytes, everyMs } = route.paced;
-    for (let at = 0; at < payload.byteLength && !res.destroyed; at += Math.max(1, bytes)) {
-      res.write(payload.subarray(at, Math.min(payload.byteLength, at + Math.max(1, bytes))));
+    const end = Math.min(payload.byteLength, route.truncateAfter ?? payload.byteLength);
+    for (let at = 0; at < end && !res.destroyed; at += Math.max(1, bytes)) {
+      res.write(payload.subarray(at, Math.min(end, at + Math.max(1, bytes))));
       await new Promise((resolve) => setTimeout(resolve, everyMs));
     }
-    return res.end();
+    if (route.truncateAfter === undefined) return res.end();
+    setTimeout(() => res.socket?.destroy(), 20);
+    return;
   }
   if (route.stallAfter !== undefined) {
     res.write(payload.subarray(0, route.stallAfter));
