@@ -1,3 +1,4 @@
+import { LoopTurns, largeChunkReader } from "./streams";
 /**
  * One body read once and streamed to any number of readers, each at its own pace, in bounded memory: the
  * shield's fan-out (src/core/shield.ts). Web Streams only.
@@ -25,14 +26,6 @@ export interface BroadcastOptions {
   /** Where a reader whose next bytes are gone continues from `offset`; null when it cannot (then it errors). */
   resume?: (offset: number) => Promise<ReadableStream<Uint8Array> | null>;
 }
-
-/**
- * A source that always has bytes ready (a fast origin, a stored copy) is read ahead in a chain of promise
- * callbacks that never lets the event loop turn; workerd then runs no timer and reads no other socket until
- * it ends (measured locally: a 20 ms timer waited 3 s while 200 MiB were piped). After this many bytes the
- * next read waits for a timer of 0 ms, so every other request of the isolate gets its turn.
- */
-export const YIELD_EVERY_BYTES = 256 * 1024;
 
 export class DetachedError extends Error {
   override readonly name = "DetachedError";
@@ -68,14 +61,14 @@ export class Broadcast {
   private readonly readers = new Set<Reader>();
   private end = 0;
   private reading = false;
-  /** Bytes read since the reading last let the event loop turn. */
-  private sinceYield = 0;
+  /** Lets the event loop turn while the source always has bytes ready (see `LoopTurns`). */
+  private readonly turns = new LoopTurns();
   private finished = false;
   /** `dropHeld` was called: nothing is held from then on. */
   private dropped = false;
   private failure: unknown;
   private stallTimer: ReturnType<typeof setTimeout> | undefined;
-  private readonly source: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly source: ReturnType<typeof largeChunkReader>;
   private readonly headBytes: number;
   /** Settles once the source has ended or failed. */
   readonly done: Promise<void>;
@@ -87,7 +80,7 @@ export class Broadcast {
   ) {
     if (!(options.windowBytes > 0)) throw new RangeError("the window must hold at least one byte");
     this.headBytes = Math.max(0, options.headBytes ?? 0);
-    this.source = source.getReader();
+    this.source = largeChunkReader(source);
     this.done = new Promise((resolve) => {
       this.markDone = resolve;
     });
@@ -279,15 +272,14 @@ export class Broadcast {
         this.end += result.value.byteLength;
         this.trim();
         this.wakeAll();
-        this.sinceYield += result.value.byteLength;
-        if (this.sinceYield < YIELD_EVERY_BYTES) return this.pump();
-        // Every so often the next read waits for a turn of the event loop (see YIELD_EVERY_BYTES).
-        this.sinceYield = 0;
+        const turn = this.turns.after(result.value.byteLength);
+        if (!turn) return this.pump();
+        // The next read waits for a turn of the event loop (see LoopTurns).
         this.reading = true;
-        setTimeout(() => {
+        void turn.then(() => {
           this.reading = false;
           this.pump();
-        }, 0);
+        });
       },
       (error: unknown) => {
         this.reading = false;

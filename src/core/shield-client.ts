@@ -8,9 +8,10 @@ import { ANSWERED_BY_TIERCEL, answerContext } from "./fill";
 import { passOn } from "./http/content-coding";
 import type { Lookup } from "./lookup";
 import type { ShieldAnswer } from "./shield";
-import { type BodyBreak, YIELD_EVERY_BYTES } from "./shield-broadcast";
+import type { BodyBreak } from "./shield-broadcast";
 import type { SiteCounters } from "./stats";
 import { storeBody } from "./store";
+import { LoopTurns, largeChunkReader } from "./streams";
 import type { Tier } from "./tier";
 
 /**
@@ -137,9 +138,9 @@ type ShieldEnded = (() => Promise<BodyBreak | null>) & { [Symbol.dispose]?: () =
  * own would: the client's transfer fails and nothing is stored.
  */
 export function breakingOnOutcome(source: ReadableStream<Uint8Array>, ended: ShieldEnded): ReadableStream<Uint8Array> {
-  const reader = source.getReader();
+  const reader = largeChunkReader(source);
   let released = false;
-  let sinceYield = 0;
+  const turns = new LoopTurns();
   const release = () => {
     if (released) return;
     released = true;
@@ -151,12 +152,9 @@ export function breakingOnOutcome(source: ReadableStream<Uint8Array>, ended: Shi
         try {
           const { done, value } = await reader.read();
           if (!done) {
-            sinceYield += value.byteLength;
-            if (sinceYield >= YIELD_EVERY_BYTES) {
-              // Let the event loop turn (see YIELD_EVERY_BYTES in shield-broadcast.ts).
-              sinceYield = 0;
-              await new Promise((resolve) => setTimeout(resolve, 0));
-            }
+            // Let the event loop turn while the shield's body always has bytes ready (see LoopTurns).
+            const turn = turns.after(value.byteLength);
+            if (turn) await turn;
             controller.enqueue(value);
             return;
           }

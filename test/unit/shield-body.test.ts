@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { TiercelError } from "../../src/core/errors";
-import { closingOnError, YIELD_EVERY_BYTES } from "../../src/core/shield-broadcast";
+import { closingOnError } from "../../src/core/shield-broadcast";
 import { breakingOnOutcome } from "../../src/core/shield-client";
+import { YIELD_EVERY_BYTES } from "../../src/core/streams";
+import { chunkSizes, runtimeStream } from "../support/streams";
 
 /**
  * The shield's body crosses RPC closed, never errored (an errored stream pumped over RPC prints an uncaught
@@ -71,6 +73,14 @@ describe("breakingOnOutcome (the data center's side)", () => {
   it("a whole body closes", async () => {
     const { body, ended } = closingOnError(source(4, null));
     expect(await drain(breakingOnOutcome(body, ended))).toEqual({ bytes: 400 });
+  });
+
+  it("reads the shield's body (a runtime stream over RPC) in large chunks, not a few KiB at a time", async () => {
+    const ended = async () => null;
+    const reader = breakingOnOutcome(runtimeStream(1024 * 1024, 256 * 1024), ended).getReader();
+    const sizes = await chunkSizes(() => reader.read());
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(1024 * 1024);
+    expect(sizes.length).toBeLessThanOrEqual(8);
   });
 
   it("lets the event loop turn while the shield's body always has bytes ready", async () => {

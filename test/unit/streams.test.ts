@@ -3,14 +3,17 @@ import {
   BodyTooLargeError,
   collectAtMost,
   concat,
+  LARGE_READ_BYTES,
+  LoopTurns,
   largeChunkReader,
   readAll,
   sha256Digest,
   splitPrefix,
   streamOf,
   streamOfChunks,
+  YIELD_EVERY_BYTES,
 } from "../../src/core/streams";
-import { source } from "../support/streams";
+import { chunkSizes, runtimeStream, source } from "../support/streams";
 
 const bytes = (...values: number[]) => new Uint8Array(values);
 const text = (value: string) => new TextEncoder().encode(value);
@@ -221,5 +224,43 @@ describe("largeChunkReader", () => {
       },
     });
     expect(await readAllFrom(largeChunkReader(source))).toEqual([new Uint8Array([1, 2]), new Uint8Array([3])]);
+  });
+});
+
+describe("LoopTurns", () => {
+  const turn = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+  it("asks for a turn of the event loop once a yield's worth of bytes passed without one", async () => {
+    const turns = new LoopTurns();
+    expect(turns.after(YIELD_EVERY_BYTES - 1)).toBeUndefined();
+    const wait = turns.after(1);
+    expect(wait).toBeInstanceOf(Promise);
+    await wait;
+    // The loop turned: the count starts again.
+    expect(turns.after(YIELD_EVERY_BYTES - 1)).toBeUndefined();
+  });
+
+  it("never asks a reader whose reads let the loop turn by themselves", async () => {
+    const turns = new LoopTurns();
+    for (let i = 0; i < 20; i++) {
+      expect(turns.after(YIELD_EVERY_BYTES / 2)).toBeUndefined();
+      // A read that waited on I/O: the loop turned meanwhile.
+      await turn();
+    }
+  });
+});
+
+describe("largeChunkReader of a runtime stream", () => {
+  it("takes what a writer wrote in one read, where the runtime's own reader hands over a few KiB at a time", async () => {
+    const size = 4 * LARGE_READ_BYTES;
+    const plain = runtimeStream(size, LARGE_READ_BYTES).getReader();
+    const native = await chunkSizes(() => plain.read());
+    const large = largeChunkReader(runtimeStream(size, LARGE_READ_BYTES));
+    const sizes = await chunkSizes(() => large.read());
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(size);
+    expect(native.reduce((a, b) => a + b, 0)).toBe(size);
+    // What this reader is for: the runtime's own reads are far smaller than what was written.
+    expect(native.length).toBeGreaterThan(sizes.length * 8);
+    expect(sizes.length).toBeLessThanOrEqual(8);
   });
 });
