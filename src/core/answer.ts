@@ -19,6 +19,8 @@ export interface AnswerContext {
   status: CacheStatus;
   timing: ServerTiming;
   policy: CachePolicy;
+  /** The answer is read by JavaScript in this isolate (the shield's fan-out): its body is not sized for a socket. */
+  readHere?: boolean;
 }
 
 /**
@@ -48,10 +50,11 @@ export function answerFromEntry(
     if (responseBody === null) body.cancel().catch(() => {});
     const length = responseHeaders.get("content-length");
     // A copy checked whole before, sent whole, goes to the runtime as the tier handed it (it knows its length);
-    // any other body is held to the length the answer declares.
+    // so does a body read in this isolate (its reader checks the length); any other is held to the length the
+    // answer declares.
     const sent =
       responseBody &&
-      (wasChecked(responseBody) && responseBody === body
+      ((wasChecked(responseBody) && responseBody === body) || ctx.readHere
         ? responseBody
         : forClient(responseBody, length === null ? undefined : Number(length)));
     return new Response(sent, { status, headers: responseHeaders });

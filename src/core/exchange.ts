@@ -91,6 +91,12 @@ export interface Exchange {
    * fan-out, so nobody waits on the bytes and the copy later readers resume from must not be dropped).
    */
   storesPace?: () => boolean;
+  /**
+   * In the shield: the fill's answer is read in this isolate (the shield's fan-out checks its length), never
+   * sent to a socket, so its body is handed on as the fill streams it rather than through a runtime
+   * `FixedLengthStream` (which the fan-out would read back into JavaScript: one more copy of every byte).
+   */
+  answerReadHere?: boolean;
 }
 
 /** A fill's stored answer as the shield hands it on: where it is stored, and when the store is done. */

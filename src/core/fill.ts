@@ -568,6 +568,7 @@ export function answerContext(ex: Exchange) {
     status: ex.status,
     timing: ex.timing,
     policy: ex.site.cache,
+    ...(ex.answerReadHere ? { readHere: true } : {}),
   };
 }
 

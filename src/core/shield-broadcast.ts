@@ -1,3 +1,4 @@
+import { TiercelError } from "./errors";
 import { LoopTurns, largeChunkReader } from "./streams";
 /**
  * One body read once and streamed to any number of readers, each at its own pace, in bounded memory: the
@@ -23,6 +24,11 @@ export interface BroadcastOptions {
   /** The first bytes kept until `dropHeld` (default 0: none). */
   headBytes?: number;
   stallMs: number;
+  /**
+   * The body's length, when declared: a source that ends before it, or runs past it, fails every reader
+   * (`origin_bad_response`) rather than handing on a body of another length.
+   */
+  length?: number;
   /** Where a reader whose next bytes are gone continues from `offset`; null when it cannot (then it errors). */
   resume?: (offset: number) => Promise<ReadableStream<Uint8Array> | null>;
 }
@@ -260,9 +266,18 @@ export class Broadcast {
     this.source.read().then(
       (result) => {
         this.reading = false;
-        if (result.done) return this.finish(undefined);
+        const { length } = this.options;
+        if (result.done) {
+          if (length === undefined || this.end === length) return this.finish(undefined);
+          return this.finish(lengthError(`the origin's body ended after ${this.end} of ${length} bytes`));
+        }
         // An empty chunk would share its start with the next one (and a reader on it would never move on).
         if (result.value.byteLength === 0) return this.pump();
+        if (length !== undefined && this.end + result.value.byteLength > length) {
+          const error = lengthError(`the origin's body ran past its ${length} bytes`);
+          this.source.cancel(error).catch(() => {});
+          return this.finish(error);
+        }
         const chunk = { start: this.end, bytes: result.value };
         // The head is read before anything past it, so it stays contiguous from byte 0.
         if (chunk.start < this.headBytes) {
@@ -328,6 +343,10 @@ export class Broadcast {
     if (this.stallTimer !== undefined) clearTimeout(this.stallTimer);
     this.stallTimer = undefined;
   }
+}
+
+function lengthError(message: string): TiercelError {
+  return new TiercelError("origin_bad_response", 502, message);
 }
 
 /** `source` without its first `offset` bytes (for a reader resuming from a stored copy). */

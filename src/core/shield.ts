@@ -274,6 +274,8 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
     // The global-tier stores follow the readers of the fill, and set its pace once none paces it.
     let fanned: Broadcast | undefined;
     ex.storesPace = () => fanned !== undefined && !fanned.paced;
+    // The fill's answer is read here, by the fan-out (which checks its length), not sent to a socket.
+    ex.answerReadHere = true;
     let response: Response;
     try {
       const index = request.varies ? await indexOf(ex, waitUntil) : undefined;
@@ -324,6 +326,7 @@ export function createShield(platform: Omit<Deps, "waitUntil">, options: ShieldO
     const kept = declared === undefined ? 0 : Math.min(declared, options.headBytes);
     const whole = kept > options.windowBytes ? isolateBudget.take(kept) : undefined;
     const broadcast = new Broadcast(response.body ?? streamOf(new Uint8Array(0)), {
+      ...(declared !== undefined && response.body ? { length: declared } : {}),
       windowBytes: options.windowBytes,
       headBytes: whole ? kept : 0,
       stallMs: options.stallMs,

@@ -44,6 +44,28 @@ describe("Broadcast", () => {
     expect(produced()).toBe(40);
   });
 
+  it("holds the body to its declared length: a source that ends short, or runs past it, fails every reader", async () => {
+    const failure = async (length: number) => {
+      const broadcast = new Broadcast(source(10, 1000).stream, { windowBytes: 100_000, stallMs: 10_000, length });
+      const outcomes = await Promise.all(
+        [broadcast.join(), broadcast.join()].map((reader) =>
+          readAll(reader).then(
+            () => null,
+            (error) => error,
+          ),
+        ),
+      );
+      return outcomes.map((error) => (error ? `${error.code}: ${error.message}` : null));
+    };
+    expect(await failure(10_000)).toEqual([null, null]);
+    expect(await failure(10_001)).toEqual(
+      Array(2).fill("origin_bad_response: the origin's body ended after 10000 of 10001 bytes"),
+    );
+    expect(await failure(9_999)).toEqual(
+      Array(2).fill("origin_bad_response: the origin's body ran past its 9999 bytes"),
+    );
+  });
+
   it("reads no further than one window ahead of the slowest reader", async () => {
     const { stream, produced } = source(100, 1000);
     const broadcast = new Broadcast(stream, { windowBytes: 5000, stallMs: 10_000 });
