@@ -1,37 +1,19 @@
 import { describe, expect, it } from "vitest";
 import { answerFromEntry } from "../../src/core/answer";
 import { CacheStatus } from "../../src/core/cache-status";
-import type { StoredEntry } from "../../src/core/entry";
 import { ServerTiming } from "../../src/core/server-timing";
 import { parseSite } from "../../src/sites/schema";
-
-const T = Date.UTC(2026, 11, 6);
-const entry: StoredEntry = {
-  v: 1,
-  status: 200,
-  headers: [["content-type", "application/octet-stream"]],
-  requestTime: T,
-  responseTime: T,
-  storedAt: T,
-  initialAge: 0,
-  lifetime: 60,
-  swr: 0,
-  sie: 0,
-  mustRevalidate: false,
-  noCache: false,
-  vary: [],
-  tags: [],
-  length: 10,
-  digest: "",
-};
+import { entryFor } from "../tiers/tier-contract";
 
 const site = parseSite(
   { version: 1, id: "answer-test", hosts: ["answer.test"], origin: { kind: "http", url: "http://127.0.0.1:9" } },
   "test",
 );
 
-/** The answer to a plain GET for `entry` whose body gives 6 of its 10 bytes. */
+/** The answer to a plain GET for an entry of 10 bytes whose body gives 6. */
 async function shortAnswer(readHere: boolean): Promise<string> {
+  const entry = await entryFor(new Uint8Array(10));
+  const T = entry.storedAt;
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       controller.enqueue(new Uint8Array(6));
