@@ -290,6 +290,8 @@ export interface CountedBody {
   bytes(): number;
   /** Undefined once the source ended cleanly within the bound; otherwise why it did not. */
   failure(): unknown;
+  /** The source's own error, or the bound's, once the copy ended because of it (undefined otherwise). */
+  broke(): unknown;
 }
 
 /**
@@ -303,6 +305,7 @@ export function countUpTo(source: ReadableStream<Uint8Array>, maxBytes: number):
   const reader = source.getReader();
   let received = 0;
   let failure: unknown = new Error("the body was not read to its end");
+  let broke: unknown;
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
@@ -313,13 +316,13 @@ export function countUpTo(source: ReadableStream<Uint8Array>, maxBytes: number):
         }
         received += value.byteLength;
         if (received > maxBytes) {
-          failure = new BodyTooLargeError(`body exceeds ${maxBytes} bytes`);
+          failure = broke = new BodyTooLargeError(`body exceeds ${maxBytes} bytes`);
           await reader.cancel(failure).catch(() => {});
           return controller.close();
         }
         controller.enqueue(value);
       } catch (error) {
-        failure = error;
+        failure = broke = error ?? new Error("the body broke off");
         controller.close();
       }
     },
@@ -327,7 +330,7 @@ export function countUpTo(source: ReadableStream<Uint8Array>, maxBytes: number):
       return reader.cancel(reason);
     },
   });
-  return { stream, bytes: () => received, failure: () => failure };
+  return { stream, bytes: () => received, failure: () => failure, broke: () => broke };
 }
 
 /**

@@ -94,11 +94,18 @@ export function edgeTier(cache: Cache | Promise<Cache>, options: EdgeTierOptions
       // reports the error as an uncaught rejection, whatever the caller does with the put. The break is
       // Tiercel's to report: what the edge kept is deleted and the put rejects with the body's error.
       const count = countUpTo(body, unknown ? unknown.maxBytes : given.length);
+      // A known length goes with the copy (Content-Length), so the Cache API takes it in large writes rather
+      // than as a chunked upload (locally a 30 MiB body went in 7,845 writes of 4 KiB without it, and its miss
+      // took 3 to 4 times as long). A copy that ends short of it then fails the put (the runtime's own length
+      // check), which is reported below as the body's error. An empty body goes without: it gains nothing,
+      // and the local Cache API never settles a put of an empty body that declares its length.
+      const sized: Record<string, string> = { "cache-control": maxAge };
+      if (!unknown && given.length > 0) sized["content-length"] = String(given.length);
       try {
-        await store.put(bodyUrl, new Response(count.stream, { headers: { "cache-control": maxAge } }));
+        await store.put(bodyUrl, new Response(count.stream, { headers: sized }));
       } catch (error) {
         await store.delete(bodyUrl);
-        throw error;
+        throw count.broke() ?? error;
       }
       const failure = count.failure();
       if (failure !== undefined) {

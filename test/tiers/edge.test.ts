@@ -293,4 +293,44 @@ describe("edge tier", () => {
     await expect(broken.put(key, await entryFor(body), body, 60)).rejects.toThrow("no cache here");
     await expect(broken.delete(key)).rejects.toThrow("no cache here");
   });
+
+  it("declares a streamed body's length to the Cache API, and a body that breaks off late fails with its own error", async () => {
+    const cache = await caches.open(cacheName);
+    const puts: Request[] = [];
+    const watching = new Proxy(cache, {
+      get(target, name) {
+        if (name === "put")
+          return (request: RequestInfo, response: Response) => {
+            puts.push(new Request(request, { headers: response.headers }));
+            return target.put(request, response);
+          };
+        const value = Reflect.get(target, name);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const tier = edgeTier(watching, { keyHost });
+    const body = patternBytes(300_000);
+    // Whole: its copy went to the Cache API declaring its length (so it is taken in large writes).
+    const key = uniqueKey();
+    await tier.put(key, await entryFor(body, { digest: "" }), streamInPieces(body, [100_000, 100_000]), 60);
+    expect(puts.map((put) => put.headers.get("content-length"))).toContain("300000");
+    // Broken off after a pause, short of that length: the put fails with the body's error, nothing is kept.
+    const late = uniqueKey();
+    let sent = 0;
+    const breaking = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent >= 200_000) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          controller.error(new Error("the origin went away"));
+          return;
+        }
+        controller.enqueue(body.slice(sent, sent + 50_000));
+        sent += 50_000;
+      },
+    });
+    await expect(tier.put(late, await entryFor(body, { digest: "" }), breaking, 60)).rejects.toThrow(
+      "the origin went away",
+    );
+    expect(await tier.get(late)).toBeNull();
+  });
 });

@@ -226,7 +226,8 @@ export function describeTierContract(name: string, makeTier: () => Tier | Promis
       const key = uniqueKey();
       const body = patternBytes(200_000);
       const entry = await entryFor(body, { digest: "" });
-      await expect(tier.put(key, entry, streamThatBreaksOff(body, 150_000), 60)).rejects.toThrow();
+      // With the body's own error: what broke is what the logs say.
+      await expect(tier.put(key, entry, streamThatBreaksOff(body, 150_000), 60)).rejects.toThrow("the body broke off");
 
       const found = await tier.get(key);
       if (found) {
