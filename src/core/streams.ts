@@ -289,8 +289,8 @@ export function largeChunkReader(body: ReadableStream<Uint8Array>): {
         if (result.done || !result.value) return { done: true, value: undefined };
         const value = result.value as Uint8Array;
         if (value.byteLength >= LARGE_READ_BYTES / 2) return { done: false, value };
-        // A read under half the buffer is copied out (it does not hold the whole buffer while it is queued,
-        // which a fan-out's look-ahead would count at a quarter of what it holds) and the buffer reused.
+        // A read under half the buffer is copied out and the buffer reused: a chunk handed on never holds more
+        // than twice its own size while it is queued (a fan-out's look-ahead counts only its size).
         spare = value.buffer as ArrayBuffer;
         if (value.byteLength === 0) continue;
         return { done: false, value: value.slice() };
