@@ -3,7 +3,7 @@
 // distance. See bench/README.md for what is measured and how. Everything is loopback; every loop and every
 // request is bounded. Each phase is saved to the run's JSON as soon as it ends, so a failing phase loses only
 // its own figures.
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -574,7 +574,9 @@ async function memory(worker, agent) {
 /** (5) KV reads for site config over `configRequests` edge hits spread evenly over the window. */
 async function configReads(worker, instance, path) {
   const statsUrl = `${instance.url}/_tiercel/api/v1/stats`;
-  const before = (await getJson(statsUrl, { token: TOKEN })).config;
+  // This isolate's site-config counters (`isolate.config` in the stats answer).
+  const configOf = async () => (await getJson(statsUrl, { token: TOKEN })).isolate.config;
+  const before = await configOf();
   const agent = keepAliveAgent(16);
   const interval = (P.configWindowS * 1000) / P.configRequests;
   const t0 = performance.now();
@@ -605,7 +607,7 @@ async function configReads(worker, instance, path) {
   await Promise.all(inFlight);
   const elapsedS = (performance.now() - t0) / 1000;
   agent.destroy();
-  const after = (await getJson(statsUrl, { token: TOKEN })).config;
+  const after = await configOf();
   const delta = Object.fromEntries(Object.keys(after).map((key) => [key, after[key] - (before[key] ?? 0)]));
   return { requests: done, errors, elapsedS: Number(elapsedS.toFixed(1)), ...delta };
 }
@@ -738,21 +740,27 @@ async function dataCenterA(dir) {
 async function dataCenterB(dir) {
   const [tiercel, baseline] = WORKERS;
   let tiercelC;
-  await phase("stop data center A; copy its KV into data center B (empty Cache API); start B and C", async () => {
-    await Promise.all([tiercel.a?.stop(), baseline.a?.stop(), MINIMAL.a?.stop()]);
-    for (const worker of WORKERS) {
-      const from = join(dir(`${worker.name}-a`), "v3", "kv");
-      await cp(from, join(dir(`${worker.name}-b`), "v3", "kv"), { recursive: true });
-    }
-    const { instances, failures } = await startAll([
-      ["tiercel-B", () => startTiercel("tiercel-B", dir("tiercel-b"), P.configCacheSeconds)],
-      ["baseline-B", () => startBaseline("baseline-B", dir("baseline-b"))],
-      ["tiercel-C", () => startTiercel("tiercel-C", dir("tiercel-c"), 0)],
-    ]);
-    [tiercel.b, baseline.b, tiercelC] = instances;
-    if (failures.length) throw new Error(failures.join("; "));
-    log(`  B: Tiercel on ${tiercel.b.url}, baseline on ${baseline.b.url}; C (micro-cache off) on ${tiercelC.url}`);
-  });
+  await phase(
+    "stop data center A; copy its global tier (KV, R2) into data center B (empty Cache API); start B and C",
+    async () => {
+      await Promise.all([tiercel.a?.stop(), baseline.a?.stop(), MINIMAL.a?.stop()]);
+      // The global tier is KV and, for Tiercel's large objects, R2: both are shared by every data center.
+      for (const worker of WORKERS) {
+        for (const store of ["kv", "r2"]) {
+          const from = join(dir(`${worker.name}-a`), "v3", store);
+          if (existsSync(from)) await cp(from, join(dir(`${worker.name}-b`), "v3", store), { recursive: true });
+        }
+      }
+      const { instances, failures } = await startAll([
+        ["tiercel-B", () => startTiercel("tiercel-B", dir("tiercel-b"), P.configCacheSeconds)],
+        ["baseline-B", () => startBaseline("baseline-B", dir("baseline-b"))],
+        ["tiercel-C", () => startTiercel("tiercel-C", dir("tiercel-c"), 0)],
+      ]);
+      [tiercel.b, baseline.b, tiercelC] = instances;
+      if (failures.length) throw new Error(failures.join("; "));
+      log(`  B: Tiercel on ${tiercel.b.url}, baseline on ${baseline.b.url}; C (micro-cache off) on ${tiercelC.url}`);
+    },
+  );
 
   const agents = { tiercel: keepAliveAgent(1), baseline: keepAliveAgent(1) };
   await phase("(1) global tier: first reads in data center B, then its edge", async () => {
