@@ -258,6 +258,15 @@ export function teeStream(body: ReadableStream<Uint8Array>): [ReadableStream<Uin
  */
 export const LARGE_READ_BYTES = 256 * 1024;
 
+/** A BYOB reader of `stream` where it is a byte stream (the runtime's own bodies), else undefined (unlocked). */
+export function byobReaderOf(stream: ReadableStream<Uint8Array>): ReadableStreamBYOBReader | undefined {
+  try {
+    return stream.getReader({ mode: "byob" });
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * A reader of `body` in chunks as large as what has arrived (up to `LARGE_READ_BYTES`), through a BYOB reader
  * where the body is a byte stream (the runtime's own bodies: fetch, Cache API, R2), else chunk by chunk as it
@@ -268,14 +277,8 @@ export function largeChunkReader(body: ReadableStream<Uint8Array>): {
   read(): Promise<ReadableStreamReadResult<Uint8Array>>;
   cancel(reason?: unknown): Promise<void>;
 } {
-  let byob: ReadableStreamBYOBReader | undefined;
-  try {
-    byob = body.getReader({ mode: "byob" });
-  } catch {
-    byob = undefined;
-  }
-  if (!byob) return body.getReader();
-  const reader = byob;
+  const reader = byobReaderOf(body);
+  if (!reader) return body.getReader();
   /** The buffer of the last small read, handed back by the runtime: reused rather than made anew. */
   let spare: ArrayBuffer | undefined;
   return {

@@ -1,4 +1,4 @@
-import { largeChunkReader, sha256Field, sizedStream } from "./streams";
+import { byobReaderOf, largeChunkReader, sha256Field, sizedStream } from "./streams";
 
 /**
  * Checking a body read back from a tier against its record as it streams, so a damaged entry (bytes lost,
@@ -453,12 +453,7 @@ function pumpReader(source: ReadableStream<Uint8Array>): {
   read(slot: number): Promise<ReadableStreamReadResult<Uint8Array>>;
   cancel(reason?: unknown): Promise<void>;
 } {
-  let byob: ReadableStreamBYOBReader | undefined;
-  try {
-    byob = source.getReader({ mode: "byob" });
-  } catch {
-    byob = undefined;
-  }
+  const byob = byobReaderOf(source);
   if (!byob) {
     const reader = source.getReader();
     return { read: () => reader.read(), cancel: (reason) => reader.cancel(reason) };
