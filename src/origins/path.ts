@@ -7,10 +7,12 @@ import { TiercelError } from "../core/errors";
  * it: encoded separators (`%2f`, `%5c`), backslashes, NUL, malformed escapes and residual `.`/`..` segments.
  */
 export function objectSegments(url: URL): string[] {
-  const segments = url.pathname.split("/").slice(1);
+  // One read of the path (each is a new string from the runtime's URL).
+  const path = url.pathname;
+  const segments = path.split("/").slice(1);
   // Most paths have nothing escaped: the URL parser has already resolved "." and ".." segments, so there is
   // nothing to decode or refuse (every request checks its path; this keeps a hit from paying for it).
-  if (!url.pathname.includes("%") && !url.pathname.includes("\\")) return segments;
+  if (!path.includes("%") && !path.includes("\\")) return segments;
   return segments.map((segment) => {
     if (/%(2f|5c|00)/i.test(segment) || segment.includes("\\")) throw badPath(url);
     let decoded: string;

@@ -45,6 +45,31 @@ describe("edge tier", () => {
     expect(await bytesOf(envelope?.body ?? undefined)).toStrictEqual(body);
   });
 
+  it("decodes a record once per isolate: hits of one copy share its entry, frozen; a new record is decoded anew", async () => {
+    const cache = await caches.open(cacheName);
+    const tier = edgeTier(cache, { keyHost });
+    const key = uniqueKey();
+    const body = utf8("decoded once");
+    const entry = await entryFor(body);
+    await tier.put(key, entry, body, 60);
+
+    const first = await tier.get(key);
+    const second = await tier.get(key);
+    await first?.body.cancel();
+    await second?.body.cancel();
+    expect(first?.entry).toStrictEqual(entry);
+    expect(second?.entry).toBe(first?.entry);
+    expect(Object.isFrozen(first?.entry)).toBe(true);
+    expect(Object.isFrozen(first?.entry.headers[0])).toBe(true);
+
+    const changed = { ...entry, lifetime: entry.lifetime + 1 };
+    await tier.put(key, changed, body, 60);
+    const third = await tier.get(key);
+    await third?.body.cancel();
+    expect(third?.entry).toStrictEqual(changed);
+    expect(third?.entry).not.toBe(first?.entry);
+  });
+
   it("asks the Cache API to keep an entry at least a second, however short the retention", async () => {
     const cache = await caches.open(cacheName);
     const tier = edgeTier(cache, { keyHost });
