@@ -358,4 +358,37 @@ describe("edge tier", () => {
     );
     expect(await tier.get(late)).toBeNull();
   });
+
+  it("fails a put whose body broke off with the body's error even when the Cache API's put rejects first", async () => {
+    // Locally the Cache API takes the short copy and the tier sees the break once it returns; on Cloudflare the
+    // put itself may reject with the runtime's length message. The caller is told what broke, either way.
+    const cache = await caches.open(cacheName);
+    const rejecting = new Proxy(cache, {
+      get(target, name) {
+        if (name === "put")
+          return async (request: RequestInfo, response: Response) => {
+            if (!new URL(request instanceof Request ? request.url : request).pathname.includes("/body/")) {
+              return target.put(request, response);
+            }
+            await response.arrayBuffer();
+            throw new Error("fixed-length pipe ended prematurely");
+          };
+        const value = Reflect.get(target, name);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const tier = edgeTier(rejecting, { keyHost });
+    const body = patternBytes(100_000);
+    const key = uniqueKey();
+    const breaking = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(body.slice(0, 40_000));
+        controller.error(new Error("the origin went away"));
+      },
+    });
+    await expect(tier.put(key, await entryFor(body, { digest: "" }), breaking, 60)).rejects.toThrow(
+      "the origin went away",
+    );
+    expect(await tier.get(key)).toBeNull();
+  });
 });
