@@ -17,8 +17,6 @@ const ENTRIES = [
   "package.json",
   "tsconfig.json",
   "worker-configuration.d.ts",
-  // wrangler.jsonc's build hook: wrangler runs it before every dev session.
-  "scripts/deploy-guard.mjs",
   "src",
   // wrangler.jsonc's build hook: wrangler runs it before every dev and (dry-run) deploy.
   "scripts/deploy-guard.mjs",
